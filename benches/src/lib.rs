@@ -1,0 +1,1 @@
+//! Baselines for the criterion benches (see the benches issue).

@@ -1,0 +1,1 @@
+//! C ABI for ioasid (see the ffi issue).

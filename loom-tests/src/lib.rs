@@ -1,0 +1,1 @@
+//! loom models of the core protocols (see the loom issue).

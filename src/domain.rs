@@ -1,0 +1,192 @@
+//! Reclamation domains: the RCU of this crate.
+//!
+//! A [`Domain`] wraps one crossbeam-epoch `Collector`. Every space belongs to
+//! one domain; readers pin it (a [`Guard`]) for the span in which data they
+//! found may be used, and writers hand freed records to it, which drops them
+//! only once every guard that could have seen them is gone.
+//!
+//! By default all spaces share [`Domain::global`], so a new space costs no
+//! collector and one `ioasid_read_lock()` covers every space, as RCU does in
+//! the kernel. A space built with its own domain ([`Domain::new`]) releases
+//! all of its garbage when the last space and guard of that domain are gone,
+//! which is what tests that count drops, and loom models, want.
+//!
+//! Each thread caches one crossbeam `LocalHandle` per domain it has touched.
+//! INVARIANT: a cached handle's domain is found by comparing the address of
+//! its `DomainInner` (held weakly); entries whose domain is gone are pruned on
+//! the next miss in that thread, and a dropped domain removes its own entry
+//! from the dropping thread at once.
+
+use crate::sync::{thread_local, yield_now, AtomicBool, AtomicU64, Ordering};
+use crossbeam_epoch::{Collector, LocalHandle};
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Weak;
+
+// The domain's own bookkeeping is not part of any modelled protocol, so it
+// uses std's Arc even under loom; the collector inside is loom's.
+use std::sync::Arc as StdArc;
+
+/// A reclamation domain (one epoch collector). Cheap to clone.
+///
+/// ```
+/// use ioasid::{Domain, Space};
+/// let domain = Domain::new();
+/// let space: Space<u64> = Space::builder().range(1, 100).domain(domain.clone()).build().unwrap();
+/// let set = space.new_set();
+/// let id = set.alloc(1, 100, 7).unwrap();
+/// set.free(id).unwrap();
+/// domain.synchronize(); // every reader that could see the 7 is gone
+/// ```
+#[derive(Clone)]
+pub struct Domain {
+    inner: StdArc<DomainInner>,
+}
+
+pub(crate) struct DomainInner {
+    collector: Collector,
+    grace_periods: AtomicU64,
+}
+
+type HandleCache = RefCell<Vec<(Weak<DomainInner>, Box<LocalHandle>)>>;
+
+thread_local! {
+    static HANDLES: HandleCache = RefCell::new(Vec::new());
+}
+
+impl Domain {
+    /// A new domain with its own collector.
+    pub fn new() -> Domain {
+        Domain {
+            inner: StdArc::new(DomainInner {
+                collector: Collector::new(),
+                grace_periods: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The process-wide domain that spaces use unless given another.
+    #[cfg(not(ioasid_loom))]
+    pub fn global() -> &'static Domain {
+        static GLOBAL: std::sync::OnceLock<Domain> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(Domain::new)
+    }
+
+    /// Enters a read-side section: data found while the guard lives stays valid.
+    ///
+    /// Pinning is re-entrant and never blocks.
+    pub fn pin(&self) -> Guard {
+        let key = StdArc::as_ptr(&self.inner);
+        let handle: *const LocalHandle = HANDLES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((_, handle)) = cache.iter().find(|(d, _)| Weak::as_ptr(d) == key) {
+                return &**handle as *const LocalHandle;
+            }
+            cache.retain(|(d, _)| d.strong_count() > 0);
+            let handle = Box::new(self.inner.collector.register());
+            let ptr = &*handle as *const LocalHandle;
+            cache.push((StdArc::downgrade(&self.inner), handle));
+            ptr
+        });
+        // SAFETY: the handle is boxed, so its address is stable while the
+        // cache vector grows or shrinks. Its entry is removed only when its
+        // domain is gone (pruning, or DomainInner::drop), and `self` keeps
+        // this domain alive for the whole call. The cache borrow is released
+        // before pinning because pinning may run deferred drops, which may
+        // themselves pin or drop other domains on this thread.
+        let guard = unsafe { (*handle).pin() };
+        Guard {
+            inner: guard,
+            domain: key,
+        }
+    }
+
+    /// Waits until every read-side section of this domain that began before
+    /// the call has ended (the kernel's `synchronize_rcu()`).
+    ///
+    /// It blocks while another thread holds a guard that predates the call.
+    pub fn synchronize(&self) {
+        let done = StdArc::new(AtomicBool::new(false));
+        {
+            let guard = self.pin();
+            let flag = done.clone();
+            // Release pairs with the Acquire load below: the waiter sees the
+            // grace period complete only after the collector ran this closure,
+            // which it does only after every older guard was dropped.
+            guard
+                .inner
+                .defer(move || flag.store(true, Ordering::Release));
+            guard.inner.flush();
+        }
+        while !done.load(Ordering::Acquire) {
+            // Each pin+flush lets the global epoch advance past us and
+            // collects sealed bags, ours among them once two epochs passed.
+            self.pin().inner.flush();
+            yield_now();
+        }
+        // Relaxed: a statistics counter, ordered with nothing.
+        self.inner.grace_periods.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many [`synchronize`](Domain::synchronize) calls have completed.
+    pub fn grace_periods(&self) -> u64 {
+        // Relaxed: a statistics counter.
+        self.inner.grace_periods.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn key(&self) -> *const DomainInner {
+        StdArc::as_ptr(&self.inner)
+    }
+}
+
+impl Default for Domain {
+    fn default() -> Self {
+        Domain::new()
+    }
+}
+
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Domain")
+            .field("grace_periods", &self.grace_periods())
+            .finish()
+    }
+}
+
+impl Drop for DomainInner {
+    fn drop(&mut self) {
+        let me = self as *const DomainInner;
+        // Remove this thread's cached handle so the collector (and all its
+        // deferred drops) is released now rather than at thread exit. The
+        // cache may be borrowed already (we may run inside a deferred drop
+        // started by pin) or gone (thread exit): then pruning does it later.
+        let _ = HANDLES.try_with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                cache.retain(|(d, _)| Weak::as_ptr(d) != me);
+            }
+        });
+    }
+}
+
+/// A pinned read-side section of one [`Domain`].
+///
+/// References returned by `find` live as long as the guard; while any guard
+/// that could see a freed value lives, the value is not dropped. A guard
+/// belongs to the thread that made it.
+pub struct Guard {
+    pub(crate) inner: crossbeam_epoch::Guard,
+    domain: *const DomainInner,
+}
+
+impl Guard {
+    /// True if this guard protects the given domain.
+    pub(crate) fn protects(&self, domain: &Domain) -> bool {
+        self.domain == domain.key()
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Guard { .. }")
+    }
+}

@@ -1,0 +1,101 @@
+//! The error type, one variant per errno value the kernel contract returns.
+
+use std::fmt;
+
+/// Why an operation failed. Each variant maps to exactly one errno value
+/// ([`Error::errno`]), so the C layer can hand it on unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// `EINVAL`: a reversed range, a range that misses the space, or another
+    /// bad argument. Nothing was changed.
+    InvalidArgument,
+    /// `ENOSPC`: no ID of the range was free for the whole call.
+    NoSpace,
+    /// `EDQUOT`: the set already holds its quota of live IDs.
+    QuotaExceeded,
+    /// `ENOENT`: the ID is not live.
+    NotFound,
+    /// `EACCES`: the ID is live but belongs to another set.
+    PermissionDenied,
+    /// `EIO`: a custom allocator answered with an ID that is out of range or
+    /// already live; nothing was recorded.
+    BadCustomId,
+    /// An error a custom allocator reported, as a positive errno value.
+    Custom(i32),
+}
+
+/// errno values used by the crate (Linux numbering, as in `<errno.h>`).
+pub mod errno {
+    /// No such ID.
+    pub const ENOENT: i32 = 2;
+    /// A custom allocator gave a bad ID.
+    pub const EIO: i32 = 5;
+    /// Try again (custom allocator registration while IDs are live).
+    pub const EAGAIN: i32 = 11;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
+    /// The ID belongs to another set.
+    pub const EACCES: i32 = 13;
+    /// Already registered.
+    pub const EEXIST: i32 = 17;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// No free ID in range.
+    pub const ENOSPC: i32 = 28;
+    /// Quota exceeded.
+    pub const EDQUOT: i32 = 122;
+}
+
+impl Error {
+    /// The positive errno value of this error (`EINVAL`, `ENOSPC`, ...).
+    ///
+    /// ```
+    /// assert_eq!(ioasid::Error::NoSpace.errno(), 28);
+    /// ```
+    pub fn errno(self) -> i32 {
+        match self {
+            Error::InvalidArgument => errno::EINVAL,
+            Error::NoSpace => errno::ENOSPC,
+            Error::QuotaExceeded => errno::EDQUOT,
+            Error::NotFound => errno::ENOENT,
+            Error::PermissionDenied => errno::EACCES,
+            Error::BadCustomId => errno::EIO,
+            Error::Custom(e) => e,
+        }
+    }
+
+    /// The error for a positive errno value; unknown values become [`Error::Custom`].
+    ///
+    /// ```
+    /// use ioasid::Error;
+    /// assert_eq!(Error::from_errno(122), Error::QuotaExceeded);
+    /// assert_eq!(Error::from_errno(Error::NotFound.errno()), Error::NotFound);
+    /// ```
+    pub fn from_errno(value: i32) -> Error {
+        match value {
+            errno::EINVAL => Error::InvalidArgument,
+            errno::ENOSPC => Error::NoSpace,
+            errno::EDQUOT => Error::QuotaExceeded,
+            errno::ENOENT => Error::NotFound,
+            errno::EACCES => Error::PermissionDenied,
+            errno::EIO => Error::BadCustomId,
+            other => Error::Custom(other),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidArgument => f.write_str("invalid argument (EINVAL)"),
+            Error::NoSpace => f.write_str("no free ID in range (ENOSPC)"),
+            Error::QuotaExceeded => f.write_str("set quota reached (EDQUOT)"),
+            Error::NotFound => f.write_str("ID is not live (ENOENT)"),
+            Error::PermissionDenied => f.write_str("ID belongs to another set (EACCES)"),
+            Error::BadCustomId => f.write_str("custom allocator gave a bad ID (EIO)"),
+            Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

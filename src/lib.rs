@@ -1,0 +1,82 @@
+//! # ioasid: lock-free PASID / I/O ASID allocation for user space
+//!
+//! The Linux kernel hands out PCIe PASIDs with its I/O ASID allocator
+//! (`ioasid_alloc/free/find/set_data`) and the 2018 `iommu_pasid_*` RFC. This
+//! crate gives user space (VMMs emulating a vIOMMU, user-space drivers, C
+//! test harnesses) the same contract, lock-free, with epoch-based reclamation
+//! (crossbeam-epoch) in the role RCU plays in the kernel.
+//!
+//! - A [`Space`] is one ID namespace `[min, max]` with a [`Policy`]
+//!   (lowest-free, cyclic, or any).
+//! - A [`Set`] is a consumer inside a space: it owns IDs, one private value
+//!   of type `T` per ID, an optional quota, and walks its own IDs in
+//!   ascending order at a cost that grows with the set, not the space.
+//! - Lookups ([`Space::find`], [`Set::find`]) never block and write nothing
+//!   shared: they pin a [`Guard`] and load at most one pointer per tree level.
+//! - Freed and replaced data is dropped only after every reader that could
+//!   have seen it has dropped its guard; [`Space::synchronize`] waits for them.
+//! - A [`CustomAllocator`] can take number choice over (paravirtual PASIDs).
+//!
+//! ```
+//! use ioasid::{Policy, Space};
+//!
+//! // A 20-bit PASID space without PASID 0, shared by two device drivers.
+//! let space: Space<String> = Space::builder().range(1, 0xFFFFF).policy(Policy::Lowest).build()?;
+//! let gpu = space.new_set();
+//! let nic = space.new_set_with_quota(64);
+//!
+//! let pasid = gpu.alloc(1, 0xFFFFF, "mm of pid 1234".to_string())?;
+//! assert_eq!(pasid, 1);
+//!
+//! // The fault handler's lookup: lock-free, no reference counts.
+//! let guard = space.pin();
+//! assert_eq!(space.find(pasid, &guard).map(String::as_str), Some("mm of pid 1234"));
+//! assert_eq!(nic.find(pasid, &guard), Err(ioasid::Error::PermissionDenied));
+//! drop(guard);
+//!
+//! gpu.free(pasid)?;
+//! assert_eq!(gpu.free(pasid), Err(ioasid::Error::NotFound));
+//! # Ok::<(), ioasid::Error>(())
+//! ```
+//!
+//! ## Architecture
+//!
+//! - `tree`: the radix tree of one space (claim bitmaps, free hints, slots).
+//! - `members`: a set's bitmap index of its own IDs.
+//! - `space`: records, policies, custom allocators, the space handle.
+//! - `set`: the set handle.
+//! - `domain`: reclamation domains and guards.
+//! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
+
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+// loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
+#![allow(clippy::missing_const_for_thread_local)]
+
+mod domain;
+mod error;
+mod members;
+mod set;
+mod space;
+mod sync;
+mod tree;
+
+pub use domain::{Domain, Guard};
+pub use error::{errno, Error};
+pub use set::Set;
+pub use space::{CustomAlloc, CustomAllocator, CustomHook, Policy, Space, SpaceBuilder};
+
+/// An I/O address space ID, the kernel's `ioasid_t`.
+pub type Ioasid = u32;
+
+/// Never a valid ID: `(ioasid_t)-1`.
+pub const INVALID_IOASID: Ioasid = u32::MAX;
+
+/// The largest ID a space may hold.
+pub const MAX_IOASID: Ioasid = 0xFFFF_FFFE;
+
+/// The lowest PCIe PASID (0 means "no PASID").
+pub const PASID_MIN: Ioasid = 1;
+
+/// The largest 20-bit PCIe PASID.
+pub const PASID_MAX: Ioasid = 0xFFFFF;

@@ -1,0 +1,205 @@
+//! Sets: the consumers of a space (a driver, a VM, an `iommu_pasid`).
+//!
+//! A [`Set`] owns its IDs: it allocates them, frees them with ownership
+//! checks, finds only its own, walks them in ascending order through its
+//! membership index, and frees them all when dropped.
+//!
+//! INVARIANT: the `SetCore` behind a set is freed only through the epoch,
+//! after the set removed every record naming it, so a reader holding a
+//! guard may always dereference a record's owner.
+
+use crate::domain::Guard;
+use crate::error::Error;
+use crate::members::Members;
+use crate::space::{SetCore, Space};
+use crate::sync::AtomicUsize;
+use crate::Ioasid;
+use crossbeam_epoch::Shared;
+use std::fmt;
+use std::ops::ControlFlow;
+
+/// A consumer of a [`Space`]: owns IDs and one private value per ID.
+///
+/// Dropping a set frees all of its IDs. A set is `Send + Sync` and all of
+/// its methods take `&self`, so threads share it by reference or `Arc`.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// let space = ioasid::Space::<u32>::new(0, 1000)?;
+/// let gpu = space.new_set();
+/// let nic = space.new_set();
+/// let a = gpu.alloc(10, 20, 1)?;
+/// let b = nic.alloc(10, 20, 2)?;
+/// assert_eq!((a, b), (10, 11));
+/// assert_eq!(gpu.free(b), Err(ioasid::Error::PermissionDenied));
+/// let mut seen = vec![];
+/// gpu.for_each(|id, data| { seen.push((id, *data)); ControlFlow::<()>::Continue(()) });
+/// assert_eq!(seen, vec![(10, 1)]);
+/// # Ok::<(), ioasid::Error>(())
+/// ```
+pub struct Set<T: Send + Sync + 'static, const F: usize = 64> {
+    /// Boxed and leaked in `new`; handed to the epoch in `drop`.
+    core: *const SetCore<F>,
+    space: Space<T, F>,
+}
+
+// SAFETY: the core is shared state made of atomics; data crosses threads as
+// `T: Send + Sync`.
+unsafe impl<T: Send + Sync + 'static, const F: usize> Send for Set<T, F> {}
+// SAFETY: as above; every method takes `&self` and synchronises through atomics.
+unsafe impl<T: Send + Sync + 'static, const F: usize> Sync for Set<T, F> {}
+
+impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
+    pub(crate) fn new(space: Space<T, F>, quota: usize) -> Self {
+        let span = u64::from(space.max() - space.min()) + 1;
+        let core = Box::new(SetCore {
+            quota,
+            live: AtomicUsize::new(0),
+            members: Members::new(span),
+        });
+        Set {
+            core: Box::into_raw(core),
+            space,
+        }
+    }
+
+    fn core(&self) -> &SetCore<F> {
+        // SAFETY: the core lives until `drop` hands it to the epoch.
+        unsafe { &*self.core }
+    }
+
+    /// The space this set allocates in.
+    pub fn space(&self) -> &Space<T, F> {
+        &self.space
+    }
+
+    /// The quota, if the set has one.
+    pub fn quota(&self) -> Option<usize> {
+        self.core().has_quota().then_some(self.core().quota)
+    }
+
+    /// Allocates an ID in `min..=max` (clamped to the space) with `data`.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for `min > max` or a range that
+    /// misses the space; [`Error::QuotaExceeded`]; [`Error::NoSpace`] when no
+    /// ID of the range was free for the whole call; for a custom allocator,
+    /// [`Error::BadCustomId`] or its own error. On error `data` is dropped
+    /// and nothing changed.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 3)?;
+    /// let set = space.new_set();
+    /// assert_eq!(set.alloc(2, 1, ()), Err(ioasid::Error::InvalidArgument));
+    /// assert_eq!(set.alloc(3, 3, ())?, 3);
+    /// assert_eq!(set.alloc(3, 3, ()), Err(ioasid::Error::NoSpace));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn alloc(&self, min: Ioasid, max: Ioasid, data: T) -> Result<Ioasid, Error> {
+        self.space.inner.alloc(self.core(), min, max, data)
+    }
+
+    /// Frees an ID of this set: [`Error::NotFound`] if it is not live,
+    /// [`Error::PermissionDenied`] if another set owns it (nothing changed).
+    pub fn free(&self, id: Ioasid) -> Result<(), Error> {
+        let guard = self.space.pin();
+        self.space.inner.remove(id, Some(self.core), &guard)
+    }
+
+    /// The data of `id` if this set owns it: [`Error::NotFound`] or
+    /// [`Error::PermissionDenied`] otherwise. Lock-free, writes nothing.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain.
+    pub fn find<'g>(&'g self, id: Ioasid, guard: &'g Guard) -> Result<&'g T, Error> {
+        let record = self.space.inner.record(id, guard).ok_or(Error::NotFound)?;
+        if record.owner == self.core {
+            Ok(&record.data)
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
+    /// Calls `f` with the data of `id` if this set owns it, pinning for the call.
+    pub fn with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
+        let guard = self.space.pin();
+        self.find(id, &guard).map(f)
+    }
+
+    /// True if this set owns live ID `id`.
+    pub fn contains(&self, id: Ioasid) -> bool {
+        self.with(id, |_| ()).is_ok()
+    }
+
+    /// Replaces the data of an ID of this set. The old data is dropped once
+    /// no reader can see it.
+    pub fn set_data(&self, id: Ioasid, data: T) -> Result<(), Error> {
+        self.space.inner.replace(id, Some(self.core), data)
+    }
+
+    /// Calls `f(id, data)` for each ID of this set in ascending order, until
+    /// `f` breaks; returns the break value, or `Continue` after the last ID.
+    ///
+    /// Weakly consistent: an ID live for the whole walk is visited exactly
+    /// once, one allocated or freed meanwhile may or may not be, an ID of
+    /// another set never is. `f` may alloc, free and find in this set. The
+    /// cost grows with the set's size, not the space's population.
+    pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
+        let guard = self.space.pin();
+        let inner = &self.space.inner;
+        let min = self.space.min();
+        self.core().members.walk(|key| {
+            let id = min + key as Ioasid;
+            match inner.record(id, &guard) {
+                Some(record) if record.owner == self.core => f(id, &record.data),
+                _ => ControlFlow::Continue(()),
+            }
+        })
+    }
+
+    /// Number of live IDs of this set (a counter with a quota, else a walk).
+    pub fn len(&self) -> usize {
+        if self.core().has_quota() {
+            // Relaxed: a snapshot.
+            return self.core().live.load(crate::sync::Ordering::Relaxed);
+        }
+        let mut n = 0;
+        let _ = self.for_each(|_, _| {
+            n += 1;
+            ControlFlow::<()>::Continue(())
+        });
+        n
+    }
+
+    /// True if the set holds no live ID.
+    pub fn is_empty(&self) -> bool {
+        self.for_each(|_, _| ControlFlow::Break(())).is_continue()
+    }
+
+    /// Frees every ID of the set and the set itself (same as dropping it).
+    pub fn destroy(self) {}
+}
+
+impl<T: Send + Sync + 'static, const F: usize> Drop for Set<T, F> {
+    fn drop(&mut self) {
+        let guard = self.space.pin();
+        let inner = &self.space.inner;
+        let min = self.space.min();
+        let _ = self.core().members.walk(|key| {
+            // NotFound: a kernel-form free elsewhere beat us to it.
+            let _ = inner.remove(min + key as Ioasid, Some(self.core), &guard);
+            ControlFlow::<()>::Continue(())
+        });
+        // SAFETY: no record names this core any more; readers that loaded one
+        // are pinned, and the epoch frees the core after them.
+        unsafe { guard.inner.defer_destroy(Shared::from(self.core)) };
+    }
+}
+
+impl<T: Send + Sync + 'static, const F: usize> fmt::Debug for Set<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Set")
+            .field("quota", &self.quota())
+            .field("space", &self.space)
+            .finish()
+    }
+}

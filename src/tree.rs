@@ -1,0 +1,629 @@
+//! The ID tree: a radix tree of fan-out `F` over the keys `0..span` of one
+//! space (a key is an ID minus the space's minimum).
+//!
+//! # Shape
+//!
+//! `levels` levels of `log2(F)` key bits each; only the levels the span needs
+//! exist. Inner nodes hold `F` child pointers and a *free hint* word; leaves
+//! hold a *claim* word and `F` record slots. Nodes are created on demand by
+//! compare-and-swap (the loser frees its unpublished node) and are never
+//! removed while the tree lives, so a reader needs no protection for nodes,
+//! only for records (which the caller reclaims through the epoch).
+//!
+//! INVARIANT (geometry): a leaf's claim word has every bit set that is not a
+//! valid key (beyond `F`, or beyond the span), so "leaf full" is
+//! `claimed == u64::MAX`; an inner node's hint word never has an invalid
+//! child's bit set, so "node full" is `free_hint == 0`.
+//!
+//! # Claims and records
+//!
+//! A key is *claimed* while its claim bit is set; it is *live* while its slot
+//! holds a record. alloc claims the bit (`fetch_or`), then the caller
+//! publishes the record (Release). free takes the record out of the slot
+//! (CAS to null), then calls [`Tree::release`], which clears the claim bit
+//! (Release) so the key is reusable at once.
+//!
+//! # Free hints, and why ENOSPC is truthful
+//!
+//! Hint bit `i` of an inner node clear means "child `i` was seen full". A
+//! claim that fills a leaf *propagates*: it clears the parent's bit, issues a
+//! SeqCst fence, re-checks the child, and if the child is no longer full sets
+//! the bit again (and repairs upward); if the parent became empty it goes on
+//! one level up. A release clears its claim bit, then walks up, with a SeqCst
+//! fence before each read, setting every ancestor bit it finds clear.
+//!
+//! The two fences form Dekker's pattern per level: either the propagator's
+//! re-check sees the release (and undoes its clear), or the release sees the
+//! clear (and sets the bit again). So once a release has returned, its key's
+//! ancestors are marked free, except transiently, between a propagator's
+//! clear and its undo. Those windows are fenced by `hint_seq`: propagators
+//! count themselves in (started count and active count, one word) before
+//! their first clear and out after their last undo. A walk that follows the
+//! hints and finds nothing trusts that answer only if no propagation was
+//! active at its start and none started during it; otherwise it repeats as an
+//! exact scan that ignores hints. Hence: a key free for the whole call is
+//! never missed, and a full space answers ENOSPC from the root's hint word.
+
+use crate::sync::{atomic_array, fence, AtomicPtr, AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::ptr;
+
+/// The most levels a tree can have: fan-out 2 over 32-bit keys.
+pub(crate) const MAX_LEVELS: usize = 32;
+
+/// `hint_seq`: the low half counts active propagations, the high half
+/// counts started ones.
+const SEQ_ACTIVE_MASK: u64 = 0xFFFF_FFFF;
+const SEQ_STARTED_ONE: u64 = 1 << 32;
+
+/// Bits `first..=last` of a word.
+pub(crate) fn bit_range(first: usize, last: usize) -> u64 {
+    debug_assert!(first <= last && last < 64);
+    (u64::MAX >> (63 - last)) & (u64::MAX << first)
+}
+
+/// Bits `0..n` of a word (`n <= 64`).
+pub(crate) fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// The number of levels a radix tree of fan-out `F` needs for `span` keys.
+pub(crate) fn levels_for<const F: usize>(span: u64) -> u32 {
+    let bits = F.trailing_zeros();
+    let key_bits = 64 - (span.max(2) - 1).leading_zeros();
+    key_bits.div_ceil(bits).max(1)
+}
+
+/// Checks, at compile time, that `F` is a fan-out the tree supports.
+pub(crate) const fn assert_fanout<const F: usize>() {
+    assert!(
+        F.is_power_of_two() && F >= 2 && F <= 64,
+        "fan-out must be a power of two in 2..=64"
+    );
+}
+
+struct Inner<const F: usize> {
+    /// Bit i set: child i may have a free key.
+    free_hint: AtomicU64,
+    /// Child i: an `Inner` or, at the last level, a `Leaf`; null = all free.
+    children: [AtomicPtr<()>; F],
+}
+
+struct Leaf<R, const F: usize> {
+    /// Bit i set: key `base + i` is claimed (or is not a valid key).
+    claimed: AtomicU64,
+    /// Slot i: the record of key `base + i`, or null.
+    slots: [AtomicPtr<R>; F],
+}
+
+/// A node whose fullness a propagation re-checks.
+#[derive(Clone, Copy)]
+enum NodeRef<'a, R, const F: usize> {
+    Inner(&'a Inner<F>),
+    Leaf(&'a Leaf<R, F>),
+}
+
+impl<R, const F: usize> NodeRef<'_, R, F> {
+    fn is_full(&self) -> bool {
+        // Relaxed: callers issue a SeqCst fence first (see module docs).
+        match *self {
+            NodeRef::Inner(inner) => inner.free_hint.load(Ordering::Relaxed) == 0,
+            NodeRef::Leaf(leaf) => leaf.claimed.load(Ordering::Relaxed) == u64::MAX,
+        }
+    }
+}
+
+/// The inner nodes on the way from the root to the current node, each with
+/// the index of the child taken.
+struct Path<const F: usize> {
+    nodes: [*const Inner<F>; MAX_LEVELS],
+    index: [usize; MAX_LEVELS],
+    len: usize,
+}
+
+impl<const F: usize> Path<F> {
+    fn new() -> Self {
+        Path {
+            nodes: [ptr::null(); MAX_LEVELS],
+            index: [0; MAX_LEVELS],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, node: &Inner<F>, index: usize) {
+        self.nodes[self.len] = node;
+        self.index[self.len] = index;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) {
+        self.len -= 1;
+    }
+
+    fn get(&self, level: usize) -> (&Inner<F>, usize) {
+        // SAFETY: entries below `len` point at inner nodes of the tree, which
+        // live as long as the tree, and the path never outlives a borrow of it.
+        (unsafe { &*self.nodes[level] }, self.index[level])
+    }
+}
+
+/// The radix tree of one space. `R` is the record type held in leaf slots.
+pub(crate) struct Tree<R, const F: usize> {
+    /// The root: an `Inner`, or a `Leaf` when `levels == 1`. Never null.
+    root: *mut (),
+    levels: u32,
+    span: u64,
+    /// Started/active propagations (see module docs).
+    hint_seq: AtomicU64,
+    _records: PhantomData<Box<R>>,
+}
+
+// SAFETY: the tree owns its nodes and the boxed records in its slots; all
+// shared mutation goes through atomics. Records are handed between threads
+// (published by one, read and dropped by others), hence `R: Send + Sync`.
+unsafe impl<R: Send + Sync, const F: usize> Send for Tree<R, F> {}
+// SAFETY: as above.
+unsafe impl<R: Send + Sync, const F: usize> Sync for Tree<R, F> {}
+
+impl<R, const F: usize> Tree<R, F> {
+    const BITS: u32 = F.trailing_zeros();
+    const INDEX_MASK: u64 = F as u64 - 1;
+
+    /// A tree for keys `0..span` (`2 <= span <= 2^32`) with only its root.
+    pub(crate) fn new(span: u64) -> Self {
+        const { assert_fanout::<F>() };
+        assert!((1..=1 << 32).contains(&span));
+        let levels = levels_for::<F>(span);
+        let mut tree = Tree {
+            root: ptr::null_mut(),
+            levels,
+            span,
+            hint_seq: AtomicU64::new(0),
+            _records: PhantomData,
+        };
+        tree.root = tree.new_node(0, 0);
+        tree
+    }
+
+    /// Number of keys.
+    pub(crate) fn span(&self) -> u64 {
+        self.span
+    }
+
+    /// Shift of the child index at `level` (the leaf level has shift 0).
+    fn shift(&self, level: u32) -> u32 {
+        Self::BITS * (self.levels - 1 - level)
+    }
+
+    fn index(&self, key: u64, level: u32) -> usize {
+        ((key >> self.shift(level)) & Self::INDEX_MASK) as usize
+    }
+
+    fn is_leaf_level(&self, level: u32) -> bool {
+        level == self.levels - 1
+    }
+
+    /// The valid children (or keys) of the node at `level` that starts at `base`.
+    fn valid_mask(&self, level: u32, base: u64) -> u64 {
+        let shift = self.shift(level);
+        let remaining = (self.span - base).div_ceil(1u64 << shift);
+        low_bits(remaining.min(F as u64) as usize)
+    }
+
+    fn new_node(&self, level: u32, base: u64) -> *mut () {
+        let valid = self.valid_mask(level, base);
+        if self.is_leaf_level(level) {
+            let leaf: Leaf<R, F> = Leaf {
+                claimed: AtomicU64::new(!valid),
+                slots: atomic_array(|_| AtomicPtr::new(ptr::null_mut())),
+            };
+            Box::into_raw(Box::new(leaf)).cast()
+        } else {
+            let inner: Inner<F> = Inner {
+                free_hint: AtomicU64::new(valid),
+                children: atomic_array(|_| AtomicPtr::new(ptr::null_mut())),
+            };
+            Box::into_raw(Box::new(inner)).cast()
+        }
+    }
+
+    /// Frees a node and everything below it, records included.
+    ///
+    /// # Safety
+    /// `node` is a node of this tree at `level` that no other thread can reach.
+    unsafe fn free_subtree(&self, node: *mut (), level: u32) {
+        if self.is_leaf_level(level) {
+            // SAFETY: the caller's contract; leaves were made by `new_node`.
+            let leaf = unsafe { Box::from_raw(node.cast::<Leaf<R, F>>()) };
+            for slot in &leaf.slots {
+                // Relaxed: we have exclusive access.
+                let record = slot.load(Ordering::Relaxed);
+                if !record.is_null() {
+                    // SAFETY: a published record is a leaked box owned by its slot.
+                    drop(unsafe { Box::from_raw(record) });
+                }
+            }
+        } else {
+            // SAFETY: the caller's contract; inner nodes were made by `new_node`.
+            let inner = unsafe { Box::from_raw(node.cast::<Inner<F>>()) };
+            for child in &inner.children {
+                // Relaxed: we have exclusive access.
+                let child = child.load(Ordering::Relaxed);
+                if !child.is_null() {
+                    // SAFETY: children of an unreachable node are unreachable.
+                    unsafe { self.free_subtree(child, level + 1) };
+                }
+            }
+        }
+    }
+
+    fn leaf_of(&self, key: u64) -> Option<&Leaf<R, F>> {
+        debug_assert!(key < self.span);
+        let mut node = self.root;
+        for level in 0..self.levels - 1 {
+            // SAFETY: nodes above the leaf level are inner nodes, alive while
+            // the tree is.
+            let inner = unsafe { &*node.cast::<Inner<F>>() };
+            // Acquire: pairs with the Release install CAS, so the node's
+            // initialised contents are visible.
+            node = inner.children[self.index(key, level)].load(Ordering::Acquire);
+            if node.is_null() {
+                return None;
+            }
+        }
+        // SAFETY: the node at the leaf level is a leaf, alive while the tree is.
+        Some(unsafe { &*node.cast::<Leaf<R, F>>() })
+    }
+
+    /// The slot of `key`, if its leaf exists.
+    pub(crate) fn slot(&self, key: u64) -> Option<&AtomicPtr<R>> {
+        self.leaf_of(key)
+            .map(|leaf| &leaf.slots[(key & Self::INDEX_MASK) as usize])
+    }
+
+    /// Claims the lowest free key in `lo..=hi`, or `None` if no key there was
+    /// free for the whole call. Returns the key and its (empty) slot.
+    pub(crate) fn claim(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicPtr<R>)> {
+        debug_assert!(lo <= hi && hi < self.span);
+        // Acquire: pairs with the Release decrement of a propagation that
+        // finished, so its undo is visible to the walk's hint loads.
+        let before = self.hint_seq.load(Ordering::Acquire);
+        if let Some(found) = self.claim_in(self.root, 0, 0, lo, hi, false, &mut Path::new()) {
+            return Some(found);
+        }
+        // Acquire loads of the walk keep this load after them.
+        let after = self.hint_seq.load(Ordering::Acquire);
+        if before & SEQ_ACTIVE_MASK == 0 && before == after {
+            return None;
+        }
+        self.claim_in(self.root, 0, 0, lo, hi, true, &mut Path::new())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn claim_in(
+        &self,
+        node: *mut (),
+        level: u32,
+        base: u64,
+        lo: u64,
+        hi: u64,
+        exact: bool,
+        path: &mut Path<F>,
+    ) -> Option<(u64, &AtomicPtr<R>)> {
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf of this tree.
+            let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
+            return self.claim_in_leaf(leaf, base, lo, hi, path);
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        let shift = self.shift(level);
+        let first = ((lo - base) >> shift) as usize;
+        let last = ((hi - base) >> shift) as usize;
+        let mut i = first;
+        while i <= last {
+            if !exact {
+                // Acquire: orders the walk's later loads (and the final
+                // `hint_seq` load) after this one.
+                let hint = inner.free_hint.load(Ordering::Acquire);
+                if hint == 0 && path.len > 0 {
+                    // Our parent said "free" but we are full: repair the hint.
+                    self.propagate_full(path, NodeRef::Inner(inner));
+                }
+                let window = hint & bit_range(i, last);
+                if window == 0 {
+                    return None;
+                }
+                i = window.trailing_zeros() as usize;
+            }
+            let child_base = base + ((i as u64) << shift);
+            let child = self.child_or_install(inner, i, level + 1, child_base);
+            let child_lo = lo.max(child_base);
+            let child_hi = hi.min(child_base + (1u64 << shift) - 1);
+            path.push(inner, i);
+            if let Some(found) = self.claim_in(
+                child,
+                level + 1,
+                child_base,
+                child_lo,
+                child_hi,
+                exact,
+                path,
+            ) {
+                return Some(found);
+            }
+            path.pop();
+            i += 1;
+        }
+        None
+    }
+
+    fn claim_in_leaf<'t>(
+        &'t self,
+        leaf: &'t Leaf<R, F>,
+        base: u64,
+        lo: u64,
+        hi: u64,
+        path: &Path<F>,
+    ) -> Option<(u64, &'t AtomicPtr<R>)> {
+        let wanted = bit_range((lo - base) as usize, (hi - base) as usize);
+        // Relaxed: only a guess at which bit to try; the fetch_or decides.
+        let mut word = leaf.claimed.load(Ordering::Relaxed);
+        loop {
+            let free = !word & wanted;
+            if free == 0 {
+                if word == u64::MAX && path.len > 0 {
+                    // Reached through a stale "free" hint: repair it.
+                    self.propagate_full(path, NodeRef::Leaf(leaf));
+                }
+                return None;
+            }
+            let bit = free & free.wrapping_neg();
+            // Acquire: pairs with the Release clear in `release`, so the
+            // previous owner's null store to the slot happens before the
+            // caller publishes the new record there.
+            let prev = leaf.claimed.fetch_or(bit, Ordering::Acquire);
+            if prev & bit == 0 {
+                if prev | bit == u64::MAX && path.len > 0 {
+                    self.propagate_full(path, NodeRef::Leaf(leaf));
+                }
+                let index = bit.trailing_zeros() as usize;
+                return Some((base + index as u64, &leaf.slots[index]));
+            }
+            word = prev | bit;
+        }
+    }
+
+    fn child_or_install(
+        &self,
+        inner: &Inner<F>,
+        i: usize,
+        child_level: u32,
+        child_base: u64,
+    ) -> *mut () {
+        // Acquire: pairs with the Release of the install CAS below.
+        let child = inner.children[i].load(Ordering::Acquire);
+        if !child.is_null() {
+            return child;
+        }
+        let fresh = self.new_node(child_level, child_base);
+        // AcqRel on success: Release publishes the node's initialised
+        // contents; Acquire on failure reads the winner's.
+        match inner.children[i].compare_exchange(
+            ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` was never published; only we can reach it.
+                unsafe { self.free_subtree(fresh, child_level) };
+                winner
+            }
+        }
+    }
+
+    /// `child` (the node below the end of `path`) was seen full: clear its
+    /// hint bit, re-check, and go up while nodes become empty.
+    fn propagate_full(&self, path: &Path<F>, child: NodeRef<'_, R, F>) {
+        // Relaxed: the Release clear below publishes this increment to any
+        // walk that observes the clear.
+        self.hint_seq
+            .fetch_add(SEQ_STARTED_ONE | 1, Ordering::Relaxed);
+        let mut child = child;
+        for level in (0..path.len).rev() {
+            let (inner, index) = path.get(level);
+            let bit = 1u64 << index;
+            // Release: publishes the `hint_seq` increment (see module docs).
+            let prev = inner.free_hint.fetch_and(!bit, Ordering::Release);
+            // SeqCst: our half of the Dekker pattern with `release`.
+            fence(Ordering::SeqCst);
+            if !child.is_full() {
+                // A key was released meanwhile: undo, and make sure the
+                // ancestors above say "free" too.
+                inner.free_hint.fetch_or(bit, Ordering::Release);
+                self.repair_above(path, level);
+                break;
+            }
+            if prev & !bit != 0 {
+                break; // the parent still has free children
+            }
+            child = NodeRef::Inner(inner);
+        }
+        // Release: a walk that reads the decrement sees our undo.
+        self.hint_seq.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Sets the hint bits of `path[..level]` that are clear, bottom-up, with
+    /// a SeqCst fence after each write (the caller just wrote `path[level]`).
+    fn repair_above(&self, path: &Path<F>, level: usize) {
+        let mut wrote = true;
+        for up in (0..level).rev() {
+            if wrote {
+                // SeqCst: our half of the Dekker pattern with `propagate_full`.
+                fence(Ordering::SeqCst);
+            }
+            let (inner, index) = path.get(up);
+            let bit = 1u64 << index;
+            // Relaxed: after the fence; a stale "set" is answered by the
+            // propagator's re-check, which sees our earlier write.
+            wrote = inner.free_hint.load(Ordering::Relaxed) & bit == 0;
+            if wrote {
+                // Release: pairs with the walkers' Acquire hint loads.
+                inner.free_hint.fetch_or(bit, Ordering::Release);
+            }
+        }
+    }
+
+    /// Makes a claimed key free again. The caller has already taken its
+    /// record out of the slot.
+    ///
+    /// # Panics
+    /// If the key's leaf does not exist (it was never claimed).
+    pub(crate) fn release(&self, key: u64) {
+        let mut path = Path::<F>::new();
+        let mut node = self.root;
+        for level in 0..self.levels - 1 {
+            // SAFETY: nodes above the leaf level are inner nodes of this tree.
+            let inner = unsafe { &*node.cast::<Inner<F>>() };
+            let index = self.index(key, level);
+            path.push(inner, index);
+            // Acquire: pairs with the install CAS.
+            node = inner.children[index].load(Ordering::Acquire);
+            assert!(!node.is_null(), "release of a key that was never claimed");
+        }
+        // SAFETY: the node at the leaf level is a leaf of this tree.
+        let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
+        let bit = 1u64 << (key & Self::INDEX_MASK);
+        // Release: the caller's null store to the slot happens before the
+        // next claim of this key (which loads with Acquire).
+        let prev = leaf.claimed.fetch_and(!bit, Ordering::Release);
+        debug_assert!(prev & bit != 0, "release of a free key");
+        self.repair_above(&path, path.len);
+    }
+
+    /// Number of slots holding a record (a walk over all nodes).
+    pub(crate) fn count_live(&self) -> usize {
+        self.count_in(self.root, 0)
+    }
+
+    fn count_in(&self, node: *mut (), level: u32) -> usize {
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf of this tree.
+            let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
+            // Relaxed: a snapshot count, exact only when quiescent.
+            return leaf
+                .slots
+                .iter()
+                .filter(|s| !s.load(Ordering::Relaxed).is_null())
+                .count();
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        inner
+            .children
+            .iter()
+            // Acquire: pairs with the install CAS.
+            .map(|c| c.load(Ordering::Acquire))
+            .filter(|c| !c.is_null())
+            .map(|c| self.count_in(c, level + 1))
+            .sum()
+    }
+
+    /// Bytes of node memory the tree holds (records excluded).
+    pub(crate) fn node_bytes(&self) -> usize {
+        self.bytes_in(self.root, 0)
+    }
+
+    fn bytes_in(&self, node: *mut (), level: u32) -> usize {
+        if self.is_leaf_level(level) {
+            return std::mem::size_of::<Leaf<R, F>>();
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        let below: usize = inner
+            .children
+            .iter()
+            // Acquire: pairs with the install CAS.
+            .map(|c| c.load(Ordering::Acquire))
+            .filter(|c| !c.is_null())
+            .map(|c| self.bytes_in(c, level + 1))
+            .sum();
+        std::mem::size_of::<Inner<F>>() + below
+    }
+}
+
+impl<R, const F: usize> Drop for Tree<R, F> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other thread can reach the tree.
+        unsafe { self.free_subtree(self.root, 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_cover_the_span() {
+        assert_eq!(levels_for::<64>(64), 1);
+        assert_eq!(levels_for::<64>(65), 2);
+        assert_eq!(levels_for::<64>(1 << 20), 4);
+        assert_eq!(levels_for::<64>((1 << 32) - 1), 6);
+        assert_eq!(levels_for::<4>(4), 1);
+        assert_eq!(levels_for::<4>(5), 2);
+        assert_eq!(levels_for::<2>((1 << 32) - 1), 32);
+        assert_eq!(levels_for::<2>(1), 1);
+    }
+
+    #[test]
+    fn bit_helpers() {
+        assert_eq!(bit_range(0, 63), u64::MAX);
+        assert_eq!(bit_range(3, 3), 8);
+        assert_eq!(bit_range(1, 2), 6);
+        assert_eq!(low_bits(0), 0);
+        assert_eq!(low_bits(64), u64::MAX);
+        assert_eq!(low_bits(3), 7);
+    }
+
+    fn claim_all<const F: usize>(tree: &Tree<u32, F>, lo: u64, hi: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Some((key, _)) = tree.claim(lo, hi) {
+            out.push(key);
+        }
+        out
+    }
+
+    #[test]
+    fn fills_in_order_and_reports_full_from_the_root() {
+        let tree: Tree<u32, 4> = Tree::new(37);
+        let keys = claim_all(&tree, 0, 36);
+        assert_eq!(keys, (0..37).collect::<Vec<_>>());
+        // SAFETY: 37 keys at fan-out 4 need 3 levels, so the root is an inner node.
+        let root = unsafe { &*tree.root.cast::<Inner<4>>() };
+        assert_eq!(
+            root.free_hint.load(Ordering::Relaxed),
+            0,
+            "full tree: root hint empty"
+        );
+        tree.release(17);
+        assert_eq!(tree.claim(0, 36).map(|c| c.0), Some(17));
+        assert_eq!(tree.claim(0, 36).map(|c| c.0), None);
+    }
+
+    #[test]
+    fn partial_ranges_inside_one_leaf_and_across_leaves() {
+        let tree: Tree<u32, 4> = Tree::new(64);
+        assert_eq!(claim_all(&tree, 5, 6), vec![5, 6]);
+        assert_eq!(claim_all(&tree, 3, 9), vec![3, 4, 7, 8, 9]);
+        assert_eq!(claim_all(&tree, 63, 63), vec![63]);
+        tree.release(4);
+        assert_eq!(claim_all(&tree, 0, 63).first(), Some(&0));
+        assert_eq!(tree.count_live(), 0, "claims without records are not live");
+    }
+}
