@@ -80,6 +80,16 @@ pub trait CustomAllocator: Send + Sync {
     fn free(&self, id: Ioasid);
 }
 
+/// A shared allocator is an allocator: keep an `Arc` to inspect its state.
+impl<A: CustomAllocator + ?Sized> CustomAllocator for std::sync::Arc<A> {
+    fn alloc(&self, min: Ioasid, max: Ioasid) -> CustomAlloc {
+        (**self).alloc(min, max)
+    }
+    fn free(&self, id: Ioasid) {
+        (**self).free(id)
+    }
+}
+
 /// A registered custom allocator, as installed in a space. Cheap to clone;
 /// two handles are equal when they share one registration.
 #[derive(Clone)]

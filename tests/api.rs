@@ -1,0 +1,460 @@
+//! Single-threaded semantics of the Rust API (SPEC section 3), at tiny and
+//! default fan-out.
+
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn make_space<const F: usize>(min: u32, max: u32, policy: Policy) -> Space<u32, F> {
+    Space::builder()
+        .range(min, max)
+        .policy(policy)
+        .build()
+        .unwrap()
+}
+
+fn ids_of<T: Send + Sync + 'static, const F: usize>(set: &ioasid::Set<T, F>) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let _ = set.for_each(|id, _| {
+        ids.push(id);
+        ControlFlow::<()>::Continue(())
+    });
+    ids
+}
+
+#[test]
+fn lowest_hands_out_ten_thousand_in_order_then_refills_holes() {
+    let space = make_space::<64>(0, MAX_IOASID, Policy::Lowest);
+    let set = space.new_set();
+    for expected in 0..10_000 {
+        assert_eq!(set.alloc(0, MAX_IOASID, expected), Ok(expected));
+    }
+    set.free(20).unwrap();
+    set.free(21).unwrap();
+    assert_eq!(set.alloc(0, MAX_IOASID, 0), Ok(20));
+    assert_eq!(set.alloc(0, MAX_IOASID, 0), Ok(21));
+    assert_eq!(set.alloc(0, MAX_IOASID, 0), Ok(10_000));
+}
+
+#[test]
+fn tiny_fanout_fills_every_leaf_and_splits() {
+    // 4-way nodes over 1000 keys: 5 levels, partial last nodes.
+    let space = make_space::<4>(0, 999, Policy::Lowest);
+    let set = space.new_set();
+    for expected in 0..1000 {
+        assert_eq!(set.alloc(0, 999, expected), Ok(expected));
+    }
+    assert_eq!(set.alloc(0, 999, 0), Err(Error::NoSpace));
+    // Free one ID in every leaf, in a scattered order, then get them back lowest-first.
+    let mut freed: Vec<u32> = (0..250).map(|leaf| leaf * 4 + (leaf % 4)).collect();
+    for &id in freed.iter().rev() {
+        set.free(id).unwrap();
+    }
+    freed.sort();
+    for &id in &freed {
+        assert_eq!(set.alloc(0, 999, id), Ok(id));
+    }
+    assert_eq!(set.alloc(0, 999, 0), Err(Error::NoSpace));
+    assert_eq!(space.live_count(), 1000);
+}
+
+#[test]
+fn full_range_enospc_then_exactly_the_freed_one_comes_back() {
+    for policy in [Policy::Lowest, Policy::Cyclic, Policy::Any] {
+        let space = make_space::<4>(100, 163, policy);
+        let set = space.new_set();
+        let mut got: Vec<u32> = (0..64).map(|i| set.alloc(100, 163, i).unwrap()).collect();
+        got.sort();
+        assert_eq!(got, (100..=163).collect::<Vec<_>>(), "{policy:?}");
+        assert_eq!(set.alloc(100, 163, 0), Err(Error::NoSpace), "{policy:?}");
+        set.free(137).unwrap();
+        assert_eq!(set.alloc(0, MAX_IOASID, 0), Ok(137), "{policy:?}");
+        assert_eq!(set.alloc(100, 163, 0), Err(Error::NoSpace), "{policy:?}");
+    }
+}
+
+#[test]
+fn edge_ids_are_allocatable_exactly() {
+    let edges = [0, 1, 0xFFFFF, 0x100000, MAX_IOASID - 1, MAX_IOASID];
+    let full = make_space::<64>(0, MAX_IOASID, Policy::Lowest);
+    let set = full.new_set();
+    for id in edges {
+        assert_eq!(set.alloc(id, id, id), Ok(id));
+        assert_eq!(set.alloc(id, id, id), Err(Error::NoSpace), "{id:#x} taken");
+        assert_eq!(set.with(id, |d| *d), Ok(id));
+    }
+    assert_eq!(ids_of(&set), edges.to_vec());
+    // A 20-bit PASID space: inclusive bounds at both ends.
+    let pasids = make_space::<64>(1, 0xFFFFF, Policy::Lowest);
+    let set = pasids.new_set();
+    assert_eq!(
+        set.alloc(0, 0, 0),
+        Err(Error::InvalidArgument),
+        "0 lies outside"
+    );
+    assert_eq!(set.alloc(0, 5, 0), Ok(1), "clamped to the space");
+    assert_eq!(set.alloc(0xFFFFF, u32::MAX, 0), Ok(0xFFFFF));
+    assert_eq!(
+        set.alloc(0x100000, u32::MAX, 0),
+        Err(Error::InvalidArgument)
+    );
+}
+
+#[test]
+fn reversed_and_missing_ranges_are_invalid_and_change_nothing() {
+    let space = make_space::<4>(10, 20, Policy::Lowest);
+    let set = space.new_set_with_quota(5);
+    assert_eq!(set.alloc(15, 14, 0), Err(Error::InvalidArgument));
+    assert_eq!(set.alloc(0, 9, 0), Err(Error::InvalidArgument));
+    assert_eq!(set.alloc(21, 30, 0), Err(Error::InvalidArgument));
+    assert_eq!(set.len(), 0);
+    assert_eq!(space.live_count(), 0);
+    assert_eq!(Space::<u32>::new(5, 4).err(), Some(Error::InvalidArgument));
+    assert_eq!(
+        Space::<u32>::new(0, u32::MAX).err(),
+        Some(Error::InvalidArgument)
+    );
+    let one: Space<u32> = Space::new(MAX_IOASID, MAX_IOASID).unwrap();
+    assert_eq!(one.new_set().alloc(0, u32::MAX, 1), Ok(MAX_IOASID));
+}
+
+#[test]
+fn cyclic_moves_on_and_wraps_to_min() {
+    let space = make_space::<4>(5, 12, Policy::Cyclic);
+    let set = space.new_set();
+    assert_eq!(set.alloc(5, 12, 0), Ok(5));
+    assert_eq!(set.alloc(5, 12, 0), Ok(6));
+    set.free(5).unwrap();
+    // Lowest would give 5 again; cyclic goes on after the last one handed out.
+    assert_eq!(set.alloc(5, 12, 0), Ok(7));
+    for expected in 8..=12 {
+        assert_eq!(set.alloc(5, 12, 0), Ok(expected));
+    }
+    // Past max: wraps to min, where 5 is free.
+    assert_eq!(set.alloc(5, 12, 0), Ok(5));
+    set.free(9).unwrap();
+    set.free(6).unwrap();
+    assert_eq!(set.alloc(5, 12, 0), Ok(6), "lowest free after 5");
+    assert_eq!(set.alloc(5, 12, 0), Ok(9));
+    assert_eq!(set.alloc(5, 12, 0), Err(Error::NoSpace));
+}
+
+#[test]
+fn any_policy_hands_out_distinct_ids_in_range() {
+    let space = make_space::<4>(1000, 1299, Policy::Any);
+    let set = space.new_set();
+    let mut got: Vec<u32> = (0..300)
+        .map(|i| set.alloc(1000, 1299, i).unwrap())
+        .collect();
+    assert_eq!(set.alloc(1000, 1299, 0), Err(Error::NoSpace));
+    got.sort();
+    assert_eq!(got, (1000..1300).collect::<Vec<_>>());
+    // Narrow ranges are honoured.
+    set.free(1100).unwrap();
+    set.free(1200).unwrap();
+    assert_eq!(set.alloc(1150, 1250, 0), Ok(1200));
+}
+
+#[test]
+fn quota_counts_live_ids() {
+    let space = make_space::<4>(0, 99, Policy::Lowest);
+    let set = space.new_set_with_quota(3);
+    assert_eq!(set.quota(), Some(3));
+    for expected in 0..3 {
+        assert_eq!(set.alloc(0, 99, 0), Ok(expected));
+    }
+    assert_eq!(set.alloc(0, 99, 0), Err(Error::QuotaExceeded));
+    assert_eq!(space.live_count(), 3, "EDQUOT changed nothing");
+    set.free(1).unwrap();
+    assert_eq!(set.alloc(0, 99, 0), Ok(1));
+    assert_eq!(set.len(), 3);
+    // ENOSPC gives the reservation back.
+    let tight = make_space::<4>(0, 0, Policy::Lowest);
+    let a = tight.new_set_with_quota(2);
+    let b = tight.new_set();
+    assert_eq!(b.alloc(0, 0, 0), Ok(0));
+    assert_eq!(a.alloc(0, 0, 0), Err(Error::NoSpace));
+    assert_eq!(a.len(), 0);
+    let zero = space.new_set_with_quota(0);
+    assert_eq!(zero.alloc(0, 99, 0), Err(Error::QuotaExceeded));
+}
+
+#[test]
+fn foreign_sets_are_refused_and_nothing_changes() {
+    let space = make_space::<4>(0, 63, Policy::Lowest);
+    let a = space.new_set();
+    let b = space.new_set();
+    let id = a.alloc(0, 63, 7).unwrap();
+    let guard = space.pin();
+    assert_eq!(b.find(id, &guard), Err(Error::PermissionDenied));
+    assert_eq!(b.free(id), Err(Error::PermissionDenied));
+    assert_eq!(b.set_data(id, 9), Err(Error::PermissionDenied));
+    assert_eq!(a.find(id, &guard), Ok(&7), "still a's, data unchanged");
+    assert_eq!(space.find(id, &guard), Some(&7), "any-set lookup");
+    assert_eq!(ids_of(&b), Vec::<u32>::new());
+    assert_eq!(b.find(40, &guard), Err(Error::NotFound));
+    assert_eq!(b.free(40), Err(Error::NotFound));
+    assert_eq!(b.free(1000), Err(Error::NotFound), "outside the space");
+    assert_eq!(a.free(id), Ok(()));
+    assert_eq!(a.free(id), Err(Error::NotFound), "double free");
+    assert!(!space.free(id), "kernel form: unknown id is a no-op");
+}
+
+#[test]
+fn set_data_replaces_and_kernel_free_works_for_any_owner() {
+    let space = make_space::<64>(0, 10, Policy::Lowest);
+    let set = space.new_set();
+    let id = set.alloc(0, 10, 1).unwrap();
+    set.set_data(id, 2).unwrap();
+    assert_eq!(space.with(id, |d| *d), Some(2));
+    space.set_data(id, 3).unwrap();
+    assert_eq!(set.with(id, |d| *d), Ok(3));
+    assert_eq!(space.set_data(5, 0), Err(Error::NotFound));
+    assert_eq!(space.set_data(100, 0), Err(Error::NotFound));
+    assert!(space.free(id));
+    assert!(!set.contains(id));
+    assert_eq!(set.set_data(id, 4), Err(Error::NotFound));
+}
+
+#[test]
+fn unit_data_round_trips() {
+    let space: Space<(), 4> = Space::new(0, 7).unwrap();
+    let set = space.new_set();
+    let id = set.alloc(0, 7, ()).unwrap();
+    let guard = space.pin();
+    assert_eq!(set.find(id, &guard), Ok(&()));
+    assert_eq!(space.find(id + 1, &guard), None);
+}
+
+#[test]
+fn for_each_is_ascending_stops_early_and_tolerates_mutation() {
+    let space = make_space::<4>(0, 255, Policy::Lowest);
+    let mine = space.new_set();
+    let other = space.new_set();
+    for id in [200, 3, 64, 17, 255, 0] {
+        mine.alloc(id, id, id * 10).unwrap();
+    }
+    for id in [1, 2, 100] {
+        other.alloc(id, id, 0).unwrap();
+    }
+    let mut seen = Vec::new();
+    let r = mine.for_each(|id, data| {
+        assert_eq!(*data, id * 10);
+        seen.push(id);
+        ControlFlow::<()>::Continue(())
+    });
+    assert!(r.is_continue());
+    assert_eq!(seen, vec![0, 3, 17, 64, 200, 255]);
+    let stopped = mine.for_each(|id, _| {
+        if id == 64 {
+            ControlFlow::Break(-5)
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert_eq!(stopped, ControlFlow::Break(-5));
+    // The callback frees what it visits and allocates new IDs in the same set.
+    let mut visited = Vec::new();
+    let _ = mine.for_each(|id, _| {
+        visited.push(id);
+        mine.free(id).unwrap();
+        if id == 17 {
+            let fresh = mine.alloc(150, 150, 1500).unwrap();
+            assert_eq!(fresh, 150);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    for id in [0, 3, 17, 64, 200, 255] {
+        assert_eq!(
+            visited.iter().filter(|&&v| v == id).count(),
+            1,
+            "live-throughout {id} once"
+        );
+    }
+    assert!(
+        visited.iter().all(|v| ![1, 2, 100].contains(v)),
+        "never a foreign ID"
+    );
+    let left = ids_of(&mine);
+    assert!(left.is_empty() || left == vec![150], "{left:?}");
+    assert_eq!(ids_of(&other), vec![1, 2, 100]);
+}
+
+#[test]
+fn dropping_a_set_frees_its_ids_only() {
+    let space = make_space::<4>(0, 31, Policy::Lowest);
+    let keep = space.new_set();
+    let gone = space.new_set();
+    keep.alloc(0, 31, 0).unwrap();
+    for _ in 0..10 {
+        gone.alloc(0, 31, 0).unwrap();
+    }
+    assert_eq!(space.live_count(), 11);
+    gone.destroy();
+    assert_eq!(space.live_count(), 1);
+    let again = space.new_set();
+    assert_eq!(
+        again.alloc(0, 31, 0),
+        Ok(1),
+        "freed IDs are reusable at once"
+    );
+}
+
+/// Data that counts its drops.
+struct Tracked {
+    id: u32,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn every_value_is_dropped_exactly_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let domain = Domain::new();
+    let space: Space<Tracked, 4> = Space::builder()
+        .range(0, 99)
+        .domain(domain.clone())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    let make = |id| Tracked {
+        id,
+        drops: drops.clone(),
+    };
+    for i in 0..50 {
+        assert_eq!(set.alloc(0, 99, make(i)).unwrap(), i);
+    }
+    for i in 0..10 {
+        set.free(i).unwrap();
+    }
+    for i in 10..20 {
+        set.set_data(i, make(i + 1000)).unwrap(); // replaced values dropped too
+    }
+    assert_eq!(set.with(15, |t| t.id), Ok(1015));
+    assert_eq!(set.alloc(5, 4, make(0)), Err(Error::InvalidArgument)); // dropped at once
+    let created = 50 + 10 + 1;
+    drop(set);
+    drop(space);
+    drop(domain);
+    assert_eq!(drops.load(Ordering::SeqCst), created);
+}
+
+#[test]
+fn synchronize_waits_for_a_reader_that_saw_the_old_value() {
+    let domain = Domain::new();
+    let space: Space<u32, 4> = Space::builder()
+        .range(0, 9)
+        .domain(domain.clone())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    let id = set.alloc(0, 9, 1).unwrap();
+    let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        let reader_space = space.clone();
+        let released_by_reader = released.clone();
+        s.spawn(move || {
+            let guard = reader_space.pin();
+            let seen = *reader_space.find(id, &guard).unwrap();
+            pinned_tx.send(seen).unwrap();
+            release_rx.recv().unwrap();
+            released_by_reader.store(1, Ordering::SeqCst);
+            drop(guard);
+        });
+        assert_eq!(pinned_rx.recv().unwrap(), 1);
+        space.set_data(id, 2).unwrap();
+        let syncer = s.spawn(|| {
+            space.synchronize();
+            released.load(Ordering::SeqCst)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !syncer.is_finished(),
+            "synchronize returned while the reader was pinned"
+        );
+        release_tx.send(()).unwrap();
+        assert_eq!(
+            syncer.join().unwrap(),
+            1,
+            "returned only after the reader unpinned"
+        );
+    });
+    assert_eq!(domain.grace_periods(), 1);
+}
+
+#[test]
+#[should_panic(expected = "another domain")]
+fn a_guard_of_another_domain_is_refused() {
+    let space: Space<u32> = Space::builder()
+        .range(0, 9)
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    let id = set.alloc(0, 9, 1).unwrap();
+    let foreign = Domain::new().pin();
+    let _ = space.find(id, &foreign);
+}
+
+/// A custom allocator that answers from a script and logs frees.
+struct Scripted {
+    answers: Mutex<Vec<CustomAlloc>>,
+    freed: Mutex<Vec<u32>>,
+}
+
+impl CustomAllocator for Scripted {
+    fn alloc(&self, _min: u32, _max: u32) -> CustomAlloc {
+        self.answers.lock().unwrap().remove(0)
+    }
+    fn free(&self, id: u32) {
+        self.freed.lock().unwrap().push(id);
+    }
+}
+
+#[test]
+fn custom_allocator_answers_are_checked_and_frees_go_back() {
+    let space = make_space::<4>(0, 99, Policy::Lowest);
+    let set = space.new_set();
+    let hook = Arc::new(Scripted {
+        answers: Mutex::new(vec![
+            CustomAlloc::Id(42),
+            CustomAlloc::Id(42),   // already live: EIO
+            CustomAlloc::Id(150),  // outside the space: EIO
+            CustomAlloc::Id(10),   // outside the requested 20..=30: EIO
+            CustomAlloc::Fallback, // software: lowest free
+            CustomAlloc::Failed(Error::Custom(19)),
+        ]),
+        freed: Mutex::new(Vec::new()),
+    });
+    assert_eq!(
+        space.set_allocator(Some(CustomHook::new(hook.clone()))),
+        None
+    );
+    assert_eq!(set.alloc(0, 99, 1), Ok(42));
+    assert_eq!(set.alloc(0, 99, 2), Err(Error::BadCustomId));
+    assert_eq!(set.alloc(0, 99, 3), Err(Error::BadCustomId));
+    assert_eq!(set.alloc(20, 30, 4), Err(Error::BadCustomId));
+    assert_eq!(space.live_count(), 1, "refused answers recorded nothing");
+    assert_eq!(set.alloc(0, 99, 5), Ok(0));
+    assert_eq!(set.alloc(0, 99, 6), Err(Error::Custom(19)));
+    assert_eq!(set.with(42, |d| *d), Ok(1), "find works for custom IDs");
+    // Unregister: the software policy takes over; custom IDs still go back.
+    assert!(space.set_allocator(None).is_some());
+    assert_eq!(set.alloc(0, 99, 7), Ok(1));
+    set.free(42).unwrap();
+    set.free(0).unwrap();
+    assert_eq!(
+        *hook.freed.lock().unwrap(),
+        vec![42],
+        "only the hook's own ID went back to it"
+    );
+    assert_eq!(Error::BadCustomId.errno(), 5);
+}
