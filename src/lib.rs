@@ -80,3 +80,8 @@ pub const PASID_MIN: Ioasid = 1;
 
 /// The largest 20-bit PCIe PASID.
 pub const PASID_MAX: Ioasid = 0xFFFFF;
+
+/// The README's examples run as doc tests, so the README never lies.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

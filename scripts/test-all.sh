@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project, in the order CI runs them.
+# The README names this script as the test command; .ci/run calls it after
+# installing prerequisites. The last lines are the test runner's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (all crates, all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "demo (the main job), 3 seconds"
+cargo run --profile ci --example pasid_demo -- --secs 3
+
+step "doc tests"
+cargo test --profile ci --workspace --doc
+
+step "unit, integration and property tests"
+cargo nextest run --workspace --cargo-profile ci --no-fail-fast
