@@ -29,23 +29,33 @@
 //! claim that fills a leaf *propagates*: it clears the parent's bit, issues a
 //! SeqCst fence, re-checks the child, and if the child is no longer full sets
 //! the bit again (and repairs upward); if the parent became empty it goes on
-//! one level up. A release clears its claim bit, then walks up, with a SeqCst
-//! fence before each read, setting every ancestor bit it finds clear.
+//! one level up.
 //!
-//! The two fences form Dekker's pattern per level: either the propagator's
-//! re-check sees the release (and undoes its clear), or the release sees the
-//! clear (and sets the bit again). So once a release has returned, its key's
-//! ancestors are marked free, except transiently, between a propagator's
-//! clear and its undo. Those windows are fenced by `hint_seq`: propagators
-//! count themselves in (started count and active count, one word) before
-//! their first clear and out after their last undo. A walk that follows the
-//! hints and finds nothing trusts that answer only if no propagation was
-//! active at its start and none started during it; otherwise it repeats as an
-//! exact scan that ignores hints. Hence: a key free for the whole call is
+//! A release that turns a *full* leaf into a non-full one is a *repairer*:
+//! after its clear it issues a SeqCst fence and sets the parent's bit if it
+//! is clear, and goes on up while the node it marked had been empty (the
+//! same "full to not full" step one level higher). Any other release only
+//! clears its claim bit: its leaf was not full, so whoever made it not full
+//! is a repairer that has marked, or is marking, the ancestors.
+//!
+//! The fences form Dekker's pattern per level: either the propagator's
+//! re-check sees the repairer's write (and undoes its clear), or the repairer
+//! sees the clear (and sets the bit again). So ancestors of a free key are
+//! marked free except transiently: between a propagator's clear and its
+//! undo, or while a repairer is on its way up. Those windows are fenced by
+//! `hint_seq`: propagators and repairers count themselves in (started count
+//! and active count, one word) before their first write and out after their
+//! last. A repairer counts itself in before its claim clear, whose Release
+//! (continued by the leaf word's chain of read-modify-writes) makes the count
+//! visible to anyone ordered after a later release of that leaf. A walk that
+//! follows the hints and finds nothing trusts that answer only if nobody was
+//! active at its start and nobody started during it; otherwise it repeats as
+//! an exact scan that ignores hints. Hence: a key free for the whole call is
 //! never missed, and a full space answers ENOSPC from the root's hint word.
 
 use crate::sync::{atomic_array, fence, AtomicPtr, AtomicU64, Ordering};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr;
 
 /// The most levels a tree can have: fan-out 2 over 32-bit keys.
@@ -119,24 +129,24 @@ impl<R, const F: usize> NodeRef<'_, R, F> {
 
 /// The inner nodes on the way from the root to the current node, each with
 /// the index of the child taken.
+///
+/// INVARIANT: entries below `len` are initialised. (The rest is left
+/// uninitialised: zeroing 32 levels on every claim showed up in profiles.)
 struct Path<const F: usize> {
-    nodes: [*const Inner<F>; MAX_LEVELS],
-    index: [usize; MAX_LEVELS],
+    steps: [MaybeUninit<(*const Inner<F>, usize)>; MAX_LEVELS],
     len: usize,
 }
 
 impl<const F: usize> Path<F> {
     fn new() -> Self {
         Path {
-            nodes: [ptr::null(); MAX_LEVELS],
-            index: [0; MAX_LEVELS],
+            steps: [const { MaybeUninit::uninit() }; MAX_LEVELS],
             len: 0,
         }
     }
 
     fn push(&mut self, node: &Inner<F>, index: usize) {
-        self.nodes[self.len] = node;
-        self.index[self.len] = index;
+        self.steps[self.len].write((node, index));
         self.len += 1;
     }
 
@@ -145,9 +155,12 @@ impl<const F: usize> Path<F> {
     }
 
     fn get(&self, level: usize) -> (&Inner<F>, usize) {
-        // SAFETY: entries below `len` point at inner nodes of the tree, which
-        // live as long as the tree, and the path never outlives a borrow of it.
-        (unsafe { &*self.nodes[level] }, self.index[level])
+        assert!(level < self.len);
+        // SAFETY: entries below `len` are initialised (struct invariant).
+        let (node, index) = unsafe { self.steps[level].assume_init() };
+        // SAFETY: path entries point at inner nodes of the tree, which live
+        // as long as the tree, and the path never outlives a borrow of it.
+        (unsafe { &*node }, index)
     }
 }
 
@@ -444,10 +457,12 @@ impl<R, const F: usize> Tree<R, F> {
             // SeqCst: our half of the Dekker pattern with `release`.
             fence(Ordering::SeqCst);
             if !child.is_full() {
-                // A key was released meanwhile: undo, and make sure the
-                // ancestors above say "free" too.
-                inner.free_hint.fetch_or(bit, Ordering::Release);
-                self.repair_above(path, level);
+                // A key was released meanwhile: undo; if that made the parent
+                // non-empty again, mark it free in the ancestors too.
+                // Release: pairs with the walkers' Acquire hint loads.
+                if inner.free_hint.fetch_or(bit, Ordering::Release) == 0 {
+                    self.repair_above(path, level);
+                }
                 break;
             }
             if prev & !bit != 0 {
@@ -455,27 +470,41 @@ impl<R, const F: usize> Tree<R, F> {
             }
             child = NodeRef::Inner(inner);
         }
-        // Release: a walk that reads the decrement sees our undo.
+        self.exit_hint_update();
+    }
+
+    /// Counts a propagator or repairer in (see module docs).
+    fn enter_hint_update(&self) {
+        // Relaxed: the caller's next write is a Release RMW (a hint clear,
+        // or a claim clear), which publishes this increment to anyone who
+        // observes that write.
+        self.hint_seq
+            .fetch_add(SEQ_STARTED_ONE | 1, Ordering::Relaxed);
+    }
+
+    /// Counts a propagator or repairer out.
+    fn exit_hint_update(&self) {
+        // Release: a walk that reads the decrement sees all our hint writes.
         self.hint_seq.fetch_sub(1, Ordering::Release);
     }
 
-    /// Sets the hint bits of `path[..level]` that are clear, bottom-up, with
-    /// a SeqCst fence after each write (the caller just wrote `path[level]`).
+    /// The node below `path[level - 1]` went from full to not full (the
+    /// caller just wrote it): mark it free in its parent, and go on up while
+    /// the parent had been empty. A SeqCst fence precedes each read.
     fn repair_above(&self, path: &Path<F>, level: usize) {
-        let mut wrote = true;
         for up in (0..level).rev() {
-            if wrote {
-                // SeqCst: our half of the Dekker pattern with `propagate_full`.
-                fence(Ordering::SeqCst);
-            }
+            // SeqCst: our half of the Dekker pattern with `propagate_full`.
+            fence(Ordering::SeqCst);
             let (inner, index) = path.get(up);
             let bit = 1u64 << index;
-            // Relaxed: after the fence; a stale "set" is answered by the
-            // propagator's re-check, which sees our earlier write.
-            wrote = inner.free_hint.load(Ordering::Relaxed) & bit == 0;
-            if wrote {
-                // Release: pairs with the walkers' Acquire hint loads.
-                inner.free_hint.fetch_or(bit, Ordering::Release);
+            // Relaxed: after the fence. Set means the parent was not empty:
+            // whoever made it so is the repairer for the levels above.
+            if inner.free_hint.load(Ordering::Relaxed) & bit != 0 {
+                return;
+            }
+            // Release: pairs with the walkers' Acquire hint loads.
+            if inner.free_hint.fetch_or(bit, Ordering::Release) != 0 {
+                return;
             }
         }
     }
@@ -500,11 +529,35 @@ impl<R, const F: usize> Tree<R, F> {
         // SAFETY: the node at the leaf level is a leaf of this tree.
         let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
         let bit = 1u64 << (key & Self::INDEX_MASK);
-        // Release: the caller's null store to the slot happens before the
-        // next claim of this key (which loads with Acquire).
-        let prev = leaf.claimed.fetch_and(!bit, Ordering::Release);
-        debug_assert!(prev & bit != 0, "release of a free key");
-        self.repair_above(&path, path.len);
+        // Relaxed: a guess at the word; the CAS below decides.
+        let mut word = leaf.claimed.load(Ordering::Relaxed);
+        let mut counted = false;
+        loop {
+            debug_assert!(word & bit != 0, "release of a free key");
+            if word == u64::MAX && !counted {
+                // We may be the repairer: count in before the clear.
+                self.enter_hint_update();
+                counted = true;
+            }
+            // AcqRel: Release orders the caller's null store to the slot (and
+            // our count-in) before the next claim or release of this leaf;
+            // Acquire continues the chain from earlier repairers' clears.
+            match leaf.claimed.compare_exchange_weak(
+                word,
+                word & !bit,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        if counted {
+            if word == u64::MAX {
+                self.repair_above(&path, path.len);
+            }
+            self.exit_hint_update();
+        }
     }
 
     /// Number of slots holding a record (a walk over all nodes).
