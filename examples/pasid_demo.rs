@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What a driver attaches to a PASID: the bound process's context.
+/// What a driver attaches to a PASID: the bound process's context, shared
+/// (an `Arc` is stored inline in the entry word: no allocation by the space).
 struct ProcessContext {
     pasid: u32,
     pid: u32,
@@ -92,7 +93,7 @@ impl Rng {
 fn main() {
     let options = parse_options();
     // One system-wide 20-bit PASID space; PASID 0 means "no PASID".
-    let space: Space<ProcessContext> = Space::builder()
+    let space: Space<Arc<ProcessContext>> = Space::builder()
         .range(PASID_MIN, PASID_MAX)
         .policy(Policy::Lowest)
         .build()
@@ -189,7 +190,7 @@ fn main() {
 
 /// A device driver: a set with a quota (its hardware's PASID table), binding
 /// and unbinding processes, checking ownership on each unbind.
-fn run_driver(driver: usize, space: &Space<ProcessContext>, stats: &Stats, stop: &AtomicBool) {
+fn run_driver(driver: usize, space: &Space<Arc<ProcessContext>>, stats: &Stats, stop: &AtomicBool) {
     let set = space.new_set_with_quota(4096);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (driver as u64 + 1) << 20);
     let mut bound: Vec<(u32, u32)> = Vec::new();
@@ -197,17 +198,17 @@ fn run_driver(driver: usize, space: &Space<ProcessContext>, stats: &Stats, stop:
     while !stop.load(Ordering::Relaxed) {
         round += 1;
         let pid = 1000 + rng.below(1 << 20) as u32;
-        let context = ProcessContext {
+        let context = Arc::new(ProcessContext {
             pasid: 0,
             pid,
             driver,
-        };
+        });
         match set.alloc(PASID_MIN, PASID_MAX, context) {
             Ok(pasid) => {
                 // Record the PASID in the context, as a driver does once the
                 // hardware table entry is written.
                 if set
-                    .set_data(pasid, ProcessContext { pasid, pid, driver })
+                    .set_data(pasid, Arc::new(ProcessContext { pasid, pid, driver }))
                     .is_err()
                 {
                     stats.error("set_data on a freshly bound PASID failed");
@@ -249,7 +250,7 @@ fn run_driver(driver: usize, space: &Space<ProcessContext>, stats: &Stats, stop:
 /// A fault handler: looks PASIDs up lock-free and checks what it finds.
 fn run_fault_handler(
     handler: usize,
-    space: &Space<ProcessContext>,
+    space: &Space<Arc<ProcessContext>>,
     stats: &Stats,
     stop: &AtomicBool,
 ) {

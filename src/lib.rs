@@ -12,7 +12,9 @@
 //!   of type `T` per ID, an optional quota, and walks its own IDs in
 //!   ascending order at a cost that grows with the set, not the space.
 //! - Lookups ([`Space::find`], [`Set::find`]) never block and write nothing
-//!   shared: they pin a [`Guard`] and load at most one pointer per tree level.
+//!   shared: they pin a [`Guard`] and load one word per tree level; the leaf
+//!   word holds owner and data together (inline for small values and
+//!   `Box`/`Arc` pointers, see [`Payload`]).
 //! - Freed and replaced data is dropped only after every reader that could
 //!   have seen it has dropped its guard; [`Space::synchronize`] waits for them.
 //! - A [`CustomAllocator`] can take number choice over (paravirtual PASIDs).
@@ -30,7 +32,7 @@
 //!
 //! // The fault handler's lookup: lock-free, no reference counts.
 //! let guard = space.pin();
-//! assert_eq!(space.find(pasid, &guard).map(String::as_str), Some("mm of pid 1234"));
+//! assert_eq!(space.find(pasid, &guard).as_deref().map(String::as_str), Some("mm of pid 1234"));
 //! assert_eq!(nic.find(pasid, &guard), Err(ioasid::Error::PermissionDenied));
 //! drop(guard);
 //!
@@ -42,9 +44,12 @@
 //! ## Architecture
 //!
 //! - `tree`: the radix tree of one space (claim bitmaps, free hints, slots).
+//! - `entry`: one-word entries (owner index + data), [`Payload`], [`Ref`].
+//! - `owners`: set cores and the owner-index table.
 //! - `members`: a set's bitmap index of its own IDs.
-//! - `space`: records, policies, custom allocators, the space handle.
+//! - `space`: policies, alloc/free/replace, the space handle.
 //! - `set`: the set handle.
+//! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
 
@@ -53,18 +58,23 @@
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]
 
+mod custom;
 mod domain;
+mod entry;
 mod error;
 mod members;
+mod owners;
 mod set;
 mod space;
 mod sync;
 mod tree;
 
+pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
+pub use entry::{Payload, Ref};
 pub use error::{errno, Error};
 pub use set::Set;
-pub use space::{CustomAlloc, CustomAllocator, CustomHook, Policy, Space, SpaceBuilder};
+pub use space::{Policy, Space, SpaceBuilder};
 
 /// An I/O address space ID, the kernel's `ioasid_t`.
 pub type Ioasid = u32;

@@ -4,17 +4,15 @@
 //! checks, finds only its own, walks them in ascending order through its
 //! membership index, and frees them all when dropped.
 //!
-//! INVARIANT: the `SetCore` behind a set is freed only through the epoch,
-//! after the set removed every record naming it, so a reader holding a
-//! guard may always dereference a record's owner.
+//! INVARIANT: a set's core and owner index are handed to the epoch only
+//! after the set removed every word naming it (see `owners.rs`).
 
 use crate::domain::Guard;
+use crate::entry::{Payload, Ref};
 use crate::error::Error;
-use crate::members::Members;
-use crate::space::{SetCore, Space};
-use crate::sync::AtomicUsize;
+use crate::owners::{return_index, SetCore};
+use crate::space::{Expect, Space};
 use crate::Ioasid;
-use crossbeam_epoch::Shared;
 use std::fmt;
 use std::ops::ControlFlow;
 
@@ -33,33 +31,34 @@ use std::ops::ControlFlow;
 /// assert_eq!((a, b), (10, 11));
 /// assert_eq!(gpu.free(b), Err(ioasid::Error::PermissionDenied));
 /// let mut seen = vec![];
-/// gpu.for_each(|id, data| { seen.push((id, *data)); ControlFlow::<()>::Continue(()) });
+/// let _ = gpu.for_each(|id, data| { seen.push((id, *data)); ControlFlow::<()>::Continue(()) });
 /// assert_eq!(seen, vec![(10, 1)]);
 /// # Ok::<(), ioasid::Error>(())
 /// ```
-pub struct Set<T: Send + Sync + 'static, const F: usize = 64> {
+pub struct Set<T: Payload, const F: usize = 64> {
     /// Boxed and leaked in `new`; handed to the epoch in `drop`.
     core: *const SetCore<F>,
+    /// This set's owner index in its space's entry words.
+    index: u16,
     space: Space<T, F>,
 }
 
 // SAFETY: the core is shared state made of atomics; data crosses threads as
-// `T: Send + Sync`.
-unsafe impl<T: Send + Sync + 'static, const F: usize> Send for Set<T, F> {}
+// `T: Send + Sync` (Payload).
+unsafe impl<T: Payload, const F: usize> Send for Set<T, F> {}
 // SAFETY: as above; every method takes `&self` and synchronises through atomics.
-unsafe impl<T: Send + Sync + 'static, const F: usize> Sync for Set<T, F> {}
+unsafe impl<T: Payload, const F: usize> Sync for Set<T, F> {}
 
-impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
-    pub(crate) fn new(space: Space<T, F>, quota: usize) -> Self {
-        let span = u64::from(space.max() - space.min()) + 1;
-        let core = Box::new(SetCore {
-            quota,
-            live: AtomicUsize::new(0),
-            members: Members::new(span),
-        });
-        Set {
-            core: Box::into_raw(core),
-            space,
+impl<T: Payload, const F: usize> Set<T, F> {
+    pub(crate) fn new(space: Space<T, F>, quota: usize) -> Result<Self, Error> {
+        let core = Box::into_raw(Box::new(SetCore::new(quota, space.inner.span())));
+        match space.inner.sets.register(core) {
+            Ok(index) => Ok(Set { core, index, space }),
+            Err(e) => {
+                // SAFETY: never registered or shared.
+                drop(unsafe { Box::from_raw(core) });
+                Err(e)
+            }
         }
     }
 
@@ -95,14 +94,17 @@ impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn alloc(&self, min: Ioasid, max: Ioasid, data: T) -> Result<Ioasid, Error> {
-        self.space.inner.alloc(self.core(), min, max, data)
+        self.space
+            .inner
+            .alloc(self.core(), self.index, min, max, data)
     }
 
     /// Frees an ID of this set: [`Error::NotFound`] if it is not live,
     /// [`Error::PermissionDenied`] if another set owns it (nothing changed).
     pub fn free(&self, id: Ioasid) -> Result<(), Error> {
-        let guard = self.space.pin();
-        self.space.inner.remove(id, Some(self.core), &guard)
+        self.space
+            .inner
+            .remove(id, Expect::Set(self.index, self.core()))
     }
 
     /// The data of `id` if this set owns it: [`Error::NotFound`] or
@@ -110,19 +112,19 @@ impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
     ///
     /// # Panics
     /// If `guard` belongs to another domain.
-    pub fn find<'g>(&'g self, id: Ioasid, guard: &'g Guard) -> Result<&'g T, Error> {
-        let record = self.space.inner.record(id, guard).ok_or(Error::NotFound)?;
-        if record.owner == self.core {
-            Ok(&record.data)
-        } else {
-            Err(Error::PermissionDenied)
+    pub fn find<'g>(&'g self, id: Ioasid, guard: &'g Guard) -> Result<Ref<'g, T>, Error> {
+        let word = self.space.inner.load(id, guard).ok_or(Error::NotFound)?;
+        if crate::entry::owner(word) != self.index {
+            return Err(Error::PermissionDenied);
         }
+        // SAFETY: loaded under `guard`, which protects this space's domain.
+        Ok(unsafe { Ref::new(word) })
     }
 
     /// Calls `f` with the data of `id` if this set owns it, pinning for the call.
     pub fn with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
         let guard = self.space.pin();
-        self.find(id, &guard).map(f)
+        self.find(id, &guard).map(|value| f(&value))
     }
 
     /// True if this set owns live ID `id`.
@@ -133,7 +135,7 @@ impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
     /// Replaces the data of an ID of this set. The old data is dropped once
     /// no reader can see it.
     pub fn set_data(&self, id: Ioasid, data: T) -> Result<(), Error> {
-        self.space.inner.replace(id, Some(self.core), data)
+        self.space.inner.replace(id, Some(self.index), data)
     }
 
     /// Calls `f(id, data)` for each ID of this set in ascending order, until
@@ -145,13 +147,12 @@ impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
     /// cost grows with the set's size, not the space's population.
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
-        let inner = &self.space.inner;
         let min = self.space.min();
         self.core().members.walk(|key| {
             let id = min + key as Ioasid;
-            match inner.record(id, &guard) {
-                Some(record) if record.owner == self.core => f(id, &record.data),
-                _ => ControlFlow::Continue(()),
+            match self.find(id, &guard) {
+                Ok(value) => f(id, &value),
+                Err(_) => ControlFlow::Continue(()),
             }
         })
     }
@@ -179,25 +180,35 @@ impl<T: Send + Sync + 'static, const F: usize> Set<T, F> {
     pub fn destroy(self) {}
 }
 
-impl<T: Send + Sync + 'static, const F: usize> Drop for Set<T, F> {
+impl<T: Payload, const F: usize> Drop for Set<T, F> {
     fn drop(&mut self) {
         let guard = self.space.pin();
         let inner = &self.space.inner;
         let min = self.space.min();
         let _ = self.core().members.walk(|key| {
             // NotFound: a kernel-form free elsewhere beat us to it.
-            let _ = inner.remove(min + key as Ioasid, Some(self.core), &guard);
+            let _ = inner.remove(min + key as Ioasid, Expect::Set(self.index, self.core()));
             ControlFlow::<()>::Continue(())
         });
-        // SAFETY: no record names this core any more; readers that loaded one
-        // are pinned, and the epoch frees the core after them.
-        unsafe { guard.inner.defer_destroy(Shared::from(self.core)) };
+        let core = self.core;
+        let index = self.index;
+        let pool = inner.sets.pool();
+        // SAFETY: no word names this set any more; readers that loaded one
+        // are pinned, and the epoch runs this after them: only then may the
+        // core go and the index be reused (owners.rs invariant).
+        unsafe {
+            guard.inner.defer_unchecked(move || {
+                drop(Box::from_raw(core.cast_mut()));
+                return_index(&pool, index);
+            });
+        }
     }
 }
 
-impl<T: Send + Sync + 'static, const F: usize> fmt::Debug for Set<T, F> {
+impl<T: Payload, const F: usize> fmt::Debug for Set<T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Set")
+            .field("index", &self.index)
             .field("quota", &self.quota())
             .field("space", &self.space)
             .finish()

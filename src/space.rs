@@ -1,28 +1,33 @@
 //! Spaces: independent ID namespaces, each one ID tree plus its policy, its
-//! custom allocator slot and its reclamation domain.
+//! sets' owner table, its custom allocator slot and its reclamation domain.
 //!
-//! An ID's *record* (owner set, origin, data) is boxed, immutable once
-//! published, and replaced whole: `set_data` swaps in a new record by CAS and
-//! free swaps in null. So a reader gets owner and data from one load, and a
-//! racing free plus re-alloc by another set can never hand one set another
-//! set's data. Replaced and freed records are dropped through the epoch.
+//! A live ID is one entry word in its leaf slot (owner set index and data,
+//! see `entry.rs`), published with Release and replaced whole by CAS:
+//! `set_data` swaps in a word with the same owner and the new data, free
+//! swaps in 0. A reader gets owner and data from one load, so a racing free
+//! plus re-alloc by another set can never hand one set another set's data.
+//! Values taken out of slots are dropped through the epoch.
 //!
-//! INVARIANT: a record's `owner` points at a live `SetCore` for as long as
-//! any guard that loaded the record lives: a set removes all its records
-//! before it hands its core to the epoch.
+//! INVARIANT: see `owners.rs`: an owner index in a word a guard loaded maps
+//! to that word's set for as long as the guard lives.
 
+use crate::custom::{CustomAlloc, CustomHook};
 use crate::domain::{Domain, Guard};
+use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
-use crate::members::Members;
+use crate::owners::{SetCore, SetTable};
 use crate::set::Set;
 use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use crossbeam_epoch::Shared;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr;
+use std::sync::Mutex;
 
 /// How a space chooses among free IDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -56,132 +61,18 @@ impl Policy {
     }
 }
 
-/// What a custom allocator answers to an allocation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CustomAlloc {
-    /// Use this ID. It must lie in the requested range and not be live,
-    /// else the allocation fails with [`Error::BadCustomId`].
-    Id(Ioasid),
-    /// Let the space's own policy choose (the RFC's `-EAGAIN`).
-    Fallback,
-    /// Fail the allocation with this error.
-    Failed(Error),
+/// Whose ID a removal may take.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect<'a, const F: usize> {
+    /// Any set's (kernel form); the guard keeps the owner's core alive.
+    Any(&'a Guard),
+    /// Only the set with this owner index and core.
+    Set(u16, &'a SetCore<F>),
 }
 
-/// A hook that takes number choice over from a space (a paravirtual PASID
-/// allocator asking the host, or a vendor driver with its own table).
-///
-/// The space still records owner and data, so find and for_each work
-/// unchanged; IDs the hook gave are handed back to the same hook on free.
-pub trait CustomAllocator: Send + Sync {
-    /// Choose an ID in `min..=max`.
-    fn alloc(&self, min: Ioasid, max: Ioasid) -> CustomAlloc;
-    /// An ID this hook gave has been freed.
-    fn free(&self, id: Ioasid);
-}
-
-/// A shared allocator is an allocator: keep an `Arc` to inspect its state.
-impl<A: CustomAllocator + ?Sized> CustomAllocator for std::sync::Arc<A> {
-    fn alloc(&self, min: Ioasid, max: Ioasid) -> CustomAlloc {
-        (**self).alloc(min, max)
-    }
-    fn free(&self, id: Ioasid) {
-        (**self).free(id)
-    }
-}
-
-/// A registered custom allocator, as installed in a space. Cheap to clone;
-/// two handles are equal when they share one registration.
-#[derive(Clone)]
-pub struct CustomHook(std::sync::Arc<Box<dyn CustomAllocator>>);
-
-impl CustomHook {
-    /// Wraps an allocator for installation with [`Space::set_allocator`].
-    pub fn new(allocator: impl CustomAllocator + 'static) -> Self {
-        CustomHook(std::sync::Arc::new(Box::new(allocator)))
-    }
-
-    fn allocator(&self) -> &dyn CustomAllocator {
-        &**self.0
-    }
-}
-
-impl PartialEq for CustomHook {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl fmt::Debug for CustomHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CustomHook { .. }")
-    }
-}
-
-/// The shared state of one set (see `set.rs` for the handle).
-pub(crate) struct SetCore<const F: usize> {
-    /// Most live IDs, or `usize::MAX` for none.
-    pub(crate) quota: usize,
-    /// Live IDs, counted only when there is a quota (the count is a shared
-    /// cache line that quota-less sets need not fight over).
-    pub(crate) live: AtomicUsize,
-    pub(crate) members: Members<F>,
-}
-
-impl<const F: usize> SetCore<F> {
-    pub(crate) fn has_quota(&self) -> bool {
-        self.quota != usize::MAX
-    }
-
-    fn reserve(&self) -> Result<(), Error> {
-        if !self.has_quota() {
-            return Ok(());
-        }
-        // Relaxed: the count guards nothing but itself; the CAS makes the
-        // check against the quota and the increment one atomic step.
-        let mut live = self.live.load(Ordering::Relaxed);
-        loop {
-            if live >= self.quota {
-                return Err(Error::QuotaExceeded);
-            }
-            match self.live.compare_exchange_weak(
-                live,
-                live + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(now) => live = now,
-            }
-        }
-    }
-
-    fn unreserve(&self) {
-        if self.has_quota() {
-            // Relaxed: see `reserve`.
-            self.live.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// One live ID's record. Immutable once published.
-pub(crate) struct Record<T, const F: usize> {
-    pub(crate) owner: *const SetCore<F>,
-    origin: Option<CustomHook>,
-    pub(crate) data: T,
-}
-
-// SAFETY: `owner` is only compared, and dereferenced under the epoch rule of
-// the module docs; the rest is `T` and a thread-safe hook.
-unsafe impl<T: Send, const F: usize> Send for Record<T, F> {}
-// SAFETY: as above; readers share `&T`.
-unsafe impl<T: Sync, const F: usize> Sync for Record<T, F> {}
-
-/// A claimed ID, its empty slot, and the hook that chose it (if any).
-type Claimed<'t, T, const F: usize> = (Ioasid, &'t AtomicPtr<Record<T, F>>, Option<CustomHook>);
-
-pub(crate) struct SpaceInner<T, const F: usize> {
-    tree: ManuallyDrop<Tree<Record<T, F>, F>>,
+pub(crate) struct SpaceInner<T: Payload, const F: usize> {
+    tree: ManuallyDrop<Tree<F>>,
+    pub(crate) sets: SetTable<F>,
     min: Ioasid,
     max: Ioasid,
     policy: Policy,
@@ -189,29 +80,35 @@ pub(crate) struct SpaceInner<T, const F: usize> {
     cursor: AtomicU64,
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
-    domain: Domain,
+    /// IDs a custom allocator chose, with the hook to give each back to.
+    custom_ids: Mutex<BTreeMap<Ioasid, CustomHook>>,
+    /// `custom_ids.len()`, read without the lock on every free.
+    custom_live: AtomicUsize,
+    pub(crate) domain: Domain,
+    _data: PhantomData<T>,
 }
 
 /// An independent ID namespace `[min, max]` with its own policy.
 ///
-/// Cheap to clone (a shared handle). `T` is the per-ID private data; `F` the
-/// tree's node fan-out (64 by default; tests use tiny nodes such as 4).
+/// Cheap to clone (a shared handle). `T` is the per-ID private data (see
+/// [`Payload`]); `F` the tree's node fan-out (64 by default; tests use tiny
+/// nodes such as 4 to reach every edge of the tree).
 ///
 /// ```
 /// use ioasid::{Policy, Space};
-/// let space: Space<&'static str> = Space::builder().range(1, 0xFFFFF).policy(Policy::Lowest).build()?;
+/// let space: Space<u32> = Space::builder().range(1, 0xFFFFF).policy(Policy::Lowest).build()?;
 /// let driver = space.new_set();
-/// let pasid = driver.alloc(1, 0xFFFFF, "process 42")?;
+/// let pasid = driver.alloc(1, 0xFFFFF, 42)?;
 /// assert_eq!(pasid, 1);
 /// let guard = space.pin();
-/// assert_eq!(space.find(pasid, &guard), Some(&"process 42"));
+/// assert_eq!(space.find(pasid, &guard).map(|v| *v), Some(42));
 /// # Ok::<(), ioasid::Error>(())
 /// ```
-pub struct Space<T, const F: usize = 64> {
+pub struct Space<T: Payload, const F: usize = 64> {
     pub(crate) inner: Arc<SpaceInner<T, F>>,
 }
 
-impl<T, const F: usize> Clone for Space<T, F> {
+impl<T: Payload, const F: usize> Clone for Space<T, F> {
     fn clone(&self) -> Self {
         Space {
             inner: self.inner.clone(),
@@ -225,10 +122,10 @@ pub struct SpaceBuilder<T, const F: usize = 64> {
     max: Ioasid,
     policy: Policy,
     domain: Option<Domain>,
-    _data: std::marker::PhantomData<fn() -> T>,
+    _data: PhantomData<fn() -> T>,
 }
 
-impl<T: Send + Sync + 'static, const F: usize> SpaceBuilder<T, F> {
+impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
     /// The ID range, inclusive at both ends. Default `0..=0xFFFF_FFFE`.
     pub fn range(mut self, min: Ioasid, max: Ioasid) -> Self {
         self.min = min;
@@ -265,12 +162,16 @@ impl<T: Send + Sync + 'static, const F: usize> SpaceBuilder<T, F> {
         Ok(Space {
             inner: Arc::new(SpaceInner {
                 tree: ManuallyDrop::new(Tree::new(span)),
+                sets: SetTable::new(),
                 min: self.min,
                 max: self.max,
                 policy: self.policy,
                 cursor: AtomicU64::new(0),
                 hook: AtomicPtr::new(ptr::null_mut()),
+                custom_ids: Mutex::new(BTreeMap::new()),
+                custom_live: AtomicUsize::new(0),
                 domain,
+                _data: PhantomData,
             }),
         })
     }
@@ -296,7 +197,7 @@ fn thread_seed() -> u64 {
     })
 }
 
-impl<T: Send + Sync + 'static, const F: usize> Space<T, F> {
+impl<T: Payload, const F: usize> Space<T, F> {
     /// A space `[min, max]` with the Lowest policy in the global domain.
     ///
     /// ```
@@ -316,13 +217,17 @@ impl<T: Send + Sync + 'static, const F: usize> Space<T, F> {
             max: MAX_IOASID,
             policy: Policy::Lowest,
             domain: None,
-            _data: std::marker::PhantomData,
+            _data: PhantomData,
         }
     }
 
     /// A new set (consumer) in this space, without quota.
+    ///
+    /// # Panics
+    /// If the space already has 32767 sets (see [`Space::try_new_set`]).
     pub fn new_set(&self) -> Set<T, F> {
-        Set::new(self.clone(), usize::MAX)
+        self.try_new_set(None)
+            .expect("a space holds at most 32767 sets")
     }
 
     /// A new set that may hold at most `quota` live IDs.
@@ -334,8 +239,19 @@ impl<T: Send + Sync + 'static, const F: usize> Space<T, F> {
     /// assert_eq!(set.alloc(0, 100, ()), Err(ioasid::Error::QuotaExceeded));
     /// # Ok::<(), ioasid::Error>(())
     /// ```
+    ///
+    /// # Panics
+    /// If the space already has 32767 sets (see [`Space::try_new_set`]).
     pub fn new_set_with_quota(&self, quota: usize) -> Set<T, F> {
-        Set::new(self.clone(), quota)
+        self.try_new_set(Some(quota))
+            .expect("a space holds at most 32767 sets")
+    }
+
+    /// A new set with an optional quota, or [`Error::NoSpace`] when the
+    /// space already has 32767 live sets (an owner index is 15 bits of the
+    /// entry word; indices of dropped sets are reused after a grace period).
+    pub fn try_new_set(&self, quota: Option<usize>) -> Result<Set<T, F>, Error> {
+        Set::new(self.clone(), quota.unwrap_or(usize::MAX))
     }
 
     /// Lowest ID of the space.
@@ -373,8 +289,10 @@ impl<T: Send + Sync + 'static, const F: usize> Space<T, F> {
     ///
     /// # Panics
     /// If `guard` belongs to another domain.
-    pub fn find<'g>(&'g self, id: Ioasid, guard: &'g Guard) -> Option<&'g T> {
-        self.inner.record(id, guard).map(|record| &record.data)
+    pub fn find<'g>(&'g self, id: Ioasid, guard: &'g Guard) -> Option<Ref<'g, T>> {
+        let word = self.inner.load(id, guard)?;
+        // SAFETY: loaded under `guard`, which protects this space's domain.
+        Some(unsafe { Ref::new(word) })
     }
 
     /// Calls `f` with the data of live ID `id`, pinning for the call.
@@ -389,14 +307,14 @@ impl<T: Send + Sync + 'static, const F: usize> Space<T, F> {
     /// ```
     pub fn with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Option<R> {
         let guard = self.pin();
-        self.find(id, &guard).map(f)
+        self.find(id, &guard).map(|value| f(&value))
     }
 
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
     /// was live. The data is dropped once no reader can see it.
     pub fn free(&self, id: Ioasid) -> bool {
         let guard = self.pin();
-        self.inner.remove(id, None, &guard).is_ok()
+        self.inner.remove(id, Expect::Any(&guard)).is_ok()
     }
 
     /// Replaces the data of live ID `id` (any set): `Ok`, or
@@ -454,13 +372,14 @@ impl<T: Send + Sync + 'static, const F: usize> Space<T, F> {
         self.inner.tree.count_live()
     }
 
-    /// Bytes of tree nodes the space holds, excluding records and data.
+    /// Bytes of tree nodes the space holds (entry words included, boxed
+    /// values and sets' indexes excluded).
     pub fn node_bytes(&self) -> usize {
         self.inner.tree.node_bytes()
     }
 }
 
-impl<T, const F: usize> fmt::Debug for Space<T, F> {
+impl<T: Payload, const F: usize> fmt::Debug for Space<T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Space")
             .field("min", &self.inner.min)
@@ -471,7 +390,7 @@ impl<T, const F: usize> fmt::Debug for Space<T, F> {
     }
 }
 
-impl<T: Send + Sync + 'static, const F: usize> SpaceInner<T, F> {
+impl<T: Payload, const F: usize> SpaceInner<T, F> {
     fn key_of(&self, id: Ioasid) -> Option<u64> {
         (self.min..=self.max)
             .contains(&id)
@@ -482,23 +401,26 @@ impl<T: Send + Sync + 'static, const F: usize> SpaceInner<T, F> {
         self.min + key as Ioasid
     }
 
+    pub(crate) fn span(&self) -> u64 {
+        self.tree.span()
+    }
+
     pub(crate) fn pin(&self) -> Guard {
         self.domain.pin()
     }
 
-    /// The live record of `id`, valid while `guard` lives.
-    pub(crate) fn record<'g>(&'g self, id: Ioasid, guard: &'g Guard) -> Option<&'g Record<T, F>> {
+    /// The live word of `id`, or `None`. Its value stays valid while `guard`
+    /// lives.
+    pub(crate) fn load(&self, id: Ioasid, guard: &Guard) -> Option<u64> {
         assert!(
             guard.protects(&self.domain),
             "guard belongs to another domain"
         );
         let slot = self.tree.slot(self.key_of(id)?)?;
-        // Acquire: pairs with the Release publish (alloc, set_data), so the
-        // record's contents are visible.
-        let record = slot.load(Ordering::Acquire);
-        // SAFETY: a non-null slot value is a published record; it is dropped
-        // only through the epoch, after `guard` (which protects this domain).
-        (!record.is_null()).then(|| unsafe { &*record })
+        // Acquire: pairs with the Release publish (alloc, set_data), so a
+        // boxed value's contents are visible.
+        let word = slot.word().load(Ordering::Acquire);
+        (word != 0).then_some(word)
     }
 
     fn hook<'g>(&self, _guard: &'g Guard) -> Option<&'g CustomHook> {
@@ -509,10 +431,11 @@ impl<T: Send + Sync + 'static, const F: usize> SpaceInner<T, F> {
         (!hook.is_null()).then(|| unsafe { &*hook })
     }
 
-    /// Allocates an ID in `min..=max` for `set`.
+    /// Allocates an ID in `min..=max` for the set with owner index `owner`.
     pub(crate) fn alloc(
         &self,
         set: &SetCore<F>,
+        owner: u16,
         min: Ioasid,
         max: Ioasid,
         data: T,
@@ -524,48 +447,77 @@ impl<T: Send + Sync + 'static, const F: usize> SpaceInner<T, F> {
         if lo > hi {
             return Err(Error::InvalidArgument);
         }
-        set.reserve()?;
-        let guard = self.pin();
-        let (id, slot, origin) = match self.claim(lo, hi, &guard) {
+        let payload = entry::encode(data).map_err(|_| Error::InvalidArgument)?;
+        let word = entry::with_owner(payload, owner);
+        let result = set
+            .reserve()
+            .and_then(|()| self.claim(lo, hi).inspect_err(|_| set.unreserve()));
+        let (id, slot) = match result {
             Ok(claimed) => claimed,
             Err(e) => {
-                set.unreserve();
+                // SAFETY: never published; this is its one drop.
+                unsafe { entry::drop_value::<T>(word) };
                 return Err(e);
             }
         };
-        // Member bit before the record: a racing kernel-form free of this
-        // number sees no record yet and leaves everything alone.
+        // Member bit before the word: a racing kernel-form free of this
+        // number sees no word yet and leaves everything alone.
         set.members.insert(u64::from(id - self.min));
-        let record = Box::into_raw(Box::new(Record {
-            owner: set,
-            origin,
-            data,
-        }));
-        // Release: publishes the record's contents to Acquire loads in find.
-        slot.store(record, Ordering::Release);
+        // Release: publishes a boxed value's contents to Acquire loads.
+        slot.store(word, Ordering::Release);
         Ok(id)
     }
 
     /// Claims a number: through the custom allocator if one is installed,
     /// else by policy.
-    fn claim<'t>(
-        &'t self,
+    ///
+    /// No guard is needed on the software path: tree nodes live as long as
+    /// the tree, and nothing epoch-managed is read.
+    fn claim(&self, lo: Ioasid, hi: Ioasid) -> Result<(Ioasid, &AtomicU64), Error> {
+        // Relaxed: only "is there a hook at all"; `hook()` below loads it
+        // again with Acquire under a guard before using it.
+        if !self.hook.load(Ordering::Relaxed).is_null() {
+            let guard = self.pin();
+            if let Some(claimed) = self.claim_custom(lo, hi, &guard) {
+                return claimed;
+            }
+        }
+        self.claim_by_policy(lo, hi)
+    }
+
+    /// Asks the installed hook; `None` when there is none or it says
+    /// "fall back to software".
+    fn claim_custom(
+        &self,
         lo: Ioasid,
         hi: Ioasid,
         guard: &Guard,
-    ) -> Result<Claimed<'t, T, F>, Error> {
-        if let Some(hook) = self.hook(guard) {
-            match hook.allocator().alloc(lo, hi) {
-                CustomAlloc::Id(id) if (lo..=hi).contains(&id) => {
-                    let key = u64::from(id - self.min);
-                    let (_, slot) = self.tree.claim(key, key).ok_or(Error::BadCustomId)?;
-                    return Ok((id, slot, Some(hook.clone())));
+    ) -> Option<Result<(Ioasid, &AtomicU64), Error>> {
+        let hook = self.hook(guard)?;
+        Some(match hook.allocator().alloc(lo, hi) {
+            CustomAlloc::Id(id) if (lo..=hi).contains(&id) => {
+                let key = u64::from(id - self.min);
+                // Record the origin before the word is published: a racing
+                // free of this ID must find it.
+                let mut origins = self.custom_ids.lock().unwrap_or_else(|e| e.into_inner());
+                match self.tree.claim(key, key) {
+                    Some((_, slot)) => {
+                        origins.insert(id, hook.clone());
+                        // Relaxed: read by frees only as a hint to take the
+                        // lock, which orders the map itself.
+                        self.custom_live.fetch_add(1, Ordering::Relaxed);
+                        Ok((id, slot))
+                    }
+                    None => Err(Error::BadCustomId),
                 }
-                CustomAlloc::Id(_) => return Err(Error::BadCustomId),
-                CustomAlloc::Failed(e) => return Err(e),
-                CustomAlloc::Fallback => {}
             }
-        }
+            CustomAlloc::Id(_) => Err(Error::BadCustomId),
+            CustomAlloc::Failed(e) => Err(e),
+            CustomAlloc::Fallback => return None,
+        })
+    }
+
+    fn claim_by_policy(&self, lo: Ioasid, hi: Ioasid) -> Result<(Ioasid, &AtomicU64), Error> {
         let (lo, hi) = (u64::from(lo - self.min), u64::from(hi - self.min));
         let (key, slot) = match self.policy {
             Policy::Lowest => self.tree.claim(lo, hi),
@@ -600,11 +552,11 @@ impl<T: Send + Sync + 'static, const F: usize> SpaceInner<T, F> {
             }
         }
         .ok_or(Error::NoSpace)?;
-        Ok((self.id_of(key), slot, None))
+        Ok((self.id_of(key), slot))
     }
 
     /// Claims in `start..=hi`, then in `lo..start`.
-    fn claim_from(&self, start: u64, lo: u64, hi: u64) -> Option<(u64, &AtomicPtr<Record<T, F>>)> {
+    fn claim_from(&self, start: u64, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
         self.tree.claim(start, hi).or_else(|| {
             if start > lo {
                 self.tree.claim(lo, start - 1)
@@ -614,110 +566,125 @@ impl<T: Send + Sync + 'static, const F: usize> SpaceInner<T, F> {
         })
     }
 
-    /// Frees `id`; with `expect`, only if that set owns it.
-    pub(crate) fn remove(
-        &self,
-        id: Ioasid,
-        expect: Option<*const SetCore<F>>,
-        guard: &Guard,
-    ) -> Result<(), Error> {
+    /// Frees `id`: any owner's (kernel form, under the caller's guard), or
+    /// only the given set's.
+    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
-        // Acquire: pairs with the Release publish, so we can read the owner.
-        let mut current = slot.load(Ordering::Acquire);
-        let record = loop {
-            if current.is_null() {
+        // Acquire: pairs with the Release publish.
+        let mut word = slot.word().load(Ordering::Acquire);
+        let core = loop {
+            if word == 0 {
                 return Err(Error::NotFound);
             }
-            // SAFETY: published record, protected by `guard` (module docs).
-            let record = unsafe { &*current };
-            if expect.is_some_and(|set| set != record.owner) {
-                return Err(Error::PermissionDenied);
-            }
-            // AcqRel: Acquire reads a newer record's contents on failure (we
-            // re-check its owner); Release orders our earlier reads before
-            // the record leaves the slot.
-            match slot.compare_exchange(
-                current,
-                ptr::null_mut(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break record,
-                Err(now) => current = now,
+            let owner = entry::owner(word);
+            let core = match expect {
+                Expect::Set(index, _) if index != owner => return Err(Error::PermissionDenied),
+                Expect::Set(_, core) => core as *const SetCore<F>,
+                // Read before the CAS, while the word still names its owner:
+                // the index cannot be reused while we are pinned (owners.rs).
+                Expect::Any(_) => self.sets.get(owner),
+            };
+            // AcqRel: Release orders our reads before the word leaves the
+            // slot; Acquire reads a newer word on failure (we re-check it).
+            match slot
+                .word()
+                .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break core,
+                Err(now) => word = now,
             }
         };
-        // SAFETY: the owner outlives every guard that saw its record live.
-        let owner = unsafe { &*record.owner };
-        owner.members.remove(key);
-        self.tree.release(key);
-        owner.unreserve();
-        if let Some(hook) = &record.origin {
-            hook.allocator().free(id);
+        // SAFETY: `core` is the owner of the word we took: the caller's own
+        // set, or (kernel form) one kept alive by the caller's guard
+        // (owners.rs invariant).
+        let core = unsafe { &*core };
+        core.members.remove(key);
+        self.tree.release(slot, key);
+        core.unreserve();
+        // Relaxed: a hint; IDs in the map were inserted under its lock
+        // before their word was published, which happens before our CAS.
+        if self.custom_live.load(Ordering::Relaxed) > 0 {
+            self.give_back_custom(id);
         }
-        // SAFETY: the record is unreachable from the slot; readers that loaded
-        // it are pinned in this domain, and the epoch drops it after them.
-        unsafe {
-            guard
-                .inner
-                .defer_destroy(Shared::from(current as *const Record<T, F>))
-        };
+        match expect {
+            Expect::Any(guard) => self.retire(word, guard),
+            Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
+            Expect::Set(..) => {}
+        }
         Ok(())
     }
 
+    /// Hands a custom-allocated ID back to the hook that chose it.
+    fn give_back_custom(&self, id: Ioasid) {
+        let hook = self
+            .custom_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(hook) = hook {
+            // Relaxed: see `claim`.
+            self.custom_live.fetch_sub(1, Ordering::Relaxed);
+            hook.allocator().free(id);
+        }
+    }
+
+    /// Drops the value of a word taken out of its slot, after every reader
+    /// that could have loaded it.
+    fn retire(&self, word: u64, guard: &Guard) {
+        if entry::needs_drop::<T>(word) {
+            // SAFETY: the word left its slot; this is its value's one drop,
+            // deferred past every guard that could have loaded it.
+            guard
+                .inner
+                .defer(move || unsafe { entry::drop_value::<T>(word) });
+        }
+    }
+
     /// Replaces the data of `id`; with `expect`, only if that set owns it.
-    pub(crate) fn replace(
-        &self,
-        id: Ioasid,
-        expect: Option<*const SetCore<F>>,
-        data: T,
-    ) -> Result<(), Error> {
+    pub(crate) fn replace(&self, id: Ioasid, expect: Option<u16>, data: T) -> Result<(), Error> {
+        let payload = entry::encode(data).map_err(|_| Error::InvalidArgument)?;
+        let result = self.replace_payload(id, expect, payload);
+        if result.is_err() {
+            // SAFETY: never published; this is its one drop.
+            unsafe { entry::drop_value::<T>(payload) };
+        }
+        result
+    }
+
+    fn replace_payload(&self, id: Ioasid, expect: Option<u16>, payload: u64) -> Result<(), Error> {
         let guard = self.pin();
         let key = self.key_of(id).ok_or(Error::NotFound)?;
-        let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
-        let mut fresh = Box::new(Record {
-            owner: ptr::null(),
-            origin: None,
-            data,
-        });
+        let slot = self.tree.slot(key).ok_or(Error::NotFound)?.word();
         // Acquire: pairs with the Release publish.
-        let mut current = slot.load(Ordering::Acquire);
+        let mut word = slot.load(Ordering::Acquire);
         loop {
-            if current.is_null() {
+            if word == 0 {
                 return Err(Error::NotFound);
             }
-            // SAFETY: published record, protected by `guard`.
-            let record = unsafe { &*current };
-            if expect.is_some_and(|set| set != record.owner) {
+            let owner = entry::owner(word);
+            if expect.is_some_and(|set| set != owner) {
                 return Err(Error::PermissionDenied);
             }
-            fresh.owner = record.owner;
-            fresh.origin.clone_from(&record.origin);
-            let candidate = Box::into_raw(fresh);
-            // AcqRel: Release publishes the new record; Acquire reads a
-            // newer one on failure.
-            match slot.compare_exchange(current, candidate, Ordering::AcqRel, Ordering::Acquire) {
+            // AcqRel: Release publishes the new value; Acquire reads a newer
+            // word on failure.
+            match slot.compare_exchange(
+                word,
+                entry::with_owner(payload, owner),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
-                    // SAFETY: the old record is unreachable now; the epoch
-                    // drops it after every reader that loaded it.
-                    unsafe {
-                        guard
-                            .inner
-                            .defer_destroy(Shared::from(current as *const Record<T, F>))
-                    };
+                    self.retire(word, &guard);
                     return Ok(());
                 }
-                Err(now) => {
-                    // SAFETY: `candidate` was not published; take it back.
-                    fresh = unsafe { Box::from_raw(candidate) };
-                    current = now;
-                }
+                Err(now) => word = now,
             }
         }
     }
 }
 
-impl<T, const F: usize> Drop for SpaceInner<T, F> {
+impl<T: Payload, const F: usize> Drop for SpaceInner<T, F> {
     fn drop(&mut self) {
         // Relaxed: `&mut self`, exclusive access.
         let hook = self.hook.load(Ordering::Relaxed);
@@ -730,14 +697,16 @@ impl<T, const F: usize> Drop for SpaceInner<T, F> {
         let tree = unsafe { ManuallyDrop::take(&mut self.tree) };
         let guard = self.domain.pin();
         let tree_ptr = Box::into_raw(Box::new(tree));
-        // SAFETY: a C reader may still be inside a lookup of this space (a
-        // use-after-destroy we make harmless): the nodes go through the epoch.
-        // The tree holds only records of `T: 'static` data by construction
-        // (every constructor requires it).
+        // SAFETY: sets hold the space alive, so none is left and none left a
+        // word behind; any word still there (none, by that reasoning) has its
+        // value dropped once, here. A C reader may still be inside a lookup
+        // of this space (a use-after-destroy we make harmless), so nodes and
+        // values go through the epoch. `T: 'static` (Payload) outlives it.
         unsafe {
-            guard
-                .inner
-                .defer_unchecked(move || drop(Box::from_raw(tree_ptr)));
+            guard.inner.defer_unchecked(move || {
+                let mut tree = Box::from_raw(tree_ptr);
+                tree.drain_live(&mut |_, word| entry::drop_value::<T>(word));
+            });
         }
     }
 }

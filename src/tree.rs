@@ -8,20 +8,22 @@
 //! hold a *claim* word and `F` record slots. Nodes are created on demand by
 //! compare-and-swap (the loser frees its unpublished node) and are never
 //! removed while the tree lives, so a reader needs no protection for nodes,
-//! only for records (which the caller reclaims through the epoch).
+//! only for what an entry word points to (which the caller reclaims through
+//! the epoch).
 //!
 //! INVARIANT (geometry): a leaf's claim word has every bit set that is not a
 //! valid key (beyond `F`, or beyond the span), so "leaf full" is
 //! `claimed == u64::MAX`; an inner node's hint word never has an invalid
 //! child's bit set, so "node full" is `free_hint == 0`.
 //!
-//! # Claims and records
+//! # Claims and entries
 //!
 //! A key is *claimed* while its claim bit is set; it is *live* while its slot
-//! holds a record. alloc claims the bit (`fetch_or`), then the caller
-//! publishes the record (Release). free takes the record out of the slot
-//! (CAS to null), then calls [`Tree::release`], which clears the claim bit
-//! (Release) so the key is reusable at once.
+//! holds a non-zero entry word (its meaning belongs to the caller: see
+//! `entry.rs`). alloc claims the bit (`fetch_or`), then the caller publishes
+//! the entry (Release). free takes the entry out of the slot (CAS to zero),
+//! then calls [`Tree::release`], which clears the claim bit (Release) so the
+//! key is reusable at once.
 //!
 //! # Free hints, and why ENOSPC is truthful
 //!
@@ -54,7 +56,6 @@
 //! never missed, and a full space answers ENOSPC from the root's hint word.
 
 use crate::sync::{atomic_array, fence, AtomicPtr, AtomicU64, Ordering};
-use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
 
@@ -103,21 +104,21 @@ struct Inner<const F: usize> {
     children: [AtomicPtr<()>; F],
 }
 
-struct Leaf<R, const F: usize> {
+struct Leaf<const F: usize> {
     /// Bit i set: key `base + i` is claimed (or is not a valid key).
     claimed: AtomicU64,
-    /// Slot i: the record of key `base + i`, or null.
-    slots: [AtomicPtr<R>; F],
+    /// Slot i: the entry word of key `base + i`, or 0.
+    slots: [AtomicU64; F],
 }
 
 /// A node whose fullness a propagation re-checks.
 #[derive(Clone, Copy)]
-enum NodeRef<'a, R, const F: usize> {
+enum NodeRef<'a, const F: usize> {
     Inner(&'a Inner<F>),
-    Leaf(&'a Leaf<R, F>),
+    Leaf(&'a Leaf<F>),
 }
 
-impl<R, const F: usize> NodeRef<'_, R, F> {
+impl<const F: usize> NodeRef<'_, F> {
     fn is_full(&self) -> bool {
         // Relaxed: callers issue a SeqCst fence first (see module docs).
         match *self {
@@ -164,25 +165,37 @@ impl<const F: usize> Path<F> {
     }
 }
 
-/// The radix tree of one space. `R` is the record type held in leaf slots.
-pub(crate) struct Tree<R, const F: usize> {
+/// One key's place in its leaf: its entry word and claim bit.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot<'t, const F: usize> {
+    leaf: &'t Leaf<F>,
+    index: usize,
+}
+
+impl<'t, const F: usize> Slot<'t, F> {
+    /// The entry word.
+    pub(crate) fn word(self) -> &'t AtomicU64 {
+        &self.leaf.slots[self.index]
+    }
+}
+
+/// The radix tree of one space.
+pub(crate) struct Tree<const F: usize> {
     /// The root: an `Inner`, or a `Leaf` when `levels == 1`. Never null.
     root: *mut (),
     levels: u32,
     span: u64,
     /// Started/active propagations (see module docs).
     hint_seq: AtomicU64,
-    _records: PhantomData<Box<R>>,
 }
 
-// SAFETY: the tree owns its nodes and the boxed records in its slots; all
-// shared mutation goes through atomics. Records are handed between threads
-// (published by one, read and dropped by others), hence `R: Send + Sync`.
-unsafe impl<R: Send + Sync, const F: usize> Send for Tree<R, F> {}
+// SAFETY: the tree owns its nodes; all shared mutation goes through atomics.
+// Entry words are plain integers to the tree.
+unsafe impl<const F: usize> Send for Tree<F> {}
 // SAFETY: as above.
-unsafe impl<R: Send + Sync, const F: usize> Sync for Tree<R, F> {}
+unsafe impl<const F: usize> Sync for Tree<F> {}
 
-impl<R, const F: usize> Tree<R, F> {
+impl<const F: usize> Tree<F> {
     const BITS: u32 = F.trailing_zeros();
     const INDEX_MASK: u64 = F as u64 - 1;
 
@@ -196,7 +209,6 @@ impl<R, const F: usize> Tree<R, F> {
             levels,
             span,
             hint_seq: AtomicU64::new(0),
-            _records: PhantomData,
         };
         tree.root = tree.new_node(0, 0);
         tree
@@ -230,9 +242,9 @@ impl<R, const F: usize> Tree<R, F> {
     fn new_node(&self, level: u32, base: u64) -> *mut () {
         let valid = self.valid_mask(level, base);
         if self.is_leaf_level(level) {
-            let leaf: Leaf<R, F> = Leaf {
+            let leaf: Leaf<F> = Leaf {
                 claimed: AtomicU64::new(!valid),
-                slots: atomic_array(|_| AtomicPtr::new(ptr::null_mut())),
+                slots: atomic_array(|_| AtomicU64::new(0)),
             };
             Box::into_raw(Box::new(leaf)).cast()
         } else {
@@ -244,22 +256,15 @@ impl<R, const F: usize> Tree<R, F> {
         }
     }
 
-    /// Frees a node and everything below it, records included.
+    /// Frees a node and everything below it. Entry words are not looked at:
+    /// the owner drains them first ([`Tree::drain_live`]).
     ///
     /// # Safety
     /// `node` is a node of this tree at `level` that no other thread can reach.
     unsafe fn free_subtree(&self, node: *mut (), level: u32) {
         if self.is_leaf_level(level) {
             // SAFETY: the caller's contract; leaves were made by `new_node`.
-            let leaf = unsafe { Box::from_raw(node.cast::<Leaf<R, F>>()) };
-            for slot in &leaf.slots {
-                // Relaxed: we have exclusive access.
-                let record = slot.load(Ordering::Relaxed);
-                if !record.is_null() {
-                    // SAFETY: a published record is a leaked box owned by its slot.
-                    drop(unsafe { Box::from_raw(record) });
-                }
-            }
+            drop(unsafe { Box::from_raw(node.cast::<Leaf<F>>()) });
         } else {
             // SAFETY: the caller's contract; inner nodes were made by `new_node`.
             let inner = unsafe { Box::from_raw(node.cast::<Inner<F>>()) };
@@ -274,7 +279,7 @@ impl<R, const F: usize> Tree<R, F> {
         }
     }
 
-    fn leaf_of(&self, key: u64) -> Option<&Leaf<R, F>> {
+    fn leaf_of(&self, key: u64) -> Option<&Leaf<F>> {
         debug_assert!(key < self.span);
         let mut node = self.root;
         for level in 0..self.levels - 1 {
@@ -289,22 +294,27 @@ impl<R, const F: usize> Tree<R, F> {
             }
         }
         // SAFETY: the node at the leaf level is a leaf, alive while the tree is.
-        Some(unsafe { &*node.cast::<Leaf<R, F>>() })
+        Some(unsafe { &*node.cast::<Leaf<F>>() })
     }
 
     /// The slot of `key`, if its leaf exists.
-    pub(crate) fn slot(&self, key: u64) -> Option<&AtomicPtr<R>> {
-        self.leaf_of(key)
-            .map(|leaf| &leaf.slots[(key & Self::INDEX_MASK) as usize])
+    pub(crate) fn slot(&self, key: u64) -> Option<Slot<'_, F>> {
+        self.leaf_of(key).map(|leaf| Slot {
+            leaf,
+            index: (key & Self::INDEX_MASK) as usize,
+        })
     }
 
     /// Claims the lowest free key in `lo..=hi`, or `None` if no key there was
     /// free for the whole call. Returns the key and its (empty) slot.
-    pub(crate) fn claim(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicPtr<R>)> {
+    pub(crate) fn claim(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
         debug_assert!(lo <= hi && hi < self.span);
         // Acquire: pairs with the Release decrement of a propagation that
         // finished, so its undo is visible to the walk's hint loads.
         let before = self.hint_seq.load(Ordering::Acquire);
+        if let Some(found) = self.claim_first(lo, hi) {
+            return Some(found);
+        }
         if let Some(found) = self.claim_in(self.root, 0, 0, lo, hi, false, &mut Path::new()) {
             return Some(found);
         }
@@ -314,6 +324,38 @@ impl<R, const F: usize> Tree<R, F> {
             return None;
         }
         self.claim_in(self.root, 0, 0, lo, hi, true, &mut Path::new())
+    }
+
+    /// The common case of a hinted walk, without recursion: take the first
+    /// hinted child at each level and claim in the leaf reached. `None` if
+    /// that leaf has nothing free in range; the caller then walks properly.
+    fn claim_first(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
+        let mut path = Path::new();
+        let (mut node, mut base, mut lo, mut hi) = (self.root, 0u64, lo, hi);
+        for level in 0..self.levels - 1 {
+            // SAFETY: nodes above the leaf level are inner nodes of this tree.
+            let inner = unsafe { &*node.cast::<Inner<F>>() };
+            let shift = self.shift(level);
+            let (first, last) = (
+                ((lo - base) >> shift) as usize,
+                ((hi - base) >> shift) as usize,
+            );
+            // Acquire: as in `claim_in`.
+            let window = inner.free_hint.load(Ordering::Acquire) & bit_range(first, last);
+            if window == 0 {
+                return None;
+            }
+            let i = window.trailing_zeros() as usize;
+            let child_base = base + ((i as u64) << shift);
+            node = self.child_or_install(inner, i, level + 1, child_base);
+            path.push(inner, i);
+            lo = lo.max(child_base);
+            hi = hi.min(child_base + (1u64 << shift) - 1);
+            base = child_base;
+        }
+        // SAFETY: the node at the leaf level is a leaf of this tree.
+        let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+        self.claim_in_leaf(leaf, base, lo, hi, &path)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -326,10 +368,10 @@ impl<R, const F: usize> Tree<R, F> {
         hi: u64,
         exact: bool,
         path: &mut Path<F>,
-    ) -> Option<(u64, &AtomicPtr<R>)> {
+    ) -> Option<(u64, &AtomicU64)> {
         if self.is_leaf_level(level) {
             // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
             return self.claim_in_leaf(leaf, base, lo, hi, path);
         }
         // SAFETY: nodes above the leaf level are inner nodes of this tree.
@@ -377,12 +419,12 @@ impl<R, const F: usize> Tree<R, F> {
 
     fn claim_in_leaf<'t>(
         &'t self,
-        leaf: &'t Leaf<R, F>,
+        leaf: &'t Leaf<F>,
         base: u64,
         lo: u64,
         hi: u64,
         path: &Path<F>,
-    ) -> Option<(u64, &'t AtomicPtr<R>)> {
+    ) -> Option<(u64, &'t AtomicU64)> {
         let wanted = bit_range((lo - base) as usize, (hi - base) as usize);
         // Relaxed: only a guess at which bit to try; the fetch_or decides.
         let mut word = leaf.claimed.load(Ordering::Relaxed);
@@ -443,7 +485,7 @@ impl<R, const F: usize> Tree<R, F> {
 
     /// `child` (the node below the end of `path`) was seen full: clear its
     /// hint bit, re-check, and go up while nodes become empty.
-    fn propagate_full(&self, path: &Path<F>, child: NodeRef<'_, R, F>) {
+    fn propagate_full(&self, path: &Path<F>, child: NodeRef<'_, F>) {
         // Relaxed: the Release clear below publishes this increment to any
         // walk that observes the clear.
         self.hint_seq
@@ -512,23 +554,11 @@ impl<R, const F: usize> Tree<R, F> {
     /// Makes a claimed key free again. The caller has already taken its
     /// record out of the slot.
     ///
-    /// # Panics
-    /// If the key's leaf does not exist (it was never claimed).
-    pub(crate) fn release(&self, key: u64) {
-        let mut path = Path::<F>::new();
-        let mut node = self.root;
-        for level in 0..self.levels - 1 {
-            // SAFETY: nodes above the leaf level are inner nodes of this tree.
-            let inner = unsafe { &*node.cast::<Inner<F>>() };
-            let index = self.index(key, level);
-            path.push(inner, index);
-            // Acquire: pairs with the install CAS.
-            node = inner.children[index].load(Ordering::Acquire);
-            assert!(!node.is_null(), "release of a key that was never claimed");
-        }
-        // SAFETY: the node at the leaf level is a leaf of this tree.
-        let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
-        let bit = 1u64 << (key & Self::INDEX_MASK);
+    /// `slot` is the slot of `key`.
+    pub(crate) fn release(&self, slot: Slot<'_, F>, key: u64) {
+        debug_assert_eq!(slot.index, (key & Self::INDEX_MASK) as usize);
+        let leaf = slot.leaf;
+        let bit = 1u64 << slot.index;
         // Relaxed: a guess at the word; the CAS below decides.
         let mut word = leaf.claimed.load(Ordering::Relaxed);
         let mut counted = false;
@@ -554,10 +584,27 @@ impl<R, const F: usize> Tree<R, F> {
         }
         if counted {
             if word == u64::MAX {
+                let path = self.path_to(key);
                 self.repair_above(&path, path.len);
             }
             self.exit_hint_update();
         }
+    }
+
+    /// The inner nodes above the (existing) leaf of `key`.
+    fn path_to(&self, key: u64) -> Path<F> {
+        let mut path = Path::<F>::new();
+        let mut node = self.root;
+        for level in 0..self.levels - 1 {
+            // SAFETY: nodes above the leaf level are inner nodes of this tree.
+            let inner = unsafe { &*node.cast::<Inner<F>>() };
+            let index = self.index(key, level);
+            path.push(inner, index);
+            // Acquire: pairs with the install CAS.
+            node = inner.children[index].load(Ordering::Acquire);
+            assert!(!node.is_null(), "the leaf of a claimed key exists");
+        }
+        path
     }
 
     /// Number of slots holding a record (a walk over all nodes).
@@ -568,12 +615,12 @@ impl<R, const F: usize> Tree<R, F> {
     fn count_in(&self, node: *mut (), level: u32) -> usize {
         if self.is_leaf_level(level) {
             // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<R, F>>() };
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
             // Relaxed: a snapshot count, exact only when quiescent.
             return leaf
                 .slots
                 .iter()
-                .filter(|s| !s.load(Ordering::Relaxed).is_null())
+                .filter(|s| s.load(Ordering::Relaxed) != 0)
                 .count();
         }
         // SAFETY: nodes above the leaf level are inner nodes of this tree.
@@ -588,14 +635,50 @@ impl<R, const F: usize> Tree<R, F> {
             .sum()
     }
 
-    /// Bytes of node memory the tree holds (records excluded).
+    /// Calls `drop_entry(key, word)` for every live entry and zeroes it.
+    pub(crate) fn drain_live(&mut self, drop_entry: &mut impl FnMut(u64, u64)) {
+        self.drain_in(self.root, 0, 0, drop_entry);
+    }
+
+    fn drain_in(
+        &self,
+        node: *mut (),
+        level: u32,
+        base: u64,
+        drop_entry: &mut impl FnMut(u64, u64),
+    ) {
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf of this tree.
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+            for (i, slot) in leaf.slots.iter().enumerate() {
+                // Relaxed: `drain_live` takes `&mut self`, exclusive access.
+                let word = slot.swap(0, Ordering::Relaxed);
+                if word != 0 {
+                    drop_entry(base + i as u64, word);
+                }
+            }
+            return;
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        let shift = self.shift(level);
+        for (i, child) in inner.children.iter().enumerate() {
+            // Relaxed: exclusive access.
+            let child = child.load(Ordering::Relaxed);
+            if !child.is_null() {
+                self.drain_in(child, level + 1, base + ((i as u64) << shift), drop_entry);
+            }
+        }
+    }
+
+    /// Bytes of node memory the tree holds.
     pub(crate) fn node_bytes(&self) -> usize {
         self.bytes_in(self.root, 0)
     }
 
     fn bytes_in(&self, node: *mut (), level: u32) -> usize {
         if self.is_leaf_level(level) {
-            return std::mem::size_of::<Leaf<R, F>>();
+            return std::mem::size_of::<Leaf<F>>();
         }
         // SAFETY: nodes above the leaf level are inner nodes of this tree.
         let inner = unsafe { &*node.cast::<Inner<F>>() };
@@ -611,7 +694,7 @@ impl<R, const F: usize> Tree<R, F> {
     }
 }
 
-impl<R, const F: usize> Drop for Tree<R, F> {
+impl<const F: usize> Drop for Tree<F> {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no other thread can reach the tree.
         unsafe { self.free_subtree(self.root, 0) };
@@ -644,7 +727,7 @@ mod tests {
         assert_eq!(low_bits(3), 7);
     }
 
-    fn claim_all<const F: usize>(tree: &Tree<u32, F>, lo: u64, hi: u64) -> Vec<u64> {
+    fn claim_all<const F: usize>(tree: &Tree<F>, lo: u64, hi: u64) -> Vec<u64> {
         let mut out = Vec::new();
         while let Some((key, _)) = tree.claim(lo, hi) {
             out.push(key);
@@ -654,7 +737,7 @@ mod tests {
 
     #[test]
     fn fills_in_order_and_reports_full_from_the_root() {
-        let tree: Tree<u32, 4> = Tree::new(37);
+        let tree: Tree<4> = Tree::new(37);
         let keys = claim_all(&tree, 0, 36);
         assert_eq!(keys, (0..37).collect::<Vec<_>>());
         // SAFETY: 37 keys at fan-out 4 need 3 levels, so the root is an inner node.
@@ -664,19 +747,19 @@ mod tests {
             0,
             "full tree: root hint empty"
         );
-        tree.release(17);
+        tree.release(tree.slot(17).unwrap(), 17);
         assert_eq!(tree.claim(0, 36).map(|c| c.0), Some(17));
         assert_eq!(tree.claim(0, 36).map(|c| c.0), None);
     }
 
     #[test]
     fn partial_ranges_inside_one_leaf_and_across_leaves() {
-        let tree: Tree<u32, 4> = Tree::new(64);
+        let tree: Tree<4> = Tree::new(64);
         assert_eq!(claim_all(&tree, 5, 6), vec![5, 6]);
         assert_eq!(claim_all(&tree, 3, 9), vec![3, 4, 7, 8, 9]);
         assert_eq!(claim_all(&tree, 63, 63), vec![63]);
-        tree.release(4);
+        tree.release(tree.slot(4).unwrap(), 4);
         assert_eq!(claim_all(&tree, 0, 63).first(), Some(&0));
-        assert_eq!(tree.count_live(), 0, "claims without records are not live");
+        assert_eq!(tree.count_live(), 0, "claims without entries are not live");
     }
 }

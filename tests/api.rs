@@ -14,7 +14,7 @@ fn make_space<const F: usize>(min: u32, max: u32, policy: Policy) -> Space<u32, 
         .unwrap()
 }
 
-fn ids_of<T: Send + Sync + 'static, const F: usize>(set: &ioasid::Set<T, F>) -> Vec<u32> {
+fn ids_of<T: ioasid::Payload, const F: usize>(set: &ioasid::Set<T, F>) -> Vec<u32> {
     let mut ids = Vec::new();
     let _ = set.for_each(|id, _| {
         ids.push(id);
@@ -190,8 +190,16 @@ fn foreign_sets_are_refused_and_nothing_changes() {
     assert_eq!(b.find(id, &guard), Err(Error::PermissionDenied));
     assert_eq!(b.free(id), Err(Error::PermissionDenied));
     assert_eq!(b.set_data(id, 9), Err(Error::PermissionDenied));
-    assert_eq!(a.find(id, &guard), Ok(&7), "still a's, data unchanged");
-    assert_eq!(space.find(id, &guard), Some(&7), "any-set lookup");
+    assert_eq!(
+        a.find(id, &guard).as_deref(),
+        Ok(&7),
+        "still a's, data unchanged"
+    );
+    assert_eq!(
+        space.find(id, &guard).as_deref(),
+        Some(&7),
+        "any-set lookup"
+    );
     assert_eq!(ids_of(&b), Vec::<u32>::new());
     assert_eq!(b.find(40, &guard), Err(Error::NotFound));
     assert_eq!(b.free(40), Err(Error::NotFound));
@@ -223,8 +231,8 @@ fn unit_data_round_trips() {
     let set = space.new_set();
     let id = set.alloc(0, 7, ()).unwrap();
     let guard = space.pin();
-    assert_eq!(set.find(id, &guard), Ok(&()));
-    assert_eq!(space.find(id + 1, &guard), None);
+    assert_eq!(set.find(id, &guard).as_deref(), Ok(&()));
+    assert!(space.find(id + 1, &guard).is_none());
 }
 
 #[test]
@@ -306,6 +314,9 @@ struct Tracked {
     id: u32,
     drops: Arc<AtomicUsize>,
 }
+
+// SAFETY: the provided methods store it boxed.
+unsafe impl ioasid::Payload for Tracked {}
 
 impl Drop for Tracked {
     fn drop(&mut self) {

@@ -28,6 +28,9 @@ struct Tag {
     drops: Arc<AtomicUsize>,
 }
 
+// SAFETY: the provided methods store it boxed.
+unsafe impl ioasid::Payload for Tag {}
+
 impl Drop for Tag {
     fn drop(&mut self) {
         self.drops.fetch_add(1, Ordering::SeqCst);
@@ -233,14 +236,19 @@ fn readers_racing_writers_see_only_their_id() {
     std::thread::scope(|s| {
         let mut threads = Vec::new();
         for w in 0..3 {
-            let (space, writers_left, start, drops, created) =
-                (&space, &writers_left, &start, &drops, &created);
+            let (space, writers_left, start, drops, created, hits) =
+                (&space, &writers_left, &start, &drops, &created, &hits);
             threads.push(s.spawn(move || {
                 let set = space.new_set();
                 let mut rng = Rng(77 + w);
                 let mut held = Vec::new();
                 start.wait();
-                for _ in 0..40_000 {
+                // Churn until the readers have had their chance (they may be
+                // scheduled late on a busy machine), within a generous bound.
+                let mut round = 0;
+                while round < 40_000 || (hits.load(Ordering::Relaxed) < 1_000 && round < 50_000_000)
+                {
+                    round += 1;
                     if held.len() < 40 && rng.next() % 3 != 0 {
                         created.fetch_add(1, Ordering::SeqCst);
                         // Publish the right tag in the first record: allocate

@@ -1,0 +1,195 @@
+//! Owners: the shared state of each set, and the table that maps the small
+//! owner index stored in entry words back to it.
+//!
+//! INVARIANT: table entry `i` points at the `SetCore` of the set with index
+//! `i` for as long as any entry word names `i`, and for as long as any guard
+//! that loaded such a word lives: a set removes all its words before it
+//! hands its core and its index to the epoch, which frees the core and
+//! returns the index to the pool only after every such guard is gone. So an
+//! index is never reused while a reader could still pair it with an old
+//! word, and a kernel-form free may follow a word's owner index to its set.
+
+use crate::entry::MAX_SETS;
+use crate::error::Error;
+use crate::members::Members;
+use crate::sync::{atomic_array, AtomicPtr, AtomicUsize, Ordering};
+use std::ptr;
+use std::sync::{Arc as StdArc, Mutex};
+
+/// The shared state of one set.
+pub(crate) struct SetCore<const F: usize> {
+    /// Most live IDs, or `usize::MAX` for none.
+    pub(crate) quota: usize,
+    /// Live IDs, counted only when there is a quota (the count is a shared
+    /// cache line that quota-less sets need not fight over).
+    pub(crate) live: AtomicUsize,
+    pub(crate) members: Members<F>,
+}
+
+impl<const F: usize> SetCore<F> {
+    pub(crate) fn new(quota: usize, span: u64) -> Self {
+        SetCore {
+            quota,
+            live: AtomicUsize::new(0),
+            members: Members::new(span),
+        }
+    }
+
+    pub(crate) fn has_quota(&self) -> bool {
+        self.quota != usize::MAX
+    }
+
+    /// Takes one unit of quota: [`Error::QuotaExceeded`] if none is left.
+    pub(crate) fn reserve(&self) -> Result<(), Error> {
+        if !self.has_quota() {
+            return Ok(());
+        }
+        // Relaxed: the count guards nothing but itself; the CAS makes the
+        // check against the quota and the increment one atomic step.
+        let mut live = self.live.load(Ordering::Relaxed);
+        loop {
+            if live >= self.quota {
+                return Err(Error::QuotaExceeded);
+            }
+            match self.live.compare_exchange_weak(
+                live,
+                live + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => live = now,
+            }
+        }
+    }
+
+    /// Gives one unit of quota back.
+    pub(crate) fn unreserve(&self) {
+        if self.has_quota() {
+            // Relaxed: see `reserve`.
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+const CHUNK: usize = 256;
+const CHUNKS: usize = (MAX_SETS as usize + 1) / CHUNK;
+
+type Chunk<const F: usize> = [AtomicPtr<SetCore<F>>; CHUNK];
+
+/// Owner index -> set core, two levels so an empty space costs one small
+/// array; chunks of 256 entries appear as sets are created.
+pub(crate) struct SetTable<const F: usize> {
+    chunks: [AtomicPtr<Chunk<F>>; CHUNKS],
+    pool: StdArc<Mutex<IndexPool>>,
+}
+
+/// Free owner indices. Creating and destroying sets is not a hot path; a
+/// mutex keeps it simple. Indices come back only through the epoch.
+#[derive(Default)]
+pub(crate) struct IndexPool {
+    next: u16,
+    free: Vec<u16>,
+}
+
+impl IndexPool {
+    fn take(&mut self) -> Option<u16> {
+        if let Some(index) = self.free.pop() {
+            return Some(index);
+        }
+        if self.next < MAX_SETS {
+            self.next += 1;
+            return Some(self.next);
+        }
+        None
+    }
+}
+
+impl<const F: usize> SetTable<F> {
+    pub(crate) fn new() -> Self {
+        SetTable {
+            chunks: atomic_array(|_| AtomicPtr::new(ptr::null_mut())),
+            pool: StdArc::new(Mutex::new(IndexPool::default())),
+        }
+    }
+
+    fn slot(&self, index: u16, create: bool) -> Option<&AtomicPtr<SetCore<F>>> {
+        let (chunk, within) = (index as usize / CHUNK, index as usize % CHUNK);
+        // Acquire: pairs with the Release of the install CAS.
+        let mut current = self.chunks[chunk].load(Ordering::Acquire);
+        if current.is_null() {
+            if !create {
+                return None;
+            }
+            let fresh: Box<Chunk<F>> = Box::new(atomic_array(|_| AtomicPtr::new(ptr::null_mut())));
+            let fresh = Box::into_raw(fresh);
+            // AcqRel: Release publishes the chunk; Acquire reads the winner's.
+            current = match self.chunks[chunk].compare_exchange(
+                ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => fresh,
+                Err(winner) => {
+                    // SAFETY: `fresh` was never published.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    winner
+                }
+            };
+        }
+        // SAFETY: chunks live as long as the table.
+        Some(unsafe { &(*current)[within] })
+    }
+
+    /// Registers a new set core under a fresh index: `Err(NoSpace)` when all
+    /// `MAX_SETS` indices are in use.
+    pub(crate) fn register(&self, core: *const SetCore<F>) -> Result<u16, Error> {
+        let index = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or(Error::NoSpace)?;
+        let slot = self.slot(index, true).expect("created on the way");
+        // Release: a thread that loads a word naming this index (published
+        // after this store) sees the core's initialised contents.
+        slot.store(core.cast_mut(), Ordering::Release);
+        Ok(index)
+    }
+
+    /// The core of owner `index`. See the module invariant for when the
+    /// result may be dereferenced.
+    pub(crate) fn get(&self, index: u16) -> *const SetCore<F> {
+        // Acquire: pairs with the Release store in `register`.
+        self.slot(index, false)
+            .map_or(ptr::null(), |slot| slot.load(Ordering::Acquire))
+    }
+
+    /// The pool, for returning an index through the epoch.
+    pub(crate) fn pool(&self) -> StdArc<Mutex<IndexPool>> {
+        self.pool.clone()
+    }
+}
+
+/// Returns `index` to its pool (called from the epoch, after a grace period).
+pub(crate) fn return_index(pool: &Mutex<IndexPool>, index: u16) {
+    pool.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .free
+        .push(index);
+}
+
+impl<const F: usize> Drop for SetTable<F> {
+    fn drop(&mut self) {
+        for chunk in &self.chunks {
+            // Relaxed: `&mut self`, exclusive access.
+            let chunk = chunk.load(Ordering::Relaxed);
+            if !chunk.is_null() {
+                // SAFETY: our chunk; the cores it points to are owned by
+                // their sets, not by the table.
+                drop(unsafe { Box::from_raw(chunk) });
+            }
+        }
+    }
+}
