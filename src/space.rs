@@ -523,7 +523,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Policy::Lowest => self.tree.claim(lo, hi),
             Policy::Cyclic => {
                 // Relaxed: the cursor is a starting hint; claims decide.
-                let start = self.cursor.load(Ordering::Relaxed).clamp(lo, hi);
+                let cursor = self.cursor.load(Ordering::Relaxed);
+                // Past the requested range, "after the last one" wraps to lo.
+                let start = if cursor > hi { lo } else { cursor.max(lo) };
                 let found = self.claim_from(start, lo, hi);
                 if let Some((key, _)) = found {
                     let next = if key + 1 >= self.tree.span() {

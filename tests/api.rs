@@ -141,6 +141,16 @@ fn cyclic_moves_on_and_wraps_to_min() {
 }
 
 #[test]
+fn cyclic_wraps_to_min_of_a_narrower_request() {
+    let space = make_space::<4>(0, 99, Policy::Cyclic);
+    let set = space.new_set();
+    assert_eq!(set.alloc(50, 60, 0), Ok(50));
+    // The cursor (51) lies past this request's range: wrap to its min, not max.
+    assert_eq!(set.alloc(10, 20, 0), Ok(10));
+    assert_eq!(set.alloc(10, 20, 0), Ok(11));
+}
+
+#[test]
 fn any_policy_hands_out_distinct_ids_in_range() {
     let space = make_space::<4>(1000, 1299, Policy::Any);
     let set = space.new_set();
