@@ -281,17 +281,22 @@ impl<const F: usize> Tree<F> {
 
     fn leaf_of(&self, key: u64) -> Option<&Leaf<F>> {
         debug_assert!(key < self.span);
+        // The lookup hot path: count the shift down instead of recomputing
+        // it per level.
         let mut node = self.root;
-        for level in 0..self.levels - 1 {
-            // SAFETY: nodes above the leaf level are inner nodes, alive while
-            // the tree is.
+        let mut shift = self.shift(0);
+        while shift != 0 {
+            // SAFETY: nodes above the leaf level (shift > 0) are inner nodes,
+            // alive while the tree is.
             let inner = unsafe { &*node.cast::<Inner<F>>() };
+            let index = ((key >> shift) & Self::INDEX_MASK) as usize;
             // Acquire: pairs with the Release install CAS, so the node's
             // initialised contents are visible.
-            node = inner.children[self.index(key, level)].load(Ordering::Acquire);
+            node = inner.children[index].load(Ordering::Acquire);
             if node.is_null() {
                 return None;
             }
+            shift -= Self::BITS;
         }
         // SAFETY: the node at the leaf level is a leaf, alive while the tree is.
         Some(unsafe { &*node.cast::<Leaf<F>>() })
