@@ -19,8 +19,9 @@
 
 use crate::sync::{thread_local, yield_now, AtomicBool, AtomicU64, Ordering};
 use crossbeam_epoch::{Collector, LocalHandle};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::ptr;
 use std::sync::Weak;
 
 // The domain's own bookkeeping is not part of any modelled protocol, so it
@@ -48,10 +49,38 @@ pub(crate) struct DomainInner {
     grace_periods: AtomicU64,
 }
 
-type HandleCache = RefCell<Vec<(Weak<DomainInner>, Box<LocalHandle>)>>;
+/// This thread's epoch handles, one per domain it has pinned.
+struct HandleCache {
+    /// The last domain pinned here and its handle: the fast path.
+    /// INVARIANT: `(null, null)`, or a pair that is an entry of `entries`
+    /// (it is reset whenever `entries` loses an entry).
+    last: Cell<(*const DomainInner, *const LocalHandle)>,
+    entries: RefCell<Vec<(Weak<DomainInner>, Box<LocalHandle>)>>,
+}
+
+impl HandleCache {
+    /// Drops the entries `keep` refuses, resetting the fast path. They are
+    /// dropped after the cache is released: dropping a domain's last handle
+    /// runs its deferred drops, which may pin on this thread.
+    fn retain(&self, keep: impl FnMut(&(Weak<DomainInner>, Box<LocalHandle>)) -> bool) {
+        let removed: Vec<_> = {
+            let Ok(mut entries) = self.entries.try_borrow_mut() else {
+                return; // borrowed further up this stack: pruned later
+            };
+            self.last.set((ptr::null(), ptr::null()));
+            let (kept, removed) = entries.drain(..).partition(keep);
+            *entries = kept;
+            removed
+        };
+        drop(removed);
+    }
+}
 
 thread_local! {
-    static HANDLES: HandleCache = RefCell::new(Vec::new());
+    static HANDLES: HandleCache = HandleCache {
+        last: Cell::new((ptr::null(), ptr::null())),
+        entries: RefCell::new(Vec::new()),
+    };
 }
 
 impl Domain {
@@ -77,28 +106,53 @@ impl Domain {
     /// Pinning is re-entrant and never blocks.
     pub fn pin(&self) -> Guard {
         let key = StdArc::as_ptr(&self.inner);
-        let handle: *const LocalHandle = HANDLES.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if let Some((_, handle)) = cache.iter().find(|(d, _)| Weak::as_ptr(d) == key) {
-                return &**handle as *const LocalHandle;
-            }
-            cache.retain(|(d, _)| d.strong_count() > 0);
-            let handle = Box::new(self.inner.collector.register());
-            let ptr = &*handle as *const LocalHandle;
-            cache.push((StdArc::downgrade(&self.inner), handle));
-            ptr
-        });
-        // SAFETY: the handle is boxed, so its address is stable while the
-        // cache vector grows or shrinks. Its entry is removed only when its
-        // domain is gone (pruning, or DomainInner::drop), and `self` keeps
-        // this domain alive for the whole call. The cache borrow is released
-        // before pinning because pinning may run deferred drops, which may
-        // themselves pin or drop other domains on this thread.
-        let guard = unsafe { (*handle).pin() };
+        let guard = HANDLES
+            .try_with(|cache| {
+                let (last_key, last_handle) = cache.last.get();
+                let handle = if last_key == key {
+                    last_handle
+                } else {
+                    self.handle_slow(cache)
+                };
+                // SAFETY: `handle` is an entry of this thread's cache (the
+                // `last` invariant, or just looked up): boxed, so its address
+                // is stable while the vector changes, and removed only when
+                // its domain is gone, while `self` keeps this one alive. No
+                // cache borrow is held here: pinning may run deferred drops,
+                // which may pin or drop other domains on this thread.
+                unsafe { (*handle).pin() }
+            })
+            // This thread's cache is being destroyed (thread exit): pin with
+            // a handle of our own; its participant lives until the guard ends.
+            .unwrap_or_else(|_| self.inner.collector.register().pin());
         Guard {
             inner: guard,
             domain: key,
         }
+    }
+
+    /// Finds (or registers) this thread's handle for this domain and makes
+    /// it the fast path.
+    fn handle_slow(&self, cache: &HandleCache) -> *const LocalHandle {
+        let key = StdArc::as_ptr(&self.inner);
+        let found = cache
+            .entries
+            .borrow()
+            .iter()
+            .find(|(d, _)| Weak::as_ptr(d) == key)
+            .map(|(_, h)| &**h as *const LocalHandle);
+        let handle = found.unwrap_or_else(|| {
+            cache.retain(|(d, _)| d.strong_count() > 0);
+            let handle = Box::new(self.inner.collector.register());
+            let ptr = &*handle as *const LocalHandle;
+            cache
+                .entries
+                .borrow_mut()
+                .push((StdArc::downgrade(&self.inner), handle));
+            ptr
+        });
+        cache.last.set((key, handle));
+        handle
     }
 
     /// Waits until every read-side section of this domain that began before
@@ -160,11 +214,7 @@ impl Drop for DomainInner {
         // deferred drops) is released now rather than at thread exit. The
         // cache may be borrowed already (we may run inside a deferred drop
         // started by pin) or gone (thread exit): then pruning does it later.
-        let _ = HANDLES.try_with(|cache| {
-            if let Ok(mut cache) = cache.try_borrow_mut() {
-                cache.retain(|(d, _)| Weak::as_ptr(d) != me);
-            }
-        });
+        let _ = HANDLES.try_with(|cache| cache.retain(|(d, _)| Weak::as_ptr(d) != me));
     }
 }
 

@@ -479,3 +479,70 @@ fn custom_allocator_answers_are_checked_and_frees_go_back() {
     );
     assert_eq!(Error::BadCustomId.errno(), 5);
 }
+
+/// Data whose drop pins another space and owns a whole space of its own:
+/// deferred drops run inside pins, so reclamation must be re-entrant.
+struct Nested {
+    other: Space<u32>,
+    other_id: u32,
+    own: Option<(Space<u32>, ioasid::Set<u32>)>,
+    seen: Arc<AtomicUsize>,
+}
+
+// SAFETY: the provided methods store it boxed.
+unsafe impl ioasid::Payload for Nested {}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        let guard = self.other.pin();
+        if self.other.find(self.other_id, &guard).is_some() {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+        drop(guard);
+        drop(self.own.take()); // drops a set, a space and their own domain
+    }
+}
+
+#[test]
+fn deferred_drops_may_pin_and_drop_other_domains() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let other: Space<u32> = Space::builder()
+        .range(0, 9)
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let other_set = other.new_set();
+    let other_id = other_set.alloc(0, 9, 5).unwrap();
+    let domain = Domain::new();
+    let space: Space<Nested, 4> = Space::builder()
+        .range(0, 999)
+        .domain(domain.clone())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    for i in 0..300 {
+        let own_space: Space<u32> = Space::builder()
+            .range(0, 3)
+            .domain(Domain::new())
+            .build()
+            .unwrap();
+        let own_set = own_space.new_set();
+        own_set.alloc(0, 3, i).unwrap();
+        let value = Nested {
+            other: other.clone(),
+            other_id,
+            own: Some((own_space, own_set)),
+            seen: seen.clone(),
+        };
+        let id = set.alloc(0, 999, value).unwrap();
+        set.free(id).unwrap(); // deferred: runs inside some later pin
+    }
+    drop(set);
+    drop(space);
+    drop(domain);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        300,
+        "every deferred drop ran, once, and could pin"
+    );
+}
