@@ -188,12 +188,16 @@ fn threads_hammer_a_range_that_spans_many_leaves() {
 }
 
 /// ENOSPC is truthful under races: IDs that every thread keeps free (it
-/// never holds more than its share) can always be found.
-#[test]
-fn no_false_enospc_when_ids_stay_free() {
+/// never holds more than its share) can always be found. Run at fan-out 2
+/// (six levels of hints over 64 keys), 4 and 64 (a single leaf).
+fn no_false_enospc<const F: usize>(policy: Policy) {
     // 8 threads each hold at most 7 IDs of 64: at least 8 are always free,
     // so every alloc must succeed.
-    let space: Space<u32, 4> = Space::builder().range(0, 63).build().unwrap();
+    let space: Space<u32, F> = Space::builder()
+        .range(0, 63)
+        .policy(policy)
+        .build()
+        .unwrap();
     let barrier = Barrier::new(THREADS);
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -206,7 +210,9 @@ fn no_false_enospc_when_ids_stay_free() {
                     if held.len() < 7 {
                         match set.alloc(0, 63, i) {
                             Ok(id) => held.push(id),
-                            Err(e) => panic!("thread {t}: {e} with free IDs available"),
+                            Err(e) => panic!(
+                                "thread {t}: {e} with free IDs available ({policy:?}, F={F})"
+                            ),
                         }
                     } else {
                         set.free(held.remove((i as usize) % held.len())).unwrap();
@@ -216,6 +222,15 @@ fn no_false_enospc_when_ids_stay_free() {
         }
     });
     assert_eq!(space.live_count(), 0);
+}
+
+#[test]
+fn no_false_enospc_when_ids_stay_free() {
+    for policy in [Policy::Lowest, Policy::Cyclic, Policy::Any] {
+        no_false_enospc::<2>(policy);
+        no_false_enospc::<4>(policy);
+        no_false_enospc::<64>(policy);
+    }
 }
 
 /// Readers racing alloc/free/set_data never see data of another ID, and
