@@ -11,7 +11,7 @@
 //! and between a free taking the record and clearing the bit. Nodes are
 //! created on demand by CAS and live as long as the index.
 
-use crate::sync::{atomic_array, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, install, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::levels_for;
 use std::ops::ControlFlow;
 use std::ptr;
@@ -65,27 +65,17 @@ impl<const F: usize> Members<F> {
             // SAFETY: nodes above the leaf level are `BitInner`s owned by self.
             let inner = unsafe { &*node.cast::<BitInner<F>>() };
             let slot = &inner.children[((key >> self.shift(level)) & Self::INDEX_MASK) as usize];
-            // Acquire: pairs with the Release of the install CAS.
+            // Acquire: pairs with the Release of `install`.
             let mut child = slot.load(Ordering::Acquire);
             if child.is_null() {
                 if !create {
                     return None;
                 }
-                let fresh = Self::new_node(level + 1 == self.levels - 1);
-                // AcqRel: Release publishes the new node; Acquire reads the winner.
-                child = match slot.compare_exchange(
-                    ptr::null_mut(),
-                    fresh,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => fresh,
-                    Err(winner) => {
-                        // SAFETY: `fresh` was never published.
-                        unsafe { Self::free_node(fresh, level + 1 == self.levels - 1) };
-                        winner
-                    }
-                };
+                let leaf = level + 1 == self.levels - 1;
+                child = install(slot, Self::new_node(leaf), |lost| {
+                    // SAFETY: our unpublished node.
+                    unsafe { Self::free_node(lost, leaf) }
+                });
             }
             node = child;
         }
@@ -147,7 +137,7 @@ impl<const F: usize> Members<F> {
         let inner = unsafe { &*node.cast::<BitInner<F>>() };
         let shift = self.shift(level);
         for (i, child) in inner.children.iter().enumerate() {
-            // Acquire: pairs with the install CAS.
+            // Acquire: pairs with the Release of `install`.
             let child = child.load(Ordering::Acquire);
             if !child.is_null() {
                 self.walk_in(child, level + 1, base + ((i as u64) << shift), visit)?;

@@ -12,7 +12,7 @@
 use crate::entry::MAX_SETS;
 use crate::error::Error;
 use crate::members::Members;
-use crate::sync::{atomic_array, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{atomic_array, install, AtomicPtr, AtomicUsize, Ordering};
 use std::ptr;
 use std::sync::{Arc as StdArc, Mutex};
 
@@ -115,28 +115,17 @@ impl<const F: usize> SetTable<F> {
 
     fn slot(&self, index: u16, create: bool) -> Option<&AtomicPtr<SetCore<F>>> {
         let (chunk, within) = (index as usize / CHUNK, index as usize % CHUNK);
-        // Acquire: pairs with the Release of the install CAS.
+        // Acquire: pairs with the Release of `install`.
         let mut current = self.chunks[chunk].load(Ordering::Acquire);
         if current.is_null() {
             if !create {
                 return None;
             }
             let fresh: Box<Chunk<F>> = Box::new(atomic_array(|_| AtomicPtr::new(ptr::null_mut())));
-            let fresh = Box::into_raw(fresh);
-            // AcqRel: Release publishes the chunk; Acquire reads the winner's.
-            current = match self.chunks[chunk].compare_exchange(
-                ptr::null_mut(),
-                fresh,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => fresh,
-                Err(winner) => {
-                    // SAFETY: `fresh` was never published.
-                    drop(unsafe { Box::from_raw(fresh) });
-                    winner
-                }
-            };
+            current = install(&self.chunks[chunk], Box::into_raw(fresh), |lost| {
+                // SAFETY: our unpublished chunk.
+                drop(unsafe { Box::from_raw(lost) })
+            });
         }
         // SAFETY: chunks live as long as the table.
         Some(unsafe { &(*current)[within] })

@@ -30,3 +30,29 @@ pub(crate) use loom::thread_local;
 pub(crate) fn atomic_array<A, const N: usize>(make: impl FnMut(usize) -> A) -> [A; N] {
     std::array::from_fn(make)
 }
+
+/// Publishes `fresh` in the empty `slot`, or, if another thread published a
+/// node first, hands `fresh` to `discard` (nobody else ever saw it) and
+/// returns the winner. Returns the slot's node either way. Callers check
+/// the slot first (an Acquire load) and call this only when it was empty;
+/// installed nodes are never replaced while their parent lives.
+pub(crate) fn install<N>(
+    slot: &AtomicPtr<N>,
+    fresh: *mut N,
+    discard: impl FnOnce(*mut N),
+) -> *mut N {
+    // AcqRel: Release publishes our node's initialised contents to readers'
+    // Acquire loads; Acquire on failure reads the winner's.
+    match slot.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => fresh,
+        Err(winner) => {
+            discard(fresh);
+            winner
+        }
+    }
+}

@@ -55,7 +55,7 @@
 //! an exact scan that ignores hints. Hence: a key free for the whole call is
 //! never missed, and a full space answers ENOSPC from the root's hint word.
 
-use crate::sync::{atomic_array, fence, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, Ordering};
 use std::mem::MaybeUninit;
 use std::ptr;
 
@@ -290,7 +290,7 @@ impl<const F: usize> Tree<F> {
             // alive while the tree is.
             let inner = unsafe { &*node.cast::<Inner<F>>() };
             let index = ((key >> shift) & Self::INDEX_MASK) as usize;
-            // Acquire: pairs with the Release install CAS, so the node's
+            // Acquire: pairs with the Release of `install`, so the node's
             // initialised contents are visible.
             node = inner.children[index].load(Ordering::Acquire);
             if node.is_null() {
@@ -465,27 +465,19 @@ impl<const F: usize> Tree<F> {
         child_level: u32,
         child_base: u64,
     ) -> *mut () {
-        // Acquire: pairs with the Release of the install CAS below.
+        // Acquire: pairs with the Release of `install`.
         let child = inner.children[i].load(Ordering::Acquire);
         if !child.is_null() {
             return child;
         }
-        let fresh = self.new_node(child_level, child_base);
-        // AcqRel on success: Release publishes the node's initialised
-        // contents; Acquire on failure reads the winner's.
-        match inner.children[i].compare_exchange(
-            ptr::null_mut(),
-            fresh,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => fresh,
-            Err(winner) => {
-                // SAFETY: `fresh` was never published; only we can reach it.
-                unsafe { self.free_subtree(fresh, child_level) };
-                winner
-            }
-        }
+        install(
+            &inner.children[i],
+            self.new_node(child_level, child_base),
+            |lost| {
+                // SAFETY: our unpublished node: no other thread can reach it.
+                unsafe { self.free_subtree(lost, child_level) }
+            },
+        )
     }
 
     /// `child` (the node below the end of `path`) was seen full: clear its
@@ -605,7 +597,7 @@ impl<const F: usize> Tree<F> {
             let inner = unsafe { &*node.cast::<Inner<F>>() };
             let index = self.index(key, level);
             path.push(inner, index);
-            // Acquire: pairs with the install CAS.
+            // Acquire: pairs with the Release of `install`.
             node = inner.children[index].load(Ordering::Acquire);
             assert!(!node.is_null(), "the leaf of a claimed key exists");
         }
@@ -633,7 +625,7 @@ impl<const F: usize> Tree<F> {
         inner
             .children
             .iter()
-            // Acquire: pairs with the install CAS.
+            // Acquire: pairs with the Release of `install`.
             .map(|c| c.load(Ordering::Acquire))
             .filter(|c| !c.is_null())
             .map(|c| self.count_in(c, level + 1))
@@ -690,7 +682,7 @@ impl<const F: usize> Tree<F> {
         let below: usize = inner
             .children
             .iter()
-            // Acquire: pairs with the install CAS.
+            // Acquire: pairs with the Release of `install`.
             .map(|c| c.load(Ordering::Acquire))
             .filter(|c| !c.is_null())
             .map(|c| self.bytes_in(c, level + 1))
