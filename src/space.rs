@@ -548,7 +548,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 };
                 let found = self.claim_from(start.max(lo), lo, hi);
                 if let Some((key, _)) = found {
-                    ANY_NEXT.with(|n| n.set(key + 1));
+                    // Stay here: the next alloc likely finds this key freed
+                    // again (hot in cache), or the next free one beside it.
+                    ANY_NEXT.with(|n| n.set(key));
                 }
                 found
             }
