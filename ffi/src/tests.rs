@@ -1,0 +1,292 @@
+//! Rust-side tests of the C ABI: conversions (errno, ERR_PTR, policy
+//! values, struct layouts), the panic boundary, and read-side sections.
+//! The C harnesses under `ffi/tests/` cover the semantics from C.
+//!
+//! Tests here run in parallel in one process, so they use spaces of their
+//! own and never count the global space.
+
+use super::*;
+use ioasid_core::Policy;
+use std::mem::{offset_of, size_of};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+const ERR_PTR_BASE: usize = usize::MAX - 4094; // (unsigned long)-4095
+
+#[test]
+fn errors_map_to_negative_errno() {
+    let cases = [
+        (Error::InvalidArgument, 22),
+        (Error::NoSpace, 28),
+        (Error::QuotaExceeded, 122),
+        (Error::NotFound, 2),
+        (Error::PermissionDenied, 13),
+        (Error::BadCustomId, 5),
+        (Error::Custom(16), 16),
+    ];
+    for (error, errno) in cases {
+        assert_eq!(neg(error), -errno, "{error:?}");
+    }
+}
+
+#[test]
+fn err_ptr_encodes_errno_in_the_top_page() {
+    for errno in [1, errno::ENOENT, errno::EACCES, 4095] {
+        let ptr = err_ptr(-errno);
+        assert!(ptr as usize >= ERR_PTR_BASE, "IS_ERR for -{errno}");
+        assert_eq!(ptr as isize, -(errno as isize), "PTR_ERR for -{errno}");
+    }
+    assert!((err_ptr(-4096) as usize) < ERR_PTR_BASE);
+}
+
+#[test]
+fn policy_values_are_checked() {
+    for policy in [0u32, 1, 2] {
+        let space = ioasid_space_create(0, 10, policy);
+        assert!(!space.is_null(), "policy {policy}");
+        // SAFETY: a live handle, destroyed once.
+        unsafe { ioasid_space_destroy(space) };
+    }
+    for policy in [3u32, 7, u32::MAX] {
+        assert!(
+            ioasid_space_create(0, 10, policy).is_null(),
+            "policy {policy}"
+        );
+    }
+    assert_eq!(ioasid_policy::IOASID_POLICY_ANY as u32, 2);
+    assert_eq!(
+        Policy::from_raw(ioasid_policy::IOASID_POLICY_CYCLIC as u32),
+        Some(ioasid_core::Policy::Cyclic)
+    );
+    assert!(ioasid_space_create(5, 4, 0).is_null());
+    assert!(ioasid_space_create(0, u32::MAX, 0).is_null());
+}
+
+#[test]
+fn struct_layouts_match_the_header() {
+    let word = size_of::<usize>();
+    // `struct ioasid_set { void *opaque[4]; }`
+    assert_eq!(size_of::<ioasid_set>(), 4 * word);
+    // `struct iommu_pasid { ioasid_t max, min; struct ioasid_set set; ops; priv; }`
+    assert_eq!(offset_of!(iommu_pasid, max), 0);
+    assert_eq!(offset_of!(iommu_pasid, min), 4);
+    assert_eq!(offset_of!(iommu_pasid, set), 8);
+    assert_eq!(offset_of!(iommu_pasid, ops), 8 + 4 * word);
+    assert_eq!(offset_of!(iommu_pasid, priv_), 8 + 5 * word);
+    // The kernel's field order: alloc, free, list, pdata.
+    assert_eq!(offset_of!(ioasid_allocator_ops, alloc), 0);
+    assert_eq!(offset_of!(ioasid_allocator_ops, free), word);
+    assert_eq!(offset_of!(ioasid_allocator_ops, list), 2 * word);
+    assert_eq!(offset_of!(ioasid_allocator_ops, pdata), 4 * word);
+    assert_eq!(offset_of!(bus_type, iommu_ops), word);
+    // Optional function pointers are plain nullable pointers.
+    assert_eq!(size_of::<ioasid_alloc_fn_t>(), word);
+}
+
+#[test]
+fn panics_become_error_returns() {
+    let int: c_int = ffi_guard!("test_int", -errno::ENOTRECOVERABLE, {
+        panic!("injected");
+    });
+    assert_eq!(int, -errno::ENOTRECOVERABLE);
+    let id: ioasid_t = ffi_guard!("test_id", ioasid_core::INVALID_IOASID, {
+        panic!("injected");
+    });
+    assert_eq!(id, ioasid_core::INVALID_IOASID);
+    let ptr: *mut c_void = ffi_guard!("test_ptr", std::ptr::null_mut(), {
+        panic!("injected");
+    });
+    assert!(ptr.is_null());
+    // No panic: the body's value.
+    let fine: c_int = ffi_guard!("test_fine", -1, 7);
+    assert_eq!(fine, 7);
+}
+
+/// Runs one `#[ignore]`d child test of this binary in a new process.
+fn run_child(name: &str) -> std::process::ExitStatus {
+    Command::new(std::env::current_exe().expect("test binary path"))
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("IOASID_FFI_CHILD", "1")
+        .output()
+        .expect("child runs")
+        .status
+}
+
+fn is_child() -> bool {
+    std::env::var_os("IOASID_FFI_CHILD").is_some()
+}
+
+#[test]
+#[ignore = "run in a child process by void_functions_abort_on_panic"]
+fn child_void_boundary_panics() {
+    if !is_child() {
+        return;
+    }
+    let () = ffi_guard!("test_void", abort_on_panic("test_void"), {
+        panic!("injected");
+    });
+    // Not reached: the boundary aborted.
+    std::process::exit(0);
+}
+
+#[test]
+fn void_functions_abort_on_panic() {
+    let status = run_child("tests::child_void_boundary_panics");
+    assert_eq!(status.signal(), Some(6), "SIGABRT expected, got {status:?}");
+}
+
+extern "C" fn panicking_callback(
+    _id: ioasid_t,
+    _private: *mut c_void,
+    _data: *mut c_void,
+) -> c_int {
+    panic!("a callback panics");
+}
+
+#[test]
+#[ignore = "run in a child process by panicking_callbacks_never_unwind"]
+fn child_callback_panics() {
+    if !is_child() {
+        return;
+    }
+    let space = ioasid_space_create(0, 10, 0);
+    let mut set = ioasid_set::zeroed();
+    // SAFETY: a valid set and live space; the callback has the C signature.
+    unsafe {
+        assert_eq!(ioasid_set_init(&mut set, space, 0), 0);
+        assert_ne!(
+            ioasid_alloc(&mut set, 0, 10, std::ptr::null_mut()),
+            ioasid_core::INVALID_IOASID
+        );
+        ioasid_set_for_each(&mut set, Some(panicking_callback), std::ptr::null_mut());
+    }
+    // Not reached: the panic may not leave the extern "C" callback.
+    std::process::exit(0);
+}
+
+#[test]
+fn panicking_callbacks_never_unwind() {
+    // A panic in a callback with the C ABI stops the process at the
+    // callback's own boundary: it never unwinds through the library.
+    let status = run_child("tests::child_callback_panics");
+    assert_eq!(status.signal(), Some(6), "SIGABRT expected, got {status:?}");
+}
+
+#[test]
+fn read_sections_nest_per_thread() {
+    assert!(!in_read_section());
+    ioasid_read_lock();
+    ioasid_read_lock();
+    assert!(in_read_section());
+    // Another thread is not inside this thread's section.
+    assert!(!std::thread::spawn(in_read_section).join().unwrap());
+    ioasid_read_unlock();
+    assert!(in_read_section());
+    assert_eq!(wait_for_readers(), Err(-errno::EDEADLK));
+    ioasid_read_unlock();
+    assert!(!in_read_section());
+    // An extra unlock is ignored.
+    assert!(!read_unlock());
+    assert_eq!(wait_for_readers(), Ok(()));
+}
+
+extern "C" fn count_until_three(id: ioasid_t, private: *mut c_void, data: *mut c_void) -> c_int {
+    // SAFETY: `data` is the test's counter.
+    let seen = unsafe { &mut *(data as *mut Vec<(ioasid_t, usize)>) };
+    seen.push((id, private as usize));
+    if seen.len() == 3 {
+        99
+    } else {
+        0
+    }
+}
+
+#[test]
+fn set_functions_on_a_private_space() {
+    let space = ioasid_space_create(100, 199, 0);
+    let mut set = ioasid_set::zeroed();
+    let mut other = ioasid_set::zeroed();
+    // SAFETY: valid sets and a live space handle, used as C would.
+    unsafe {
+        assert_eq!(ioasid_set_init(&mut set, space, 0), 0);
+        assert_eq!(ioasid_set_init(&mut set, space, 0), -errno::EEXIST);
+        assert_eq!(ioasid_set_init(&mut other, space, 1), 0);
+        for want in 100..105 {
+            assert_eq!(ioasid_alloc(&mut set, 0, 1000, want as *mut c_void), want);
+        }
+        assert_eq!(ioasid_alloc(&mut other, 0, 1000, std::ptr::null_mut()), 105);
+        // Quota 1.
+        assert_eq!(
+            ioasid_alloc(&mut other, 0, 1000, std::ptr::null_mut()),
+            ioasid_core::INVALID_IOASID
+        );
+        assert_eq!(ioasid_space_live_count(space), 6);
+
+        assert_eq!(ioasid_find(&mut set, 102, None) as usize, 102);
+        assert_eq!(ioasid_find(&mut set, 105, None), err_ptr(-errno::EACCES));
+        assert_eq!(ioasid_find(&mut set, 150, None), err_ptr(-errno::ENOENT));
+        assert_eq!(ioasid_set_free(&mut set, 105), -errno::EACCES);
+        assert_eq!(ioasid_set_free(&mut set, 150), -errno::ENOENT);
+        assert_eq!(ioasid_set_free(std::ptr::null_mut(), 100), -errno::EINVAL);
+
+        let mut seen: Vec<(ioasid_t, usize)> = Vec::new();
+        let stop = ioasid_set_for_each(
+            &mut set,
+            Some(count_until_three),
+            &mut seen as *mut _ as *mut c_void,
+        );
+        assert_eq!(stop, 99);
+        assert_eq!(seen, vec![(100, 100), (101, 101), (102, 102)]);
+        assert_eq!(
+            ioasid_set_for_each(&mut set, None, std::ptr::null_mut()),
+            -errno::EINVAL
+        );
+
+        ioasid_space_destroy(space);
+        assert_eq!(
+            ioasid_alloc(&mut set, 0, 1000, std::ptr::null_mut()),
+            ioasid_core::INVALID_IOASID
+        );
+        assert_eq!(ioasid_space_live_count(space), -(errno::EINVAL as c_long));
+        assert_eq!(ioasid_set_free(&mut set, 100), 0);
+        ioasid_set_destroy(&mut set);
+        ioasid_set_destroy(&mut other);
+        assert!(set.opaque[0].is_null() && other.opaque[0].is_null());
+    }
+}
+
+#[test]
+fn a_space_holds_at_most_32767_sets() {
+    // The core packs a set index of 15 bits into each entry word.
+    let space = ioasid_space_create(0, 63, 0);
+    let mut sets: Vec<ioasid_set> = (0..32768).map(|_| ioasid_set::zeroed()).collect();
+    // SAFETY: valid sets and a live space handle, used as C would.
+    unsafe {
+        for set in &mut sets[..32767] {
+            assert_eq!(ioasid_set_init(set, space, 0), 0);
+        }
+        assert_eq!(ioasid_set_init(&mut sets[32767], space, 0), -errno::ENOSPC);
+        assert!(sets[32767].opaque[0].is_null());
+        // A destroyed set's index is reused after a grace period.
+        ioasid_set_destroy(&mut sets[0]);
+        ioasid_synchronize();
+        let mut again = ioasid_set::zeroed();
+        let mut tries = 0;
+        while ioasid_set_init(&mut again, space, 0) != 0 {
+            tries += 1;
+            assert!(tries < 100, "the freed set index never came back");
+            ioasid_synchronize();
+        }
+        ioasid_set_destroy(&mut again);
+        for set in &mut sets {
+            ioasid_set_destroy(set);
+        }
+        ioasid_space_destroy(space);
+    }
+}
