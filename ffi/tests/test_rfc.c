@@ -21,6 +21,7 @@ struct vendor {
 	int allocs, frees, inits;
 	ioasid_t last_freed;
 	struct iommu_pasid *last_pasid;
+	int set_data_rc;  /* what ioasid_set_data gave inside pasid_free */
 };
 
 enum { MODE_TABLE, MODE_AGAIN, MODE_BUSY, MODE_FIXED };
@@ -63,6 +64,8 @@ static void vendor_free(struct iommu_pasid *pasid, ioasid_t ioasid)
 	struct vendor *v = pasid->priv;
 	v->frees++;
 	v->last_freed = ioasid;
+	/* Hooks run as read-side sections: waiting for readers is refused. */
+	v->set_data_rc = ioasid_set_data(ioasid, NULL);
 	v->last_pasid = pasid;
 	if (ioasid >= 500 && ioasid < 564)
 		v->used[ioasid - 500] = 0;
@@ -302,6 +305,7 @@ static void test_vendor_alloc(void)
 	CHECK(vendor.frees == 0 && iommu_pasid_find(p, 501) == &y);
 	iommu_pasid_free(p, 501);
 	CHECK(vendor.frees == 1 && vendor.last_freed == 501 && vendor.last_pasid == p);
+	CHECK_EQ(vendor.set_data_rc, -EDEADLK);
 	iommu_pasid_free(p, 1);
 	CHECK_EQ(vendor.frees, 1);
 	/* ...also when freed with the kernel form. */
