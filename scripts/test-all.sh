@@ -19,5 +19,9 @@ cargo run --profile ci --example pasid_demo -- --secs 3
 step "doc tests"
 cargo test --profile ci --workspace --doc
 
+step "C ABI: libraries, header drift, C harnesses plain, under valgrind, with ASan/UBSan"
+# The ffi crate's Rust tests (header drift included) run in the nextest step.
+FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
+
 step "unit, integration and property tests"
 cargo nextest run --workspace --cargo-profile ci --no-fail-fast

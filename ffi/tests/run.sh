@@ -7,7 +7,7 @@
 #   3. builds the C harnesses and runs them normally, then under
 #      valgrind --error-exitcode=1 --leak-check=full, then rebuilt with
 #      -fsanitize=address,undefined;
-#   4. compiles and runs the example of ffi/README-C.md, linked with the
+#   4. compiles and runs the example of README.md, linked with the
 #      shared and with the static library.
 # Ends with "N passed, N failed" (the C checks of every run) and exits
 # non-zero on any failure. Needs cargo, gcc, g++, make and valgrind.
@@ -109,9 +109,9 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	run_all asan
 
-step "README-C.md example, shared and static"
+step "README example, shared and static"
 mkdir -p ffi/tests/build/example
-awk '/^```c$/ { on = 1; next } /^```$/ { on = 0 } on' ffi/README-C.md >ffi/tests/build/example/example.c
+awk '/^```c$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >ffi/tests/build/example/example.c
 if [[ -s ffi/tests/build/example/example.c ]] &&
 	gcc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude ffi/tests/build/example/example.c \
 		-o ffi/tests/build/example/shared -Ltarget/release -lioasid -lpthread &&
@@ -121,7 +121,7 @@ if [[ -s ffi/tests/build/example/example.c ]] &&
 	ffi/tests/build/example/static; then
 	:
 else
-	fail_step "README-C.md example"
+	fail_step "README example"
 fi
 
 echo
