@@ -1,0 +1,775 @@
+//! Model-based property tests: random operation sequences run against a real
+//! [`Space`] and, step by step, against a plain reference model (a `BTreeMap`
+//! plus the rules of SPEC section 3). Every result, every error code, every
+//! ID chosen (exactly for Lowest and single-threaded Cyclic, "free and in
+//! range" for Any), every `for_each` walk and every drop of private data is
+//! compared.
+//!
+//! The case count is `PROPTEST_CASES` (default 256, CI-sized); run more by
+//! hand with e.g. `PROPTEST_CASES=20000 cargo test --release --test model`.
+//! A failure shrinks to a short, readable `Vec<Op>`; `Target::Live(n)` means
+//! "the n-th live ID (modulo their number)", and the failure message names
+//! the ID it resolved to.
+
+use ioasid::{Domain, Error, Ioasid, Policy, Space, MAX_IOASID};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+
+/// How many set slots a case juggles.
+const SLOTS: usize = 4;
+
+// ---------------------------------------------------------------------------
+// Private data that records its own drops.
+
+/// Drop counts, indexed by the serial number of each data value ever made.
+#[derive(Default)]
+struct DropLog {
+    counts: Mutex<Vec<u32>>,
+}
+
+impl DropLog {
+    fn make(self: &Arc<Self>) -> Tagged {
+        let mut counts = self.counts.lock().unwrap();
+        counts.push(0);
+        Tagged {
+            serial: counts.len() as u64 - 1,
+            log: self.clone(),
+        }
+    }
+
+    fn drops(&self, serial: u64) -> u32 {
+        self.counts.lock().unwrap()[serial as usize]
+    }
+
+    fn made(&self) -> usize {
+        self.counts.lock().unwrap().len()
+    }
+}
+
+/// One private data value: a unique serial, dropped exactly once.
+struct Tagged {
+    serial: u64,
+    log: Arc<DropLog>,
+}
+
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        self.log.counts.lock().unwrap()[self.serial as usize] += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Operations.
+
+/// An ID operand: a raw number (possibly outside the space), or the n-th
+/// live ID of the model (modulo their count; the raw space minimum if none).
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Raw(Ioasid),
+    Live(usize),
+}
+
+/// One step of a case. `slot` names one of [`SLOTS`] set slots; an op on an
+/// empty slot does nothing.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Creates a set in `slot` (destroying the one there, if any).
+    NewSet { slot: usize, quota: Option<usize> },
+    /// Destroys the set in `slot` (frees all its IDs).
+    DropSet { slot: usize },
+    /// `set.alloc(min, max, data)`.
+    Alloc {
+        slot: usize,
+        min: Ioasid,
+        max: Ioasid,
+    },
+    /// `set.free(id)`: ENOENT / EACCES checked.
+    Free { slot: usize, id: Target },
+    /// `space.free(id)`: the kernel's silent form.
+    KernelFree { id: Target },
+    /// `set.find(id)`.
+    Find { slot: usize, id: Target },
+    /// `space.find(id)`.
+    SpaceFind { id: Target },
+    /// `set.set_data(id, data)`.
+    SetData { slot: usize, id: Target },
+    /// `space.set_data(id, data)`.
+    SpaceSetData { id: Target },
+    /// `set.for_each`, breaking at the `stop_after`-th ID when given.
+    ForEach {
+        slot: usize,
+        stop_after: Option<usize>,
+    },
+    /// `set.len()`, `set.is_empty()`, `space.live_count()`.
+    Count { slot: usize },
+    /// `space.synchronize()`: then every retired value must be dropped.
+    Synchronize,
+}
+
+// ---------------------------------------------------------------------------
+// The reference model.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SetIdent(u64);
+
+struct ModelSet {
+    ident: SetIdent,
+    quota: Option<usize>,
+    count: usize,
+}
+
+/// SPEC section 3, single-threaded.
+struct Model {
+    min: Ioasid,
+    max: Ioasid,
+    policy: Policy,
+    /// Live IDs: owner set and the serial of their data.
+    live: BTreeMap<Ioasid, (SetIdent, u64)>,
+    /// Cyclic: the key (ID - min) after the last ID handed out.
+    cursor: u64,
+    slots: [Option<ModelSet>; SLOTS],
+    next_ident: u64,
+    /// Serials no longer reachable (freed, replaced, refused): each must be
+    /// dropped after a grace period, and exactly once overall.
+    retired: Vec<u64>,
+}
+
+/// What the model expects of an alloc.
+#[derive(Debug, PartialEq, Eq)]
+enum Expect {
+    /// Exactly this ID.
+    Id(Ioasid),
+    /// Any free ID in `lo..=hi` (policy Any).
+    AnyFree(Ioasid, Ioasid),
+    Err(Error),
+}
+
+impl Model {
+    fn new(min: Ioasid, max: Ioasid, policy: Policy) -> Self {
+        Model {
+            min,
+            max,
+            policy,
+            live: BTreeMap::new(),
+            cursor: 0,
+            slots: Default::default(),
+            next_ident: 0,
+            retired: Vec::new(),
+        }
+    }
+
+    fn resolve(&self, target: Target) -> Ioasid {
+        match target {
+            Target::Raw(id) => id,
+            Target::Live(n) if self.live.is_empty() => self.min.wrapping_add(n as Ioasid),
+            Target::Live(n) => *self.live.keys().nth(n % self.live.len()).unwrap(),
+        }
+    }
+
+    fn lowest_free(&self, lo: Ioasid, hi: Ioasid) -> Option<Ioasid> {
+        (lo..=hi).find(|id| !self.live.contains_key(id))
+    }
+
+    /// The SPEC's alloc, without the side effects.
+    fn expect_alloc(&self, slot: usize, min: Ioasid, max: Ioasid) -> Expect {
+        let set = self.slots[slot].as_ref().unwrap();
+        if min > max {
+            return Expect::Err(Error::InvalidArgument);
+        }
+        let (lo, hi) = (min.max(self.min), max.min(self.max));
+        if lo > hi {
+            return Expect::Err(Error::InvalidArgument);
+        }
+        if set.quota.is_some_and(|quota| set.count >= quota) {
+            return Expect::Err(Error::QuotaExceeded);
+        }
+        let choice = match self.policy {
+            Policy::Lowest => self.lowest_free(lo, hi),
+            // xa_alloc_cyclic: the lowest free ID at or after the cursor,
+            // then wrap to the range's minimum.
+            Policy::Cyclic => {
+                let start = u64::from(lo).max(u64::from(self.min) + self.cursor);
+                let after = if start <= u64::from(hi) {
+                    self.lowest_free(start as Ioasid, hi)
+                } else {
+                    None
+                };
+                after.or_else(|| self.lowest_free(lo, hi))
+            }
+            Policy::Any => {
+                return match self.lowest_free(lo, hi) {
+                    Some(_) => Expect::AnyFree(lo, hi),
+                    None => Expect::Err(Error::NoSpace),
+                }
+            }
+        };
+        match choice {
+            Some(id) => Expect::Id(id),
+            None => Expect::Err(Error::NoSpace),
+        }
+    }
+
+    fn record_alloc(&mut self, slot: usize, id: Ioasid, serial: u64) {
+        let set = self.slots[slot].as_mut().unwrap();
+        set.count += 1;
+        self.live.insert(id, (set.ident, serial));
+        let key = u64::from(id - self.min) + 1;
+        let span = u64::from(self.max - self.min) + 1;
+        self.cursor = if key >= span { 0 } else { key };
+    }
+
+    fn slot_of(&self, ident: SetIdent) -> usize {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.ident == ident))
+            .expect("a live ID's owner is a live set")
+    }
+
+    /// Checked lookup on behalf of `slot`.
+    fn owned(&self, slot: usize, id: Ioasid) -> Result<u64, Error> {
+        let ident = self.slots[slot].as_ref().unwrap().ident;
+        match self.live.get(&id) {
+            None => Err(Error::NotFound),
+            Some((owner, _)) if *owner != ident => Err(Error::PermissionDenied),
+            Some((_, serial)) => Ok(*serial),
+        }
+    }
+
+    fn remove(&mut self, id: Ioasid) {
+        let (owner, serial) = self.live.remove(&id).unwrap();
+        let slot = self.slot_of(owner);
+        self.slots[slot].as_mut().unwrap().count -= 1;
+        self.retired.push(serial);
+    }
+
+    fn members(&self, slot: usize) -> Vec<(Ioasid, u64)> {
+        let ident = self.slots[slot].as_ref().unwrap().ident;
+        self.live
+            .iter()
+            .filter(|(_, (owner, _))| *owner == ident)
+            .map(|(id, (_, serial))| (*id, *serial))
+            .collect()
+    }
+
+    fn destroy(&mut self, slot: usize) {
+        for (id, _) in self.members(slot) {
+            self.remove(id);
+        }
+        self.slots[slot] = None;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running a case.
+
+type Outcome = Result<(), String>;
+
+/// Labels of the outcomes a run reached ("alloc ENOSPC", "free Ok", ...), so
+/// a test can check that the generators reach every error code.
+type Coverage = std::collections::BTreeSet<String>;
+
+fn label<V>(what: &str, result: &Result<V, Error>) -> String {
+    match result {
+        Ok(_) => format!("{what} Ok"),
+        Err(e) => format!("{what} E{}", e.errno()),
+    }
+}
+
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+macro_rules! check_eq {
+    ($real:expr, $model:expr, $($fmt:tt)+) => {{
+        let (real, model) = (&$real, &$model);
+        if real != model {
+            return Err(format!("{}: real {:?} != model {:?}", format!($($fmt)+), real, model));
+        }
+    }};
+}
+
+/// Runs `ops` on a fresh space `[min, max]` of fan-out `F` and on the model.
+fn run_case<const F: usize>(min: Ioasid, max: Ioasid, policy: Policy, ops: &[Op]) -> Outcome {
+    run_case_covered::<F>(min, max, policy, ops, &mut Coverage::new())
+}
+
+fn run_case_covered<const F: usize>(
+    min: Ioasid,
+    max: Ioasid,
+    policy: Policy,
+    ops: &[Op],
+    coverage: &mut Coverage,
+) -> Outcome {
+    let log = Arc::new(DropLog::default());
+    let domain = Domain::new();
+    let space: Space<Tagged, F> = Space::builder()
+        .range(min, max)
+        .policy(policy)
+        .domain(domain.clone())
+        .build()
+        .map_err(|e| format!("build: {e}"))?;
+    let mut sets: [Option<ioasid::Set<Tagged, F>>; SLOTS] = Default::default();
+    let mut model = Model::new(min, max, policy);
+
+    for (step, op) in ops.iter().enumerate() {
+        step_case(&space, &mut sets, &mut model, &log, op, coverage)
+            .map_err(|e| format!("step {step} ({op:?}): {e}"))?;
+        // After every step: no value of a live ID has been dropped.
+        for (id, (_, serial)) in &model.live {
+            check!(
+                log.drops(*serial) == 0,
+                "step {step} ({op:?}): data of live ID {id} was dropped"
+            );
+        }
+    }
+
+    // Tear down: sets, then the space, then the domain; every value ever made
+    // is then dropped exactly once.
+    for set in &mut sets {
+        drop(set.take());
+    }
+    check_eq!(
+        space.live_count(),
+        0,
+        "live IDs after every set was dropped"
+    );
+    drop(space);
+    drop(domain);
+    for serial in 0..log.made() as u64 {
+        check_eq!(
+            log.drops(serial),
+            1,
+            "drops of data value #{serial} at the end"
+        );
+    }
+    Ok(())
+}
+
+fn step_case<const F: usize>(
+    space: &Space<Tagged, F>,
+    sets: &mut [Option<ioasid::Set<Tagged, F>>; SLOTS],
+    model: &mut Model,
+    log: &Arc<DropLog>,
+    op: &Op,
+    coverage: &mut Coverage,
+) -> Outcome {
+    let slot_of = |slot: usize| slot % SLOTS;
+    match *op {
+        Op::NewSet { slot, quota } => {
+            let slot = slot_of(slot);
+            if sets[slot].is_some() {
+                model.destroy(slot);
+            }
+            sets[slot] = Some(match quota {
+                Some(q) => space.new_set_with_quota(q),
+                None => space.new_set(),
+            });
+            check_eq!(
+                sets[slot].as_ref().unwrap().quota(),
+                quota,
+                "quota of a new set"
+            );
+            model.slots[slot] = Some(ModelSet {
+                ident: SetIdent(model.next_ident),
+                quota,
+                count: 0,
+            });
+            model.next_ident += 1;
+        }
+        Op::DropSet { slot } => {
+            let slot = slot_of(slot);
+            if let Some(set) = sets[slot].take() {
+                set.destroy();
+                model.destroy(slot);
+            }
+        }
+        Op::Alloc { slot, min, max } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let data = log.make();
+            let serial = data.serial;
+            let expect = model.expect_alloc(slot, min, max);
+            let real = set.alloc(min, max, data);
+            coverage.insert(label("alloc", &real));
+            match (real, expect) {
+                (Ok(id), Expect::Id(want)) => {
+                    check_eq!(id, want, "alloc({min}, {max}) chose");
+                    model.record_alloc(slot, id, serial);
+                }
+                (Ok(id), Expect::AnyFree(lo, hi)) => {
+                    check!(
+                        (lo..=hi).contains(&id) && !model.live.contains_key(&id),
+                        "alloc({min}, {max}) gave {id}, not a free ID of {lo}..={hi}"
+                    );
+                    model.record_alloc(slot, id, serial);
+                }
+                (Err(e), Expect::Err(want)) => {
+                    check_eq!(e, want, "alloc({min}, {max}) error");
+                    check_eq!(log.drops(serial), 1, "refused data dropped at once");
+                    model.retired.push(serial);
+                }
+                (real, expect) => {
+                    return Err(format!(
+                        "alloc({min}, {max}): real {real:?}, model {expect:?}"
+                    ))
+                }
+            }
+        }
+        Op::Free { slot, id } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let id = model.resolve(id);
+            let want = model.owned(slot, id).map(|_| ());
+            let real = set.free(id);
+            coverage.insert(label("free", &real));
+            check_eq!(real, want, "free({id})");
+            if want.is_ok() {
+                model.remove(id);
+            }
+        }
+        Op::KernelFree { id } => {
+            let id = model.resolve(id);
+            let want = model.live.contains_key(&id);
+            check_eq!(space.free(id), want, "space.free({id})");
+            if want {
+                model.remove(id);
+            }
+        }
+        Op::Find { slot, id } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let id = model.resolve(id);
+            let guard = space.pin();
+            let real = set.find(id, &guard).map(|data| data.serial);
+            coverage.insert(label("find", &real));
+            check_eq!(real, model.owned(slot, id), "find({id})");
+            check_eq!(set.contains(id), real.is_ok(), "contains({id})");
+        }
+        Op::SpaceFind { id } => {
+            let id = model.resolve(id);
+            let guard = space.pin();
+            let real = space.find(id, &guard).map(|data| data.serial);
+            let want = model.live.get(&id).map(|(_, serial)| *serial);
+            check_eq!(real, want, "space.find({id})");
+            check_eq!(space.with(id, |d| d.serial), want, "space.with({id})");
+        }
+        Op::SetData { slot, id } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let id = model.resolve(id);
+            let data = log.make();
+            let serial = data.serial;
+            let want = model.owned(slot, id);
+            let real = set.set_data(id, data);
+            coverage.insert(label("set_data", &real));
+            check_eq!(real, want.map(|_| ()), "set_data({id})");
+            match want {
+                Ok(old) => {
+                    model.live.get_mut(&id).unwrap().1 = serial;
+                    model.retired.push(old);
+                }
+                Err(_) => {
+                    check_eq!(
+                        log.drops(serial),
+                        1,
+                        "refused set_data value dropped at once"
+                    );
+                    model.retired.push(serial);
+                }
+            }
+        }
+        Op::SpaceSetData { id } => {
+            let id = model.resolve(id);
+            let data = log.make();
+            let serial = data.serial;
+            let old = model.live.get(&id).map(|(_, serial)| *serial);
+            let want = old.map(|_| ()).ok_or(Error::NotFound);
+            check_eq!(space.set_data(id, data), want, "space.set_data({id})");
+            match old {
+                Some(old) => {
+                    model.live.get_mut(&id).unwrap().1 = serial;
+                    model.retired.push(old);
+                }
+                None => {
+                    check_eq!(
+                        log.drops(serial),
+                        1,
+                        "refused set_data value dropped at once"
+                    );
+                    model.retired.push(serial);
+                }
+            }
+        }
+        Op::ForEach { slot, stop_after } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let members = model.members(slot);
+            let mut seen = Vec::new();
+            let flow = set.for_each(|id, data| {
+                seen.push((id, data.serial));
+                if stop_after == Some(seen.len()) {
+                    ControlFlow::Break(id)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            let (want_seen, want_flow) = match stop_after {
+                Some(k) if k <= members.len() => {
+                    (&members[..k], ControlFlow::Break(members[k - 1].0))
+                }
+                _ => (&members[..], ControlFlow::Continue(())),
+            };
+            check_eq!(seen.as_slice(), want_seen, "for_each visits");
+            check_eq!(flow, want_flow, "for_each result");
+            coverage.insert(format!(
+                "for_each {}",
+                if flow.is_break() { "Break" } else { "Continue" }
+            ));
+        }
+        Op::Count { slot } => {
+            check_eq!(space.live_count(), model.live.len(), "space.live_count()");
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let count = model.slots[slot].as_ref().unwrap().count;
+            check_eq!(set.len(), count, "set.len()");
+            check_eq!(set.is_empty(), count == 0, "set.is_empty()");
+        }
+        Op::Synchronize => {
+            space.synchronize();
+            for serial in &model.retired {
+                check_eq!(
+                    log.drops(*serial),
+                    1,
+                    "drops of retired value #{serial} after synchronize"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Strategies.
+
+/// An ID operand around a space `[min, max]`: mostly live IDs and IDs of the
+/// space, sometimes just outside it or at the ends of the ID type.
+fn target(min: Ioasid, max: Ioasid) -> impl Strategy<Value = Target> {
+    prop_oneof![
+        6 => (0usize..64).prop_map(Target::Live),
+        4 => (min..=max).prop_map(Target::Raw),
+        1 => (min.saturating_sub(3)..=max.saturating_add(3)).prop_map(Target::Raw),
+        1 => prop_oneof![Just(0), Just(MAX_IOASID), Just(u32::MAX)].prop_map(Target::Raw),
+    ]
+}
+
+/// An alloc range: mostly short windows of the space (so ENOSPC comes
+/// often), sometimes the whole space or wider, reversed, or outside it.
+fn range(min: Ioasid, max: Ioasid) -> impl Strategy<Value = (Ioasid, Ioasid)> {
+    let inside = min..=max;
+    prop_oneof![
+        6 => (inside.clone(), 0u32..6).prop_map(move |(lo, len)| (lo, lo.saturating_add(len).min(max))),
+        2 => Just((min, max)),
+        1 => Just((0, u32::MAX)),
+        1 => (inside.clone(), inside.clone()).prop_map(|(a, b)| (a.max(b), a.min(b))),
+        1 => (inside.clone(), 1u32..4).prop_map(move |(lo, d)| (lo.saturating_add(d), lo)),
+        1 => (1u32..5).prop_map(move |d| (max.saturating_add(d), max.saturating_add(d + 3))),
+        1 => (1u32..5).prop_map(move |d| (0, min.saturating_sub(d))),
+        1 => (inside.clone(), inside).prop_map(|(a, b)| (a.min(b), a.max(b))),
+    ]
+}
+
+fn op(min: Ioasid, max: Ioasid) -> impl Strategy<Value = Op> {
+    let slot = 0..SLOTS;
+    prop_oneof![
+        2 => (slot.clone(), prop::option::weighted(0.4, 1usize..6))
+            .prop_map(|(slot, quota)| Op::NewSet { slot, quota }),
+        1 => slot.clone().prop_map(|slot| Op::DropSet { slot }),
+        12 => (slot.clone(), range(min, max)).prop_map(|(slot, (min, max))| Op::Alloc { slot, min, max }),
+        5 => (slot.clone(), target(min, max)).prop_map(|(slot, id)| Op::Free { slot, id }),
+        2 => target(min, max).prop_map(|id| Op::KernelFree { id }),
+        3 => (slot.clone(), target(min, max)).prop_map(|(slot, id)| Op::Find { slot, id }),
+        2 => target(min, max).prop_map(|id| Op::SpaceFind { id }),
+        2 => (slot.clone(), target(min, max)).prop_map(|(slot, id)| Op::SetData { slot, id }),
+        1 => target(min, max).prop_map(|id| Op::SpaceSetData { id }),
+        2 => (slot.clone(), prop::option::of(1usize..8))
+            .prop_map(|(slot, stop_after)| Op::ForEach { slot, stop_after }),
+        1 => slot.clone().prop_map(|slot| Op::Count { slot }),
+        1 => Just(Op::Synchronize),
+    ]
+}
+
+/// A case: sets in the first slots, then random operations.
+fn ops(min: Ioasid, max: Ioasid, len: usize) -> impl Strategy<Value = Vec<Op>> {
+    let setup = vec![
+        Op::NewSet {
+            slot: 0,
+            quota: None,
+        },
+        Op::NewSet {
+            slot: 1,
+            quota: None,
+        },
+        Op::NewSet {
+            slot: 2,
+            quota: Some(3),
+        },
+    ];
+    prop::collection::vec(op(min, max), 1..len).prop_map(move |body| {
+        let mut all = setup.clone();
+        all.extend(body);
+        all
+    })
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn lowest_fanout4_0_200(ops in ops(0, 200, 300)) {
+        run_case::<4>(0, 200, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn lowest_fanout4_offset_range(ops in ops(37, 101, 300)) {
+        run_case::<4>(37, 101, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn lowest_fanout64_0_200(ops in ops(0, 200, 300)) {
+        run_case::<64>(0, 200, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn lowest_fanout2_top_of_id_type(ops in ops(MAX_IOASID - 40, MAX_IOASID, 200)) {
+        run_case::<2>(MAX_IOASID - 40, MAX_IOASID, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn cyclic_fanout4_0_200(ops in ops(0, 200, 300)) {
+        run_case::<4>(0, 200, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn cyclic_fanout4_small(ops in ops(5, 20, 200)) {
+        run_case::<4>(5, 20, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn cyclic_fanout64_0_200(ops in ops(0, 200, 300)) {
+        run_case::<64>(0, 200, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn any_fanout4_0_200(ops in ops(0, 200, 300)) {
+        run_case::<4>(0, 200, Policy::Any, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn any_fanout64_small(ops in ops(3, 40, 200)) {
+        run_case::<64>(3, 40, Policy::Any, &ops).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// The model's own edge cases, so a wrong model cannot pass silently.
+#[test]
+fn model_follows_spec_examples() {
+    let mut model = Model::new(0, 9, Policy::Cyclic);
+    model.slots[0] = Some(ModelSet {
+        ident: SetIdent(0),
+        quota: Some(2),
+        count: 0,
+    });
+    assert_eq!(
+        model.expect_alloc(0, 5, 4),
+        Expect::Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        model.expect_alloc(0, 10, 20),
+        Expect::Err(Error::InvalidArgument)
+    );
+    assert_eq!(model.expect_alloc(0, 8, 20), Expect::Id(8));
+    model.record_alloc(0, 8, 0);
+    // Cyclic: after 8 comes 9, even though 0 is lower.
+    assert_eq!(model.expect_alloc(0, 0, 9), Expect::Id(9));
+    model.record_alloc(0, 9, 1);
+    assert_eq!(model.cursor, 0, "wraps after the space's last ID");
+    assert_eq!(
+        model.expect_alloc(0, 0, 9),
+        Expect::Err(Error::QuotaExceeded)
+    );
+    model.remove(8);
+    assert_eq!(model.expect_alloc(0, 0, 9), Expect::Id(0));
+}
+
+/// The generators reach every outcome the model distinguishes: each error
+/// code of alloc, free, find and set_data, and both ends of for_each. Without
+/// this, a generator change could quietly stop testing an error path.
+#[test]
+fn generators_reach_every_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let mut coverage = Coverage::new();
+    for _ in 0..64 {
+        let case = ops(0, 200, 300).new_tree(&mut runner).unwrap().current();
+        run_case_covered::<4>(0, 200, Policy::Lowest, &case, &mut coverage).unwrap();
+        let case = ops(37, 101, 300).new_tree(&mut runner).unwrap().current();
+        run_case_covered::<4>(37, 101, Policy::Cyclic, &case, &mut coverage).unwrap();
+    }
+    let wanted = [
+        "alloc Ok",
+        "alloc E22",
+        "alloc E28",
+        "alloc E122",
+        "free Ok",
+        "free E2",
+        "free E13",
+        "find Ok",
+        "find E2",
+        "find E13",
+        "set_data Ok",
+        "set_data E2",
+        "set_data E13",
+        "for_each Break",
+        "for_each Continue",
+    ];
+    for outcome in wanted {
+        assert!(
+            coverage.contains(outcome),
+            "never reached {outcome}; reached {coverage:?}"
+        );
+    }
+}
