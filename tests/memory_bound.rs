@@ -8,10 +8,10 @@
 //! `Space::synchronize`, when the writer's deferred garbage is reclaimable):
 //! - live heap bytes after all cycles are within 2x of those after 100k;
 //! - the tree's node bytes (`Space::node_bytes`) are within 2x too;
-//! and without a grace period, that deferred garbage stays bounded while the
-//! reader keeps pinning: at least one of the last checkpoints' heap
-//! figures is within 2x of the 100k figure plus a fixed allowance of
-//! garbage (a pinned reader may hold back a few epochs' worth).
+//! - without a grace period, deferred garbage stays bounded while the reader
+//!   keeps pinning: at least one of the last checkpoints' heap figures is
+//!   within 2x of the 100k figure plus a fixed allowance of garbage (a
+//!   pinned reader may hold back a few epochs' worth).
 //!
 //! `CYCLES` is 10M per policy in release builds
 //! (`cargo test --release --test memory_bound`, a few seconds) and 1M in
