@@ -31,7 +31,7 @@
 //! Prints progress every 5 seconds and a summary; exits with status 1 and a
 //! loud message on any violation.
 
-use ioasid::{Domain, Error, Ioasid, Policy, Set, Space};
+use ioasid::{Domain, Error, Ioasid, Payload, Policy, Set, Space};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -83,11 +83,42 @@ fn mix(serial: u64) -> u64 {
 /// One data value: the ID it belongs to (stamped by the owner right after
 /// alloc returns, `PENDING` until then), its set's tag, a unique serial, and
 /// a heap canary that drop checks and poisons.
-struct Tag {
+///
+/// A `Tag` is a box. Half of the values (by serial) give the space their box
+/// address as a 48-bit inline payload, the other half ask to be boxed again,
+/// so both entry kinds of the core are soaked side by side.
+struct Tag(Box<TagBody>);
+
+struct TagBody {
     id: AtomicU32,
     set: u32,
     serial: u64,
     canary: Box<u64>,
+}
+
+impl std::ops::Deref for Tag {
+    type Target = TagBody;
+    fn deref(&self) -> &TagBody {
+        &self.0
+    }
+}
+
+// SAFETY: `to_inline` is `Some` only with the inner box's own inline
+// encoding, and `from_inline` rebuilds that box; all mutable state is behind
+// the box (an atomic), so a view made by `from_inline` is a shared view.
+unsafe impl Payload for Tag {
+    fn to_inline(&self) -> Option<u64> {
+        if self.serial % 2 == 0 {
+            self.0.to_inline()
+        } else {
+            None
+        }
+    }
+
+    unsafe fn from_inline(bits: u64) -> Self {
+        // SAFETY: `bits` came from `Box::to_inline` of a forgotten Tag's box.
+        Tag(unsafe { Box::from_inline(bits) })
+    }
 }
 
 impl Tag {
@@ -95,12 +126,12 @@ impl Tag {
         // Relaxed: the counters are read after every thread was joined.
         MADE.fetch_add(1, Ordering::Relaxed);
         MADE_HASH.fetch_add(mix(serial), Ordering::Relaxed);
-        Tag {
+        Tag(Box::new(TagBody {
             id: AtomicU32::new(PENDING),
             set,
             serial,
             canary: Box::new(CANARY ^ serial),
-        }
+        }))
     }
 
     /// Checks a value found for `id`: intact, and of that ID.
@@ -121,7 +152,7 @@ impl Tag {
     }
 }
 
-impl Drop for Tag {
+impl Drop for TagBody {
     fn drop(&mut self) {
         ensure!(
             *self.canary == CANARY ^ self.serial,

@@ -265,7 +265,7 @@ fn exact_edge_ids_in_spaces_that_end_there() {
             }
             assert_eq!(set.alloc(max + 1, max + 1, 0), Err(Error::InvalidArgument));
             let guard = space.pin();
-            assert_eq!(set.find(id, &guard), Ok(&id));
+            assert_eq!(set.find(id, &guard).map(|d| *d), Ok(id));
             drop(guard);
             set.free(id).unwrap();
             assert_eq!(set.alloc(id, id, id), Ok(id));

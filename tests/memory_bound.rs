@@ -19,7 +19,7 @@
 //! `cargo test`, and the nextest run under CI's `ci` profile), where 10M
 //! would take a minute or more. `IOASID_MEMORY_CYCLES=N` overrides both.
 
-use ioasid::{Domain, Policy, Space};
+use ioasid::{Domain, Payload, Policy, Space};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
@@ -124,6 +124,13 @@ impl Rng {
     }
 }
 
+/// The private data: too big for an inline entry, so each value is boxed
+/// and every free or set_data leaves a box for the epoch to reclaim.
+struct Pair([u64; 2]);
+
+// SAFETY: the provided methods store the value boxed.
+unsafe impl Payload for Pair {}
+
 #[derive(Debug, Clone, Copy)]
 struct Figures {
     /// Heap bytes at a grace period.
@@ -136,7 +143,7 @@ struct Figures {
 fn run(policy: Policy, max: u32) -> (Figures, Figures) {
     let cycles = cycles();
     let domain = Domain::new();
-    let space: Space<[u64; 2]> = Space::builder()
+    let space: Space<Pair> = Space::builder()
         .range(0, max)
         .policy(policy)
         .domain(domain)
@@ -156,7 +163,7 @@ fn run(policy: Policy, max: u32) -> (Figures, Figures) {
                 for _ in 0..256 {
                     let id = (rng.next() % (2 * WINDOW as u64)) as u32;
                     if let Some(data) = space.find(id, &guard) {
-                        assert_eq!(data[0], data[1], "torn or foreign data");
+                        assert_eq!(data.0[0], data.0[1], "torn or foreign data");
                         hits += 1;
                     }
                 }
@@ -171,18 +178,18 @@ fn run(policy: Policy, max: u32) -> (Figures, Figures) {
 
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut window: Vec<u32> = (0..WINDOW)
-        .map(|n| set.alloc(0, max, [n as u64; 2]).unwrap())
+        .map(|n| set.alloc(0, max, Pair([n as u64; 2])).unwrap())
         .collect();
     let mut cycle = |n: u64| {
         let slot = (rng.next() % WINDOW as u64) as usize;
         set.free(window[slot]).unwrap();
-        window[slot] = set.alloc(0, max, [n; 2]).unwrap();
+        window[slot] = set.alloc(0, max, Pair([n; 2])).unwrap();
         if n % 8 == 0 {
             let other = window[(rng.next() % WINDOW as u64) as usize];
-            set.set_data(other, [n + 1; 2]).unwrap();
+            set.set_data(other, Pair([n + 1; 2])).unwrap();
         }
     };
-    let at_grace_period = |space: &Space<[u64; 2]>| {
+    let at_grace_period = |space: &Space<Pair>| {
         // A few grace periods: the collector's own queue of sealed bags is
         // itself reclaimed through the epoch, a step behind.
         for _ in 0..4 {

@@ -11,7 +11,7 @@
 //! "the n-th live ID (modulo their number)", and the failure message names
 //! the ID it resolved to.
 
-use ioasid::{Domain, Error, Ioasid, Policy, Space, MAX_IOASID};
+use ioasid::{Domain, Error, Ioasid, Payload, Policy, Space, MAX_IOASID};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -52,6 +52,34 @@ impl DropLog {
 struct Tagged {
     serial: u64,
     log: Arc<DropLog>,
+}
+
+// SAFETY: the provided methods store the value boxed (the flagged-box path).
+unsafe impl Payload for Tagged {}
+
+/// Private data as the model test stores it: `Tagged` itself takes the
+/// boxed-entry path, `Box<Tagged>` the inline-pointer path.
+trait Data: Payload {
+    fn wrap(tagged: Tagged) -> Self;
+    fn serial(&self) -> u64;
+}
+
+impl Data for Tagged {
+    fn wrap(tagged: Tagged) -> Self {
+        tagged
+    }
+    fn serial(&self) -> u64 {
+        self.serial
+    }
+}
+
+impl Data for Box<Tagged> {
+    fn wrap(tagged: Tagged) -> Self {
+        Box::new(tagged)
+    }
+    fn serial(&self) -> u64 {
+        self.serial
+    }
 }
 
 impl Drop for Tagged {
@@ -295,11 +323,16 @@ macro_rules! check_eq {
 }
 
 /// Runs `ops` on a fresh space `[min, max]` of fan-out `F` and on the model.
-fn run_case<const F: usize>(min: Ioasid, max: Ioasid, policy: Policy, ops: &[Op]) -> Outcome {
-    run_case_covered::<F>(min, max, policy, ops, &mut Coverage::new())
+fn run_case<D: Data, const F: usize>(
+    min: Ioasid,
+    max: Ioasid,
+    policy: Policy,
+    ops: &[Op],
+) -> Outcome {
+    run_case_covered::<D, F>(min, max, policy, ops, &mut Coverage::new())
 }
 
-fn run_case_covered<const F: usize>(
+fn run_case_covered<D: Data, const F: usize>(
     min: Ioasid,
     max: Ioasid,
     policy: Policy,
@@ -308,13 +341,13 @@ fn run_case_covered<const F: usize>(
 ) -> Outcome {
     let log = Arc::new(DropLog::default());
     let domain = Domain::new();
-    let space: Space<Tagged, F> = Space::builder()
+    let space: Space<D, F> = Space::builder()
         .range(min, max)
         .policy(policy)
         .domain(domain.clone())
         .build()
         .map_err(|e| format!("build: {e}"))?;
-    let mut sets: [Option<ioasid::Set<Tagged, F>>; SLOTS] = Default::default();
+    let mut sets: [Option<ioasid::Set<D, F>>; SLOTS] = Default::default();
     let mut model = Model::new(min, max, policy);
 
     for (step, op) in ops.iter().enumerate() {
@@ -351,9 +384,9 @@ fn run_case_covered<const F: usize>(
     Ok(())
 }
 
-fn step_case<const F: usize>(
-    space: &Space<Tagged, F>,
-    sets: &mut [Option<ioasid::Set<Tagged, F>>; SLOTS],
+fn step_case<D: Data, const F: usize>(
+    space: &Space<D, F>,
+    sets: &mut [Option<ioasid::Set<D, F>>; SLOTS],
     model: &mut Model,
     log: &Arc<DropLog>,
     op: &Op,
@@ -394,8 +427,8 @@ fn step_case<const F: usize>(
             let Some(set) = &sets[slot] else {
                 return Ok(());
             };
-            let data = log.make();
-            let serial = data.serial;
+            let data = D::wrap(log.make());
+            let serial = data.serial();
             let expect = model.expect_alloc(slot, min, max);
             let real = set.alloc(min, max, data);
             coverage.insert(label("alloc", &real));
@@ -452,7 +485,7 @@ fn step_case<const F: usize>(
             };
             let id = model.resolve(id);
             let guard = space.pin();
-            let real = set.find(id, &guard).map(|data| data.serial);
+            let real = set.find(id, &guard).map(|data| data.serial());
             coverage.insert(label("find", &real));
             check_eq!(real, model.owned(slot, id), "find({id})");
             check_eq!(set.contains(id), real.is_ok(), "contains({id})");
@@ -460,10 +493,10 @@ fn step_case<const F: usize>(
         Op::SpaceFind { id } => {
             let id = model.resolve(id);
             let guard = space.pin();
-            let real = space.find(id, &guard).map(|data| data.serial);
+            let real = space.find(id, &guard).map(|data| data.serial());
             let want = model.live.get(&id).map(|(_, serial)| *serial);
             check_eq!(real, want, "space.find({id})");
-            check_eq!(space.with(id, |d| d.serial), want, "space.with({id})");
+            check_eq!(space.with(id, |d| d.serial()), want, "space.with({id})");
         }
         Op::SetData { slot, id } => {
             let slot = slot_of(slot);
@@ -471,8 +504,8 @@ fn step_case<const F: usize>(
                 return Ok(());
             };
             let id = model.resolve(id);
-            let data = log.make();
-            let serial = data.serial;
+            let data = D::wrap(log.make());
+            let serial = data.serial();
             let want = model.owned(slot, id);
             let real = set.set_data(id, data);
             coverage.insert(label("set_data", &real));
@@ -494,8 +527,8 @@ fn step_case<const F: usize>(
         }
         Op::SpaceSetData { id } => {
             let id = model.resolve(id);
-            let data = log.make();
-            let serial = data.serial;
+            let data = D::wrap(log.make());
+            let serial = data.serial();
             let old = model.live.get(&id).map(|(_, serial)| *serial);
             let want = old.map(|_| ()).ok_or(Error::NotFound);
             check_eq!(space.set_data(id, data), want, "space.set_data({id})");
@@ -522,7 +555,7 @@ fn step_case<const F: usize>(
             let members = model.members(slot);
             let mut seen = Vec::new();
             let flow = set.for_each(|id, data| {
-                seen.push((id, data.serial));
+                seen.push((id, data.serial()));
                 if stop_after == Some(seen.len()) {
                     ControlFlow::Break(id)
                 } else {
@@ -658,47 +691,47 @@ proptest! {
 
     #[test]
     fn lowest_fanout4_0_200(ops in ops(0, 200, 300)) {
-        run_case::<4>(0, 200, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Tagged, 4>(0, 200, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn lowest_fanout4_offset_range(ops in ops(37, 101, 300)) {
-        run_case::<4>(37, 101, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Box<Tagged>, 4>(37, 101, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn lowest_fanout64_0_200(ops in ops(0, 200, 300)) {
-        run_case::<64>(0, 200, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Tagged, 64>(0, 200, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn lowest_fanout2_top_of_id_type(ops in ops(MAX_IOASID - 40, MAX_IOASID, 200)) {
-        run_case::<2>(MAX_IOASID - 40, MAX_IOASID, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Box<Tagged>, 2>(MAX_IOASID - 40, MAX_IOASID, Policy::Lowest, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn cyclic_fanout4_0_200(ops in ops(0, 200, 300)) {
-        run_case::<4>(0, 200, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Tagged, 4>(0, 200, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn cyclic_fanout4_small(ops in ops(5, 20, 200)) {
-        run_case::<4>(5, 20, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Box<Tagged>, 4>(5, 20, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn cyclic_fanout64_0_200(ops in ops(0, 200, 300)) {
-        run_case::<64>(0, 200, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Box<Tagged>, 64>(0, 200, Policy::Cyclic, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn any_fanout4_0_200(ops in ops(0, 200, 300)) {
-        run_case::<4>(0, 200, Policy::Any, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Tagged, 4>(0, 200, Policy::Any, &ops).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn any_fanout64_small(ops in ops(3, 40, 200)) {
-        run_case::<64>(3, 40, Policy::Any, &ops).map_err(TestCaseError::fail)?;
+        run_case::<Box<Tagged>, 64>(3, 40, Policy::Any, &ops).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -745,9 +778,9 @@ fn generators_reach_every_outcome() {
     let mut coverage = Coverage::new();
     for _ in 0..64 {
         let case = ops(0, 200, 300).new_tree(&mut runner).unwrap().current();
-        run_case_covered::<4>(0, 200, Policy::Lowest, &case, &mut coverage).unwrap();
+        run_case_covered::<Tagged, 4>(0, 200, Policy::Lowest, &case, &mut coverage).unwrap();
         let case = ops(37, 101, 300).new_tree(&mut runner).unwrap().current();
-        run_case_covered::<4>(37, 101, Policy::Cyclic, &case, &mut coverage).unwrap();
+        run_case_covered::<Box<Tagged>, 4>(37, 101, Policy::Cyclic, &case, &mut coverage).unwrap();
     }
     let wanted = [
         "alloc Ok",
