@@ -1,0 +1,697 @@
+//! The fuzz driver: decodes a byte string into a sequence of C ABI calls
+//! (`ioasid_*` kernel functions and our extensions, bad arguments included)
+//! and checks each result against a plain reference model (SPEC section 3
+//! and 4). Any mismatch panics with the step, the call and both answers.
+//!
+//! One input is one self-contained scenario: it creates one extension space
+//! (range and policy from the input), uses up to [`SLOTS`] set structs in
+//! that space or in the process-global space, and at the end destroys every
+//! set, frees its anonymous global IDs and destroys its space, then checks
+//! that the global space is empty again, so inputs do not leak state into
+//! each other (libFuzzer runs many in one process).
+//!
+//! Used by the libFuzzer target (`fuzz_targets/c_abi.rs`) and by the
+//! libFuzzer-free random driver (`src/bin/random_driver.rs`).
+
+use ioasid_ffi::*;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ffi::{c_int, c_long, c_uint, c_void};
+use std::mem::MaybeUninit;
+use std::ptr;
+
+/// Set structs per scenario.
+pub const SLOTS: usize = 4;
+
+const INVALID: ioasid_t = u32::MAX;
+const MAX_ID: ioasid_t = 0xFFFF_FFFE;
+const ENOENT: c_int = 2;
+const EACCES: c_int = 13;
+const EEXIST: c_int = 17;
+const EINVAL: c_int = 22;
+const EDEADLK: c_int = 35;
+
+fn err_ptr(errno: c_int) -> *mut c_void {
+    (-(errno as isize)) as *mut c_void
+}
+
+// ---------------------------------------------------------------------------
+// Input decoding.
+
+/// Reads the input front to back; an exhausted input reads as zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// An ID or range end near a space `[min, max]`: mostly inside it, some
+    /// just outside, some at the ends of the ID type.
+    fn id_near(&mut self, min: ioasid_t, max: ioasid_t) -> ioasid_t {
+        let span = u64::from(max - min) + 1;
+        match self.u8() % 8 {
+            0..=4 => min + (u64::from(self.u8()) % span) as ioasid_t,
+            5 => min.wrapping_add(self.u8() as u32).wrapping_sub(4),
+            6 => [0, 1, MAX_ID, INVALID, min, max][self.u8() as usize % 6],
+            _ => self.u32(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The model.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Where {
+    Global,
+    Ext,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Owner {
+    Slot(usize),
+    /// `ioasid_alloc(NULL, ...)`: the anonymous set of the global space.
+    Anonymous,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SlotState {
+    /// All zero (`DECLARE_IOASID_SET`): installs itself in the global space
+    /// on its first `ioasid_alloc`.
+    Declared,
+    Installed {
+        space: Where,
+        quota: Option<usize>,
+        count: usize,
+    },
+}
+
+struct SpaceModel {
+    min: ioasid_t,
+    max: ioasid_t,
+    policy: u32,
+    /// Cyclic: the key after the last ID handed out.
+    cursor: u64,
+    live: BTreeMap<ioasid_t, (Owner, usize)>,
+}
+
+impl SpaceModel {
+    fn new(min: ioasid_t, max: ioasid_t, policy: u32) -> Self {
+        SpaceModel {
+            min,
+            max,
+            policy,
+            cursor: 0,
+            live: BTreeMap::new(),
+        }
+    }
+
+    fn lowest_free(&self, lo: ioasid_t, hi: ioasid_t) -> Option<ioasid_t> {
+        // The live map is small: step over its keys instead of every ID.
+        let mut candidate = lo;
+        for (&id, _) in self.live.range(lo..=hi) {
+            if id != candidate {
+                return Some(candidate);
+            }
+            if id == hi {
+                return None;
+            }
+            candidate = id + 1;
+        }
+        Some(candidate)
+    }
+
+    /// `Ok(Some(id))` exact, `Ok(None)` any free ID of `lo..=hi`, `Err(())`
+    /// no free ID (or a bad range).
+    fn expect(&self, min: ioasid_t, max: ioasid_t) -> Result<Option<ioasid_t>, ()> {
+        if min > max {
+            return Err(());
+        }
+        let (lo, hi) = (min.max(self.min), max.min(self.max));
+        if lo > hi {
+            return Err(());
+        }
+        match self.policy {
+            0 => self.lowest_free(lo, hi).map(Some).ok_or(()),
+            1 => {
+                let start = u64::from(lo).max(u64::from(self.min) + self.cursor);
+                let after = if start <= u64::from(hi) {
+                    self.lowest_free(start as ioasid_t, hi)
+                } else {
+                    None
+                };
+                after
+                    .or_else(|| self.lowest_free(lo, hi))
+                    .map(Some)
+                    .ok_or(())
+            }
+            _ => self.lowest_free(lo, hi).map(|_| None).ok_or(()),
+        }
+    }
+
+    fn record(&mut self, id: ioasid_t, owner: Owner, data: usize) {
+        self.live.insert(id, (owner, data));
+        let key = u64::from(id - self.min) + 1;
+        let span = u64::from(self.max - self.min) + 1;
+        self.cursor = if key >= span { 0 } else { key };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Callbacks.
+
+thread_local! {
+    /// The data pointer the last getter was called with.
+    static GETTER_SAW: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Visits of the current for_each walk, and where it stops.
+    static WALK: RefCell<(Vec<(ioasid_t, usize)>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+unsafe extern "C" fn getter_true(data: *mut c_void) -> bool {
+    GETTER_SAW.with(|s| s.set(data as usize));
+    true
+}
+
+unsafe extern "C" fn getter_false(data: *mut c_void) -> bool {
+    GETTER_SAW.with(|s| s.set(data as usize));
+    false
+}
+
+/// Stops (returning 7) after the configured number of visits; `arg` must be
+/// the cookie 0x1D.
+unsafe extern "C" fn walker(id: ioasid_t, private_: *mut c_void, arg: *mut c_void) -> c_int {
+    assert_eq!(arg as usize, 0x1D, "for_each passed the wrong argument");
+    WALK.with(|w| {
+        let mut w = w.borrow_mut();
+        w.0.push((id, private_ as usize));
+        if w.0.len() == w.1 {
+            7
+        } else {
+            0
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// A scenario.
+
+/// The C objects of one scenario.
+struct World {
+    /// The set structs; the library keeps pointers into them, so they must
+    /// not move: the vector is made once at its final length.
+    sets: Vec<MaybeUninit<ioasid_set>>,
+    space: *mut ioasid_space,
+    space_destroyed: bool,
+    read_depth: usize,
+}
+
+impl World {
+    fn set(&mut self, slot: usize) -> *mut ioasid_set {
+        self.sets[slot].as_mut_ptr()
+    }
+}
+
+struct Model {
+    global: SpaceModel,
+    ext: SpaceModel,
+    slots: [SlotState; SLOTS],
+    next_data: usize,
+}
+
+impl Model {
+    fn space(&self, w: Where) -> &SpaceModel {
+        match w {
+            Where::Global => &self.global,
+            Where::Ext => &self.ext,
+        }
+    }
+
+    fn space_mut(&mut self, w: Where) -> &mut SpaceModel {
+        match w {
+            Where::Global => &mut self.global,
+            Where::Ext => &mut self.ext,
+        }
+    }
+
+    /// Where a slot's lookups go: a declared set looks in the global space.
+    fn home(&self, slot: usize) -> Where {
+        match self.slots[slot] {
+            SlotState::Declared => Where::Global,
+            SlotState::Installed { space, .. } => space,
+        }
+    }
+
+    fn data(&mut self) -> usize {
+        // Data pointers are opaque to the library: small tagged numbers,
+        // NULL now and then.
+        self.next_data += 1;
+        if self.next_data % 7 == 0 {
+            0
+        } else {
+            self.next_data << 4
+        }
+    }
+
+    /// Removes a live ID from its model space and its owner's count.
+    fn forget(&mut self, w: Where, id: ioasid_t) {
+        let (owner, _) = self.space_mut(w).live.remove(&id).unwrap();
+        if let Owner::Slot(slot) = owner {
+            if let SlotState::Installed { count, .. } = &mut self.slots[slot] {
+                *count -= 1;
+            }
+        }
+    }
+}
+
+/// Checks one answer; the message names the step and the call.
+macro_rules! expect_eq {
+    ($step:expr, $call:expr, $real:expr, $model:expr) => {{
+        let (real, model) = ($real, $model);
+        assert!(
+            real == model,
+            "step {}: {}: library {:?}, model {:?}",
+            $step,
+            $call,
+            real,
+            model
+        );
+    }};
+}
+
+/// Runs one scenario from `input`. Panics on any disagreement.
+pub fn run_one(input: &[u8]) {
+    let mut bytes = Bytes(input);
+
+    // The extension space: a small range somewhere in the ID type.
+    let policy = u32::from(bytes.u8() % 3);
+    let base = match bytes.u8() % 4 {
+        0 => 0,
+        1 => 1,
+        2 => MAX_ID - 300,
+        _ => bytes.u32() % (MAX_ID - 300),
+    };
+    let span = 1 + u32::from(bytes.u8()) % 200;
+    let (min, max) = (base, base + span - 1);
+    let space = ioasid_space_create(min, max, policy);
+    assert!(
+        !space.is_null(),
+        "ioasid_space_create({min}, {max}, {policy})"
+    );
+
+    // Bad creations: NULL, nothing made.
+    assert!(ioasid_space_create(5, 4, 0).is_null());
+    assert!(ioasid_space_create(0, INVALID, 0).is_null());
+    assert!(ioasid_space_create(0, 9, 3 + u32::from(bytes.u8())).is_null());
+
+    let mut world = World {
+        // All zero: the documented `DECLARE_IOASID_SET` state, which the
+        // library accepts through a pointer without any init call.
+        sets: (0..SLOTS).map(|_| MaybeUninit::zeroed()).collect(),
+        space,
+        space_destroyed: false,
+        read_depth: 0,
+    };
+    let mut model = Model {
+        global: SpaceModel::new(0, MAX_ID, 0),
+        ext: SpaceModel::new(min, max, policy),
+        slots: [SlotState::Declared; SLOTS],
+        next_data: 0,
+    };
+
+    let mut step = 0usize;
+    while !bytes.is_empty() && step < 400 {
+        step += 1;
+        let op = bytes.u8();
+        let slot = (bytes.u8() as usize) % SLOTS;
+        // SAFETY: every call below gets a pointer to one of this scenario's
+        // zero-initialised (or library-initialised) set structs, NULL, or a
+        // space handle (the library checks handles against live ones).
+        unsafe { run_op(&mut bytes, &mut world, &mut model, step, op, slot) };
+    }
+
+    // Tear down: leave no read section, no set, no global ID behind.
+    for _ in 0..world.read_depth {
+        ioasid_read_unlock();
+    }
+    for slot in 0..SLOTS {
+        // SAFETY: one of our set structs.
+        unsafe { ioasid_set_destroy(world.set(slot)) };
+    }
+    let anonymous: Vec<ioasid_t> = model.global.live.keys().copied().collect();
+    for id in anonymous {
+        ioasid_free(id);
+    }
+    // SAFETY: NULL is the global space.
+    let global_left = unsafe { ioasid_space_live_count(ptr::null()) };
+    assert_eq!(global_left, 0, "global IDs left after the scenario");
+    if !world.space_destroyed {
+        // SAFETY: a live handle from ioasid_space_create.
+        let left = unsafe { ioasid_space_live_count(world.space) };
+        assert_eq!(left, 0, "extension IDs left after every set was destroyed");
+        // SAFETY: as above.
+        unsafe { ioasid_space_destroy(world.space) };
+    }
+}
+
+/// One operation.
+///
+/// # Safety
+/// `world` holds this scenario's set structs and space handle.
+unsafe fn run_op(
+    bytes: &mut Bytes,
+    world: &mut World,
+    model: &mut Model,
+    step: usize,
+    op: u8,
+    slot: usize,
+) {
+    let set = world.set(slot);
+    match op % 16 {
+        // ioasid_set_init(set, space | NULL | bogus, quota)
+        0 => {
+            let target = bytes.u8() % 4;
+            let quota = c_uint::from(bytes.u8() % 5);
+            let (space_arg, want_where) = match target {
+                0 | 1 => (world.space, Some(Where::Ext)),
+                2 => (ptr::null_mut(), Some(Where::Global)),
+                // A pointer that is no space handle.
+                _ => (0x1000 as *mut ioasid_space, None),
+            };
+            // SAFETY: forwarded (see the function's contract).
+            let got = unsafe { ioasid_set_init(set, space_arg, quota) };
+            let want = match (model.slots[slot], want_where) {
+                (_, None) => -EINVAL,
+                (_, Some(Where::Ext)) if world.space_destroyed => -EINVAL,
+                (SlotState::Installed { .. }, Some(_)) => -EEXIST,
+                (SlotState::Declared, Some(w)) => {
+                    model.slots[slot] = SlotState::Installed {
+                        space: w,
+                        quota: (quota > 0).then_some(quota as usize),
+                        count: 0,
+                    };
+                    0
+                }
+            };
+            expect_eq!(
+                step,
+                format!("ioasid_set_init(slot {slot}, {target}, {quota})"),
+                got,
+                want
+            );
+        }
+        // ioasid_set_destroy(set)
+        1 => {
+            // SAFETY: forwarded.
+            unsafe { ioasid_set_destroy(set) };
+            let home = model.home(slot);
+            if let SlotState::Installed { .. } = model.slots[slot] {
+                let mine: Vec<ioasid_t> = model
+                    .space(home)
+                    .live
+                    .iter()
+                    .filter(|(_, (o, _))| *o == Owner::Slot(slot))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in mine {
+                    model.forget(home, id);
+                }
+            }
+            model.slots[slot] = SlotState::Declared;
+        }
+        // ioasid_alloc(set | NULL, min, max, data)
+        2..=5 => {
+            let anonymous = op % 16 == 5 && bytes.u8() % 2 == 0;
+            if !anonymous && matches!(model.slots[slot], SlotState::Declared) {
+                // First use installs a declared set in the global space.
+                model.slots[slot] = SlotState::Installed {
+                    space: Where::Global,
+                    quota: None,
+                    count: 0,
+                };
+            }
+            let home = if anonymous {
+                Where::Global
+            } else {
+                model.home(slot)
+            };
+            let (smin, smax) = (model.space(home).min, model.space(home).max);
+            let (lo, hi) = (bytes.id_near(smin, smax), bytes.id_near(smin, smax));
+            let (lo, hi) = if bytes.u8() % 8 == 0 {
+                (lo, hi)
+            } else {
+                (lo.min(hi), lo.max(hi))
+            };
+            let data = model.data();
+            let set_arg = if anonymous { ptr::null_mut() } else { set };
+            // SAFETY: forwarded.
+            let got = unsafe { ioasid_alloc(set_arg, lo, hi, data as *mut c_void) };
+            let over_quota = match model.slots[slot] {
+                SlotState::Installed {
+                    quota: Some(q),
+                    count,
+                    ..
+                } if !anonymous => count >= q,
+                _ => false,
+            };
+            let dead = !anonymous && home == Where::Ext && world.space_destroyed;
+            let want = if dead {
+                Err(())
+            } else {
+                let choice = model.space(home).expect(lo, hi);
+                // EINVAL is checked before the quota, the quota before ENOSPC;
+                // the C form folds them all into INVALID_IOASID.
+                match choice {
+                    Ok(_) if over_quota => Err(()),
+                    other => other,
+                }
+            };
+            let call = format!(
+                "ioasid_alloc(slot {slot}{}, {lo}, {hi})",
+                if anonymous { " as NULL" } else { "" }
+            );
+            match want {
+                Err(()) => expect_eq!(step, call, got, INVALID),
+                Ok(Some(id)) => expect_eq!(step, call, got, id),
+                Ok(None) => {
+                    let ok = got != INVALID
+                        && (lo.max(smin)..=hi.min(smax)).contains(&got)
+                        && !model.space(home).live.contains_key(&got);
+                    assert!(
+                        ok,
+                        "step {step}: {call}: library {got}, not a free ID in range"
+                    );
+                }
+            }
+            if got != INVALID {
+                let owner = if anonymous {
+                    Owner::Anonymous
+                } else {
+                    Owner::Slot(slot)
+                };
+                model.space_mut(home).record(got, owner, data);
+                if let SlotState::Installed { count, .. } = &mut model.slots[slot] {
+                    if !anonymous {
+                        *count += 1;
+                    }
+                }
+            }
+        }
+        // ioasid_set_free(set | NULL, id): the checked form
+        6 | 7 => {
+            let null = bytes.u8() % 16 == 0;
+            let home = model.home(slot);
+            let target = if bytes.u8() % 4 == 0 {
+                model.global.min
+            } else {
+                model.space(home).min
+            };
+            let id = pick_id(bytes, model.space(home), target);
+            // SAFETY: forwarded.
+            let got = unsafe { ioasid_set_free(if null { ptr::null_mut() } else { set }, id) };
+            let want = if null {
+                -EINVAL
+            } else {
+                match model.space(home).live.get(&id) {
+                    None => -ENOENT,
+                    Some((Owner::Slot(s), _)) if *s == slot => 0,
+                    Some(_) => -EACCES,
+                }
+            };
+            expect_eq!(
+                step,
+                format!("ioasid_set_free(slot {slot}, {id})"),
+                got,
+                want
+            );
+            if want == 0 {
+                model.forget(home, id);
+            }
+        }
+        // ioasid_free(id): the kernel form, global space, silent
+        8 => {
+            let id = pick_id(bytes, &model.global, 0);
+            ioasid_free(id);
+            if model.global.live.contains_key(&id) {
+                model.forget(Where::Global, id);
+            }
+        }
+        // ioasid_find(set | NULL, id, getter)
+        9 | 10 => {
+            let null = bytes.u8() % 4 == 0;
+            let home = if null {
+                Where::Global
+            } else {
+                model.home(slot)
+            };
+            let id = pick_id(bytes, model.space(home), model.space(home).min);
+            let which = bytes.u8() % 3;
+            let getter: Option<unsafe extern "C" fn(*mut c_void) -> bool> = match which {
+                0 => None,
+                1 => Some(getter_true),
+                _ => Some(getter_false),
+            };
+            GETTER_SAW.with(|s| s.set(usize::MAX));
+            // SAFETY: forwarded; the getters are callable with any pointer.
+            let got = unsafe { ioasid_find(if null { ptr::null_mut() } else { set }, id, getter) };
+            let want = match model.space(home).live.get(&id) {
+                None => err_ptr(ENOENT),
+                Some((Owner::Slot(s), _)) if !null && *s != slot => err_ptr(EACCES),
+                Some((Owner::Anonymous, _)) if !null => err_ptr(EACCES),
+                Some((_, data)) => {
+                    if which != 0 {
+                        let saw = GETTER_SAW.with(Cell::get);
+                        assert_eq!(saw, *data, "step {step}: getter got the wrong data");
+                    }
+                    if which == 2 {
+                        ptr::null_mut()
+                    } else {
+                        *data as *mut c_void
+                    }
+                }
+            };
+            expect_eq!(
+                step,
+                format!("ioasid_find(slot {slot}, {id}, getter {which})"),
+                got,
+                want
+            );
+        }
+        // ioasid_set_data(id, data): global space
+        11 => {
+            let id = pick_id(bytes, &model.global, 0);
+            let data = model.data();
+            let got = ioasid_set_data(id, data as *mut c_void);
+            let want = if world.read_depth > 0 {
+                -EDEADLK
+            } else if let Some(entry) = model.global.live.get_mut(&id) {
+                entry.1 = data;
+                0
+            } else {
+                -ENOENT
+            };
+            expect_eq!(step, format!("ioasid_set_data({id})"), got, want);
+        }
+        // ioasid_set_for_each(set | NULL, func | NULL, arg)
+        12 => {
+            let stop = bytes.u8() as usize % 6;
+            let bad = bytes.u8() % 16;
+            WALK.with(|w| *w.borrow_mut() = (Vec::new(), stop));
+            let func: Option<unsafe extern "C" fn(ioasid_t, *mut c_void, *mut c_void) -> c_int> =
+                if bad == 1 { None } else { Some(walker) };
+            let set_arg = if bad == 0 { ptr::null_mut() } else { set };
+            // SAFETY: forwarded; `walker` is callable as declared.
+            let got = unsafe { ioasid_set_for_each(set_arg, func, 0x1D as *mut c_void) };
+            let seen = WALK.with(|w| std::mem::take(&mut w.borrow_mut().0));
+            if bad <= 1 {
+                expect_eq!(step, "ioasid_set_for_each(bad args)", got, -EINVAL);
+                assert!(seen.is_empty());
+            } else {
+                let home = model.home(slot);
+                let members: Vec<(ioasid_t, usize)> = model
+                    .space(home)
+                    .live
+                    .iter()
+                    .filter(|(_, (o, _))| *o == Owner::Slot(slot))
+                    .map(|(id, (_, d))| (*id, *d))
+                    .collect();
+                let (want_seen, want) = if stop >= 1 && stop <= members.len() {
+                    (&members[..stop], 7)
+                } else {
+                    (&members[..], 0)
+                };
+                expect_eq!(
+                    step,
+                    format!("ioasid_set_for_each(slot {slot}) visits"),
+                    seen.as_slice(),
+                    want_seen
+                );
+                expect_eq!(step, format!("ioasid_set_for_each(slot {slot})"), got, want);
+            }
+        }
+        // ioasid_space_live_count(space | NULL | bogus)
+        13 => {
+            let which = bytes.u8() % 3;
+            let (arg, want) = match which {
+                0 => (ptr::null(), model.global.live.len() as c_long),
+                1 if !world.space_destroyed => (
+                    world.space as *const ioasid_space,
+                    model.ext.live.len() as c_long,
+                ),
+                _ => (0x2000 as *const ioasid_space, -c_long::from(EINVAL)),
+            };
+            // SAFETY: any pointer is checked against the live handles.
+            let got = unsafe { ioasid_space_live_count(arg) };
+            expect_eq!(step, format!("ioasid_space_live_count({which})"), got, want);
+        }
+        // Read sections and synchronize.
+        14 => match bytes.u8() % 4 {
+            0 | 1 if world.read_depth < 3 => {
+                ioasid_read_lock();
+                world.read_depth += 1;
+            }
+            2 if world.read_depth > 0 => {
+                ioasid_read_unlock();
+                world.read_depth -= 1;
+            }
+            _ if world.read_depth == 0 => ioasid_synchronize(),
+            _ => {}
+        },
+        // Destroy the extension space (rarely), or a bogus handle.
+        _ => {
+            if bytes.u8() % 8 == 0 {
+                // SAFETY: a live handle, or one the library has already
+                // forgotten (checked against the live handles).
+                unsafe { ioasid_space_destroy(world.space) };
+                world.space_destroyed = true;
+            } else {
+                // SAFETY: checked against the live handles; ignored.
+                unsafe { ioasid_space_destroy(0x3000 as *mut ioasid_space) };
+            }
+        }
+    }
+}
+
+/// An ID operand: usually a live ID of `space`, else one near `base`.
+fn pick_id(bytes: &mut Bytes, space: &SpaceModel, base: ioasid_t) -> ioasid_t {
+    let n = bytes.u8() as usize;
+    if n % 4 != 0 && !space.live.is_empty() {
+        *space.live.keys().nth(n % space.live.len()).unwrap()
+    } else {
+        bytes.id_near(base, base.saturating_add(255))
+    }
+}
