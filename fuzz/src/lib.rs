@@ -15,13 +15,15 @@
 
 use ioasid_ffi::*;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_int, c_long, c_uint, c_void};
 use std::mem::MaybeUninit;
 use std::ptr;
 
 /// Set structs per scenario.
 pub const SLOTS: usize = 4;
+/// RFC consumers per scenario.
+pub const PASIDS: usize = 2;
 
 const INVALID: ioasid_t = u32::MAX;
 const MAX_ID: ioasid_t = 0xFFFF_FFFE;
@@ -87,6 +89,8 @@ enum Owner {
     Slot(usize),
     /// `ioasid_alloc(NULL, ...)`: the anonymous set of the global space.
     Anonymous,
+    /// An RFC consumer (`struct iommu_pasid`), by its index.
+    Pasid(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -207,6 +211,73 @@ unsafe extern "C" fn walker(id: ioasid_t, private_: *mut c_void, arg: *mut c_voi
     })
 }
 
+thread_local! {
+    /// What the vendor's `pasid_init` does: its return value, and the range
+    /// it writes (if any).
+    static INIT_SCRIPT: Cell<(c_int, Option<(ioasid_t, ioasid_t)>)> = const { Cell::new((0, None)) };
+    /// What the vendor's `pasid_alloc` does: `Err(errno)` to return it,
+    /// `Ok(id)` to hand out `id`.
+    static ALLOC_SCRIPT: Cell<Result<ioasid_t, c_int>> = const { Cell::new(Err(11)) };
+    /// The arguments the vendor's `pasid_alloc` last got.
+    static ALLOC_SAW: Cell<(usize, ioasid_t, ioasid_t)> = const { Cell::new((0, 0, 0)) };
+    /// Every `pasid_free` call: (consumer, ID).
+    static VENDOR_FREED: RefCell<Vec<(usize, ioasid_t)>> = const { RefCell::new(Vec::new()) };
+}
+
+unsafe extern "C" fn vendor_init(pasid: *mut iommu_pasid) -> c_int {
+    let (rc, range) = INIT_SCRIPT.with(Cell::get);
+    if let Some((min, max)) = range {
+        // SAFETY: the library passes the consumer it is making.
+        unsafe {
+            (*pasid).min = min;
+            (*pasid).max = max;
+        }
+    }
+    rc
+}
+
+unsafe extern "C" fn vendor_alloc(
+    pasid: *mut iommu_pasid,
+    start: ioasid_t,
+    end: ioasid_t,
+    ioasid: *mut ioasid_t,
+) -> c_int {
+    ALLOC_SAW.with(|s| s.set((pasid as usize, start, end)));
+    match ALLOC_SCRIPT.with(Cell::get) {
+        Ok(id) => {
+            // SAFETY: the library passes a writable ID.
+            unsafe { ioasid.write(id) };
+            0
+        }
+        Err(errno) => -errno,
+    }
+}
+
+unsafe extern "C" fn vendor_free(pasid: *mut iommu_pasid, ioasid: ioasid_t) {
+    VENDOR_FREED.with(|f| f.borrow_mut().push((pasid as usize, ioasid)));
+}
+
+/// An IOMMU driver without PASID hooks: the library allocates.
+static OPS_PLAIN: iommu_ops = iommu_ops {
+    pasid_init: None,
+    pasid_alloc: None,
+    pasid_free: None,
+};
+
+/// A vendor driver whose hooks follow the scripts above.
+static OPS_VENDOR: iommu_ops = iommu_ops {
+    pasid_init: Some(vendor_init),
+    pasid_alloc: Some(vendor_alloc),
+    pasid_free: Some(vendor_free),
+};
+
+const EAGAIN: c_int = 11;
+const EBUSY: c_int = 16;
+const EIO: c_int = 5;
+const ENOSPC: c_int = 28;
+const PASID_MIN: ioasid_t = 1;
+const PASID_MAX: ioasid_t = 0xFFFFF;
+
 // ---------------------------------------------------------------------------
 // A scenario.
 
@@ -218,6 +289,11 @@ struct World {
     space: *mut ioasid_space,
     space_destroyed: bool,
     read_depth: usize,
+    /// RFC consumers (null: none in that slot).
+    pasids: [*mut iommu_pasid; PASIDS],
+    /// The address an exited consumer had, for the `pasid_free` calls its
+    /// exit made.
+    freed_pasids: BTreeMap<usize, usize>,
 }
 
 impl World {
@@ -231,6 +307,14 @@ struct Model {
     ext: SpaceModel,
     slots: [SlotState; SLOTS],
     next_data: usize,
+    /// RFC consumers, while they live: their range, and whether their
+    /// driver has vendor hooks.
+    pasids: [Option<(ioasid_t, ioasid_t, bool)>; PASIDS],
+    /// Global IDs a vendor `pasid_alloc` chose: freeing one, by any path,
+    /// calls the consumer's `pasid_free`.
+    vendor_ids: BTreeSet<ioasid_t>,
+    /// `pasid_free` calls the model expects, in order, since the last check.
+    expected_vendor_frees: Vec<(usize, ioasid_t)>,
 }
 
 impl Model {
@@ -270,12 +354,37 @@ impl Model {
     /// Removes a live ID from its model space and its owner's count.
     fn forget(&mut self, w: Where, id: ioasid_t) {
         let (owner, _) = self.space_mut(w).live.remove(&id).unwrap();
+        if w == Where::Global && self.vendor_ids.remove(&id) {
+            let Owner::Pasid(k) = owner else {
+                panic!("model: vendor ID {id} owned by {owner:?}")
+            };
+            self.expected_vendor_frees.push((k, id));
+        }
         if let Owner::Slot(slot) = owner {
             if let SlotState::Installed { count, .. } = &mut self.slots[slot] {
                 *count -= 1;
             }
         }
     }
+}
+
+thread_local! {
+    static OUTCOMES: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Counts an outcome the model predicted (`outcomes` reports them), so a
+/// run can show which paths its inputs reached.
+fn note(what: &str, model_answer: impl std::fmt::Debug) {
+    OUTCOMES.with(|o| {
+        *o.borrow_mut()
+            .entry(format!("{what} -> {model_answer:?}"))
+            .or_default() += 1
+    });
+}
+
+/// How often each predicted outcome was checked on this thread so far.
+pub fn outcomes() -> BTreeMap<String, u64> {
+    OUTCOMES.with(|o| o.borrow().clone())
 }
 
 /// Checks one answer; the message names the step and the call.
@@ -325,12 +434,17 @@ pub fn run_one(input: &[u8]) {
         space,
         space_destroyed: false,
         read_depth: 0,
+        pasids: [ptr::null_mut(); PASIDS],
+        freed_pasids: BTreeMap::new(),
     };
     let mut model = Model {
         global: SpaceModel::new(0, MAX_ID, 0),
         ext: SpaceModel::new(min, max, policy),
         slots: [SlotState::Declared; SLOTS],
         next_data: 0,
+        pasids: [None; PASIDS],
+        vendor_ids: BTreeSet::new(),
+        expected_vendor_frees: Vec::new(),
     };
 
     let mut step = 0usize;
@@ -342,18 +456,26 @@ pub fn run_one(input: &[u8]) {
         // zero-initialised (or library-initialised) set structs, NULL, or a
         // space handle (the library checks handles against live ones).
         unsafe { run_op(&mut bytes, &mut world, &mut model, step, op, slot) };
+        check_vendor_frees(&world, &mut model, step, "after the step");
     }
 
-    // Tear down: leave no read section, no set, no global ID behind.
+    // Tear down: leave no read section, consumer, set or global ID behind.
     for _ in 0..world.read_depth {
         ioasid_read_unlock();
     }
+    world.read_depth = 0;
+    for k in 0..PASIDS {
+        // SAFETY: this scenario's consumers.
+        unsafe { exit_pasid(&mut world, &mut model, k) };
+    }
     for slot in 0..SLOTS {
         // SAFETY: one of our set structs.
-        unsafe { ioasid_set_destroy(world.set(slot)) };
+        unsafe { destroy_slot(&mut world, &mut model, slot) };
     }
+    check_vendor_frees(&world, &mut model, step + 1, "teardown");
     let anonymous: Vec<ioasid_t> = model.global.live.keys().copied().collect();
     for id in anonymous {
+        assert_eq!(model.global.live[&id].0, Owner::Anonymous);
         ioasid_free(id);
     }
     // SAFETY: NULL is the global space.
@@ -381,7 +503,7 @@ unsafe fn run_op(
     slot: usize,
 ) {
     let set = world.set(slot);
-    match op % 16 {
+    match op % 20 {
         // ioasid_set_init(set, space | NULL | bogus, quota)
         0 => {
             let target = bytes.u8() % 4;
@@ -407,6 +529,7 @@ unsafe fn run_op(
                     0
                 }
             };
+            note("ioasid_set_init", want);
             expect_eq!(
                 step,
                 format!("ioasid_set_init(slot {slot}, {target}, {quota})"),
@@ -417,25 +540,11 @@ unsafe fn run_op(
         // ioasid_set_destroy(set)
         1 => {
             // SAFETY: forwarded.
-            unsafe { ioasid_set_destroy(set) };
-            let home = model.home(slot);
-            if let SlotState::Installed { .. } = model.slots[slot] {
-                let mine: Vec<ioasid_t> = model
-                    .space(home)
-                    .live
-                    .iter()
-                    .filter(|(_, (o, _))| *o == Owner::Slot(slot))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in mine {
-                    model.forget(home, id);
-                }
-            }
-            model.slots[slot] = SlotState::Declared;
+            unsafe { destroy_slot(world, model, slot) };
         }
         // ioasid_alloc(set | NULL, min, max, data)
         2..=5 => {
-            let anonymous = op % 16 == 5 && bytes.u8() % 2 == 0;
+            let anonymous = op % 20 == 5 && bytes.u8() % 2 == 0;
             if !anonymous && matches!(model.slots[slot], SlotState::Declared) {
                 // First use installs a declared set in the global space.
                 model.slots[slot] = SlotState::Installed {
@@ -480,6 +589,13 @@ unsafe fn run_op(
                     other => other,
                 }
             };
+            note(
+                "ioasid_alloc",
+                match want {
+                    Err(()) => "INVALID",
+                    Ok(_) => "id",
+                },
+            );
             let call = format!(
                 "ioasid_alloc(slot {slot}{}, {lo}, {hi})",
                 if anonymous { " as NULL" } else { "" }
@@ -532,6 +648,7 @@ unsafe fn run_op(
                     Some(_) => -EACCES,
                 }
             };
+            note("ioasid_set_free", want);
             expect_eq!(
                 step,
                 format!("ioasid_set_free(slot {slot}, {id})"),
@@ -570,8 +687,7 @@ unsafe fn run_op(
             let got = unsafe { ioasid_find(if null { ptr::null_mut() } else { set }, id, getter) };
             let want = match model.space(home).live.get(&id) {
                 None => err_ptr(ENOENT),
-                Some((Owner::Slot(s), _)) if !null && *s != slot => err_ptr(EACCES),
-                Some((Owner::Anonymous, _)) if !null => err_ptr(EACCES),
+                Some((o, _)) if !null && *o != Owner::Slot(slot) => err_ptr(EACCES),
                 Some((_, data)) => {
                     if which != 0 {
                         let saw = GETTER_SAW.with(Cell::get);
@@ -584,6 +700,14 @@ unsafe fn run_op(
                     }
                 }
             };
+            note(
+                "ioasid_find",
+                match want as isize {
+                    0 => "NULL",
+                    e if (-4095..0).contains(&e) => ["ENOENT", "EACCES"][usize::from(e == -13)],
+                    _ => "data",
+                },
+            );
             expect_eq!(
                 step,
                 format!("ioasid_find(slot {slot}, {id}, getter {which})"),
@@ -604,6 +728,7 @@ unsafe fn run_op(
             } else {
                 -ENOENT
             };
+            note("ioasid_set_data", want);
             expect_eq!(step, format!("ioasid_set_data({id})"), got, want);
         }
         // ioasid_set_for_each(set | NULL, func | NULL, arg)
@@ -618,6 +743,7 @@ unsafe fn run_op(
             let got = unsafe { ioasid_set_for_each(set_arg, func, 0x1D as *mut c_void) };
             let seen = WALK.with(|w| std::mem::take(&mut w.borrow_mut().0));
             if bad <= 1 {
+                note("ioasid_set_for_each", -EINVAL);
                 expect_eq!(step, "ioasid_set_for_each(bad args)", got, -EINVAL);
                 assert!(seen.is_empty());
             } else {
@@ -640,6 +766,7 @@ unsafe fn run_op(
                     seen.as_slice(),
                     want_seen
                 );
+                note("ioasid_set_for_each", want);
                 expect_eq!(step, format!("ioasid_set_for_each(slot {slot})"), got, want);
             }
         }
@@ -671,8 +798,23 @@ unsafe fn run_op(
             _ if world.read_depth == 0 => ioasid_synchronize(),
             _ => {}
         },
+        // The 2018 RFC API.
+        16 => {
+            let k = slot % PASIDS;
+            if world.pasids[k].is_null() {
+                // SAFETY: forwarded.
+                unsafe { init_pasid(bytes, world, model, step, k) };
+            } else if world.read_depth == 0 && bytes.u8() % 4 == 0 {
+                // SAFETY: forwarded.
+                unsafe { exit_pasid(world, model, k) };
+            }
+        }
+        // SAFETY (all three): forwarded.
+        17 => unsafe { pasid_alloc(bytes, world, model, step, slot % PASIDS) },
+        18 => unsafe { pasid_free_find(bytes, world, model, step, slot % PASIDS) },
+        19 => unsafe { pasid_for_each(bytes, world, model, step, slot % PASIDS) },
         // Destroy the extension space (rarely), or a bogus handle.
-        _ => {
+        15 => {
             if bytes.u8() % 8 == 0 {
                 // SAFETY: a live handle, or one the library has already
                 // forgotten (checked against the live handles).
@@ -683,6 +825,7 @@ unsafe fn run_op(
                 unsafe { ioasid_space_destroy(0x3000 as *mut ioasid_space) };
             }
         }
+        _ => unreachable!(),
     }
 }
 
@@ -694,4 +837,360 @@ fn pick_id(bytes: &mut Bytes, space: &SpaceModel, base: ioasid_t) -> ioasid_t {
     } else {
         bytes.id_near(base, base.saturating_add(255))
     }
+}
+
+/// Destroys set `slot` in the library and the model.
+///
+/// # Safety
+/// `world` holds this scenario's set structs.
+unsafe fn destroy_slot(world: &mut World, model: &mut Model, slot: usize) {
+    // SAFETY: one of our set structs.
+    unsafe { ioasid_set_destroy(world.set(slot)) };
+    let home = model.home(slot);
+    if let SlotState::Installed { .. } = model.slots[slot] {
+        let mine: Vec<ioasid_t> = model
+            .space(home)
+            .live
+            .iter()
+            .filter(|(_, (o, _))| *o == Owner::Slot(slot))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in mine {
+            model.forget(home, id);
+        }
+    }
+    model.slots[slot] = SlotState::Declared;
+}
+
+/// Compares the `pasid_free` calls made with those the model expects.
+fn check_vendor_frees(world: &World, model: &mut Model, step: usize, when: &str) {
+    let mut got = VENDOR_FREED.with(|f| std::mem::take(&mut *f.borrow_mut()));
+    let mut want: Vec<(usize, ioasid_t)> = std::mem::take(&mut model.expected_vendor_frees)
+        .into_iter()
+        .map(|(k, id)| {
+            (
+                world
+                    .freed_pasids
+                    .get(&k)
+                    .copied()
+                    .unwrap_or(world.pasids[k] as usize),
+                id,
+            )
+        })
+        .collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    if !want.is_empty() {
+        note("pasid_free calls", "some");
+    }
+    assert!(
+        got == want,
+        "step {step}: {when}: pasid_free calls {got:?}, model {want:?}"
+    );
+}
+
+/// `iommu_pasid_init` with a NULL bus, a bus without ops, a plain driver or
+/// a vendor driver whose `pasid_init` may fail or narrow the range.
+///
+/// # Safety
+/// `world` holds this scenario's consumers.
+unsafe fn init_pasid(
+    bytes: &mut Bytes,
+    world: &mut World,
+    model: &mut Model,
+    step: usize,
+    k: usize,
+) {
+    let kind = bytes.u8() % 4;
+    let rc = if bytes.u8() % 8 == 0 { -EBUSY } else { 0 };
+    let range = match bytes.u8() % 4 {
+        0 | 1 => None,
+        2 => Some((
+            bytes.id_near(PASID_MIN, PASID_MAX),
+            bytes.id_near(PASID_MIN, PASID_MAX),
+        )),
+        _ => Some((bytes.u8().into(), INVALID)),
+    };
+    INIT_SCRIPT.with(|s| s.set((rc, range)));
+    let mut bus = bus_type {
+        name: ptr::null(),
+        iommu_ops: match kind {
+            1 => ptr::null(),
+            2 => &OPS_PLAIN,
+            _ => &OPS_VENDOR,
+        },
+    };
+    let bus_arg: *mut bus_type = if kind == 0 { ptr::null_mut() } else { &mut bus };
+    // SAFETY: NULL or a bus whose ops are statics.
+    let pasid = unsafe { iommu_pasid_init(bus_arg) };
+    let want = match kind {
+        0 | 1 => None,
+        2 => Some((PASID_MIN, PASID_MAX, false)),
+        _ => {
+            let (min, max) = range.unwrap_or((PASID_MIN, PASID_MAX));
+            (rc == 0 && min <= max && max <= MAX_ID).then_some((min, max, true))
+        }
+    };
+    let call = format!("iommu_pasid_init(kind {kind}, rc {rc}, {range:?})");
+    assert_eq!(
+        pasid.is_null(),
+        want.is_none(),
+        "step {step}: {call}: got {pasid:?}, model {want:?}"
+    );
+    if let Some((min, max, _)) = want {
+        // SAFETY: a live consumer.
+        let (got_min, got_max) = unsafe { ((*pasid).min, (*pasid).max) };
+        expect_eq!(step, call, (got_min, got_max), (min, max));
+    }
+    note(
+        "iommu_pasid_init",
+        if want.is_some() { "consumer" } else { "NULL" },
+    );
+    world.pasids[k] = pasid;
+    world.freed_pasids.remove(&k);
+    model.pasids[k] = want;
+}
+
+/// `iommu_pasid_exit`: frees the consumer's IDs (vendor ones through
+/// `pasid_free`) and the consumer. Not inside a read section (it aborts).
+///
+/// # Safety
+/// `world` holds this scenario's consumers.
+unsafe fn exit_pasid(world: &mut World, model: &mut Model, k: usize) {
+    let pasid = world.pasids[k];
+    if pasid.is_null() {
+        // NULL is a no-op.
+        // SAFETY: NULL.
+        unsafe { iommu_pasid_exit(pasid) };
+        return;
+    }
+    let mine: Vec<ioasid_t> = model
+        .global
+        .live
+        .iter()
+        .filter(|(_, (o, _))| *o == Owner::Pasid(k))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in mine {
+        model.forget(Where::Global, id);
+    }
+    // Frees report the consumer's address, which is gone after the call.
+    world.freed_pasids.insert(k, pasid as usize);
+    // SAFETY: a live consumer, not used again.
+    unsafe { iommu_pasid_exit(pasid) };
+    world.pasids[k] = ptr::null_mut();
+    model.pasids[k] = None;
+}
+
+/// `iommu_pasid_alloc`, with NULL arguments, bad ranges, and every answer
+/// of a vendor `pasid_alloc` (EAGAIN, an ID in range, out of range, live,
+/// an error of its own).
+///
+/// # Safety
+/// `world` holds this scenario's consumers.
+unsafe fn pasid_alloc(
+    bytes: &mut Bytes,
+    world: &mut World,
+    model: &mut Model,
+    step: usize,
+    k: usize,
+) {
+    let Some((cmin, cmax, vendor)) = model.pasids[k] else {
+        return;
+    };
+    let pasid = world.pasids[k];
+    let bad = bytes.u8() % 16;
+    let (lo, hi) = (
+        bytes.id_near(cmin, cmax.min(cmin.saturating_add(300))),
+        bytes.id_near(cmin, cmax.min(cmin.saturating_add(300))),
+    );
+    let (min, max) = if bytes.u8() % 8 == 0 {
+        (lo, hi)
+    } else {
+        (lo.min(hi), lo.max(hi))
+    };
+    let (clo, chi) = (min.max(cmin), max.min(cmax));
+    let script = match bytes.u8() % 6 {
+        0 | 1 => Err(EAGAIN),
+        2 => Ok(clo
+            .wrapping_add(u32::from(bytes.u8()) % (chi.wrapping_sub(clo).wrapping_add(1)).max(1))),
+        3 => Ok(chi.wrapping_add(1)),
+        4 => Ok(pick_id(bytes, &model.global, clo)),
+        _ => Err(EBUSY),
+    };
+    ALLOC_SCRIPT.with(|s| s.set(script));
+    ALLOC_SAW.with(|s| s.set((0, 0, 0)));
+    let data = model.data();
+    let mut out: ioasid_t = 0xABCD;
+    let pasid_arg = if bad == 0 { ptr::null_mut() } else { pasid };
+    let out_arg: *mut ioasid_t = if bad == 1 { ptr::null_mut() } else { &mut out };
+    // SAFETY: NULL or a live consumer; NULL or a writable ID.
+    let rc = unsafe { iommu_pasid_alloc(pasid_arg, min, max, data as *mut c_void, out_arg) };
+    let call = format!("iommu_pasid_alloc(pasid {k}, {min}, {max}, vendor {vendor} {script:?})");
+    // The model's answer: Ok((id, by vendor)) or Err(errno).
+    let want: Result<(Option<ioasid_t>, bool), c_int> = if bad <= 1 || min > max || clo > chi {
+        Err(EINVAL)
+    } else {
+        let software = || {
+            model
+                .global
+                .expect(clo, chi)
+                .map(|id| (id, false))
+                .map_err(|()| ENOSPC)
+        };
+        if vendor {
+            let saw = ALLOC_SAW.with(Cell::get);
+            expect_eq!(
+                step,
+                format!("{call}: pasid_alloc arguments"),
+                saw,
+                (pasid as usize, clo, chi)
+            );
+            match script {
+                Err(EAGAIN) => software(),
+                Err(e) => Err(e),
+                Ok(id) if (clo..=chi).contains(&id) && !model.global.live.contains_key(&id) => {
+                    Ok((Some(id), true))
+                }
+                Ok(_) => Err(EIO),
+            }
+        } else {
+            software()
+        }
+    };
+    match want {
+        Err(e) => {
+            note("iommu_pasid_alloc", -e);
+            expect_eq!(step, call, rc, -e);
+            expect_eq!(step, format!("{call}: *ioasid"), out, 0xABCD);
+        }
+        Ok((id, by_vendor)) => {
+            note(
+                "iommu_pasid_alloc",
+                if by_vendor { "vendor ID" } else { "library ID" },
+            );
+            expect_eq!(step, call, rc, 0);
+            if let Some(id) = id {
+                expect_eq!(step, format!("{call}: *ioasid"), out, id);
+            }
+            model.global.record(out, Owner::Pasid(k), data);
+            if by_vendor {
+                model.vendor_ids.insert(out);
+            }
+        }
+    }
+}
+
+/// `iommu_pasid_free` and `iommu_pasid_find`, NULL consumer included.
+///
+/// # Safety
+/// `world` holds this scenario's consumers.
+unsafe fn pasid_free_find(
+    bytes: &mut Bytes,
+    world: &mut World,
+    model: &mut Model,
+    step: usize,
+    k: usize,
+) {
+    let null = bytes.u8() % 16 == 0;
+    if world.pasids[k].is_null() && !null {
+        return;
+    }
+    let pasid = if null {
+        ptr::null_mut()
+    } else {
+        world.pasids[k]
+    };
+    let id = pick_id(bytes, &model.global, PASID_MIN);
+    let owned = !null
+        && model
+            .global
+            .live
+            .get(&id)
+            .is_some_and(|(o, _)| *o == Owner::Pasid(k));
+    if bytes.u8() % 2 == 0 {
+        // SAFETY: NULL or a live consumer.
+        let got = unsafe { iommu_pasid_find(pasid, id) };
+        let want = if owned {
+            model.global.live[&id].1 as *mut c_void
+        } else {
+            ptr::null_mut()
+        };
+        expect_eq!(
+            step,
+            format!("iommu_pasid_find(pasid {k}, {id})"),
+            got,
+            want
+        );
+    } else {
+        // SAFETY: NULL or a live consumer.
+        unsafe { iommu_pasid_free(pasid, id) };
+        if owned {
+            model.forget(Where::Global, id);
+        }
+        let live = model.global.live.contains_key(&id);
+        // SAFETY: any ID; NULL getter.
+        let found = unsafe { ioasid_find(ptr::null_mut(), id, None) };
+        expect_eq!(
+            step,
+            format!("iommu_pasid_free(pasid {k}, {id}) then ioasid_find"),
+            found != err_ptr(ENOENT),
+            live
+        );
+    }
+}
+
+/// `iommu_pasid_for_each`, NULL consumer and callback included.
+///
+/// # Safety
+/// `world` holds this scenario's consumers.
+unsafe fn pasid_for_each(
+    bytes: &mut Bytes,
+    world: &mut World,
+    model: &mut Model,
+    step: usize,
+    k: usize,
+) {
+    let bad = bytes.u8() % 16;
+    let stop = bytes.u8() as usize % 6;
+    if world.pasids[k].is_null() && bad > 1 {
+        return;
+    }
+    WALK.with(|w| *w.borrow_mut() = (Vec::new(), stop));
+    let func: Option<unsafe extern "C" fn(ioasid_t, *mut c_void, *mut c_void) -> c_int> =
+        if bad == 1 { None } else { Some(walker) };
+    let pasid = if bad == 0 {
+        ptr::null_mut()
+    } else {
+        world.pasids[k]
+    };
+    // SAFETY: NULL or a live consumer; `walker` is callable as declared.
+    let got = unsafe { iommu_pasid_for_each(pasid, func, 0x1D as *mut c_void) };
+    let seen = WALK.with(|w| std::mem::take(&mut w.borrow_mut().0));
+    if bad <= 1 {
+        note("iommu_pasid_for_each", -EINVAL);
+        expect_eq!(step, "iommu_pasid_for_each(bad args)", got, -EINVAL);
+        assert!(seen.is_empty());
+        return;
+    }
+    let members: Vec<(ioasid_t, usize)> = model
+        .global
+        .live
+        .iter()
+        .filter(|(_, (o, _))| *o == Owner::Pasid(k))
+        .map(|(id, (_, d))| (*id, *d))
+        .collect();
+    let (want_seen, want) = if stop >= 1 && stop <= members.len() {
+        (&members[..stop], 7)
+    } else {
+        (&members[..], 0)
+    };
+    expect_eq!(
+        step,
+        format!("iommu_pasid_for_each(pasid {k}) visits"),
+        seen.as_slice(),
+        want_seen
+    );
+    note("iommu_pasid_for_each", want);
+    expect_eq!(step, format!("iommu_pasid_for_each(pasid {k})"), got, want);
 }

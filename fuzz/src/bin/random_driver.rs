@@ -76,6 +76,9 @@ fn main() {
             last_report = Instant::now();
         }
     }
+    for (outcome, n) in ioasid_fuzz::outcomes() {
+        println!("  {n:>10}  {outcome}");
+    }
     println!(
         "random_driver: done: {execs} execs, {bytes} input bytes, {:.0} s, seed {seed}, no failure",
         start.elapsed().as_secs_f64()
