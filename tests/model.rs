@@ -3,7 +3,8 @@
 //! plus the rules of SPEC section 3). Every result, every error code, every
 //! ID chosen (exactly for Lowest and single-threaded Cyclic, "free and in
 //! range" for Any), every `for_each` walk and every drop of private data is
-//! compared.
+//! compared. Private data takes both entry kinds of the core: `Tagged`
+//! (boxed by the space) and `Box<Tagged>` (a pointer stored inline).
 //!
 //! The case count is `PROPTEST_CASES` (default 256, CI-sized); run more by
 //! hand with e.g. `PROPTEST_CASES=20000 cargo test --release --test model`.
