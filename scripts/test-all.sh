@@ -23,5 +23,11 @@ step "C ABI: libraries, header drift, C harnesses plain, under valgrind, with AS
 # The ffi crate's Rust tests (header drift included) run in the nextest step.
 FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
 
+step "memory boundedness, 10M alloc/free cycles per policy"
+IOASID_MEMORY_CYCLES=10000000 cargo test --profile ci -p ioasid --test memory_bound -- --nocapture
+
+step "soak, 60 seconds, 16 threads"
+cargo run --profile ci --example soak -- --secs 60 --threads 16
+
 step "unit, integration and property tests"
 cargo nextest run --workspace --cargo-profile ci --no-fail-fast
