@@ -123,7 +123,10 @@ impl<const P: u8, const PIN_PER_CALL: bool> Allocator for IoasidSet<P, PIN_PER_C
     }
 
     fn alloc(&self, a: u64, b: u64, value: u64) -> Option<u64> {
-        self.set.alloc(a as u32, b as u32, value).ok().map(u64::from)
+        self.set
+            .alloc(a as u32, b as u32, value)
+            .ok()
+            .map(u64::from)
     }
 
     fn free(&self, key: u64) -> bool {
