@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{config, SPAN};
+use common::{config, settle, SPAN};
 use criterion::measurement::WallTime;
 use criterion::{
     black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode,
@@ -29,6 +29,7 @@ type Any = IoasidSet<2, false>;
 fn fill<A: Allocator>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str) {
     let table = A::with_span(SPAN);
     let mut keys = Vec::with_capacity(SPAN as usize);
+    settle();
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
@@ -51,6 +52,7 @@ fn enospc<A: Allocator>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str) {
     for i in 0..SPAN {
         table.alloc(0, SPAN - 1, i).expect("not full yet");
     }
+    settle();
     group.bench_function(name, |b| {
         b.iter(|| assert_eq!(black_box(table.alloc(0, SPAN - 1, 0)), None))
     });
@@ -75,6 +77,7 @@ fn for_each_small_set(group: &mut BenchmarkGroup<'_, WallTime>) {
         for i in 0..BIG {
             big.alloc(0, (SPAN - 1) as u32, i).unwrap();
         }
+        settle();
         group.bench_function("ioasid", |b| {
             b.iter(|| {
                 let mut count = 0;
@@ -99,6 +102,7 @@ fn for_each_small_set(group: &mut BenchmarkGroup<'_, WallTime>) {
             sets[1].insert(ida.alloc(0, SPAN - 1, i).unwrap());
         }
         let locked = Mutex::new((ida, sets));
+        settle();
         group.bench_function("mutex-ida-set-index", |b| {
             b.iter(|| {
                 let guard = locked.lock().unwrap();
@@ -129,6 +133,7 @@ fn for_each_small_set(group: &mut BenchmarkGroup<'_, WallTime>) {
         }
         let ida = Mutex::new(ida);
         let map = Mutex::new(map);
+        settle();
         group.bench_function("mutex-ida-scan", |b| {
             b.iter(|| {
                 let mut count = 0;

@@ -28,6 +28,17 @@ pub fn config() -> Criterion {
         .configure_from_args()
 }
 
+/// Runs the garbage that earlier contenders left in the epoch schemes
+/// (dropping an ioasid set with 1M IDs defers 1M record drops, which later
+/// pins reclaim a few bags at a time), so that no contender pays for
+/// another's teardown inside its measurement.
+pub fn settle() {
+    for _ in 0..3 {
+        ioasid::Domain::global().synchronize();
+        crossbeam_epoch::pin().flush();
+    }
+}
+
 /// Random hits among `n` keys (`keys[i]`, or `i` itself when `dense`) by
 /// each of `t` threads, for each thread count; `writer`, if given, churns
 /// beside the readers.
@@ -43,6 +54,7 @@ pub fn find<T: Table>(
 ) {
     let n = keys.len() as u64;
     for &t in threads {
+        settle();
         group.throughput(Throughput::Elements(t as u64));
         group.bench_with_input(BenchmarkId::new(name, t), &t, |b, &t| {
             b.iter_custom(|iters| {
@@ -93,6 +105,7 @@ pub fn alloc_free<A: Allocator>(
 ) {
     let table = A::with_span(SPAN);
     for &t in threads {
+        settle();
         group.throughput(Throughput::Elements(t as u64));
         group.bench_with_input(BenchmarkId::new(name, t), &t, |b, &t| {
             b.iter_custom(|iters| {
@@ -125,6 +138,7 @@ pub fn mixed<A: Allocator>(
     let keys = &keys;
     let table = &table;
     for &t in threads {
+        settle();
         group.throughput(Throughput::Elements(t as u64));
         group.bench_with_input(BenchmarkId::new(name, t), &t, |b, &t| {
             b.iter_custom(|iters| {

@@ -346,10 +346,7 @@ fn main() {
             "kernel-model 2^20",
             Box::new(|| cost(|| KernelModel::<u64>::new(1 << 20))),
         ),
-        (
-            "idr-ebr",
-            Box::new(|| cost(idr_ebr::Idr::<u64>::new)),
-        ),
+        ("idr-ebr", Box::new(|| cost(idr_ebr::Idr::<u64>::new))),
     ];
     for (name, measure) in empty {
         let (req, res) = measure();
