@@ -234,16 +234,18 @@ fn svg(group: &str, points: &[&Point]) -> String {
         (w - right + left) / 2.0,
         h - 10.0
     );
-    for k in 0..=5 {
-        let v = ymax / 1.1 * k as f64 / 5.0;
+    let step = nice_step(ymax / 1.1 / 5.0);
+    let mut v = 0.0;
+    while v <= ymax {
         let _ = writeln!(
             s,
-            r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="#ddd"/><text x="{2}" y="{3}" text-anchor="end">{v:.0}</text>"##,
+            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{v}</text>"##,
             y(v),
             w - right,
             left - 6.0,
             y(v) + 4.0
         );
+        v += step;
     }
     let _ = writeln!(
         s,
@@ -285,6 +287,19 @@ fn svg(group: &str, points: &[&Point]) -> String {
     }
     let _ = writeln!(s, "</svg>");
     s
+}
+
+/// A tick step of 1, 2 or 5 times a power of ten, at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    if raw <= 0.0 || !raw.is_finite() {
+        return 1.0;
+    }
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|&step| step >= raw)
+        .unwrap_or(10.0 * power)
 }
 
 fn main() {
@@ -383,6 +398,14 @@ mod tests {
         );
         let plot = svg("g", &refs);
         assert_eq!(plot.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn tick_steps_are_round() {
+        assert_eq!(nice_step(7.3), 10.0);
+        assert_eq!(nice_step(1.6), 2.0);
+        assert_eq!(nice_step(0.3), 0.5);
+        assert_eq!(nice_step(0.0), 1.0);
     }
 
     #[test]
