@@ -102,7 +102,7 @@ impl<const P: u8, const PIN_PER_CALL: bool> Table for IoasidSet<P, PIN_PER_CALL>
 
     fn find(&self, reader: &Self::Reader<'_>, key: u64) -> Option<u64> {
         match reader {
-            Some(guard) => self.set.find(key as u32, guard).ok().copied(),
+            Some(guard) => self.set.find(key as u32, guard).ok().map(|value| *value),
             None => self.set.with(key as u32, |v| *v).ok(),
         }
     }
