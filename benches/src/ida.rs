@@ -26,7 +26,7 @@ pub struct LowestBitmap {
 impl LowestBitmap {
     /// An empty bitmap over the keys `0..span` (`span <= 2^32`).
     pub fn new(span: u64) -> Self {
-        assert!(span >= 1 && span <= 1 << 32, "span out of range");
+        assert!((1..=1 << 32).contains(&span), "span out of range");
         LowestBitmap {
             span,
             taken: Vec::new(),
