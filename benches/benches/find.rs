@@ -3,7 +3,8 @@
 //! more thread churns alloc/free). ioasid's find does not depend on the
 //! policy (the same tree walk), so it runs once with a guard held
 //! (`ioasid-guard`) and once pinning per call (`ioasid-pin`, the C ABI's
-//! shape). Keys of idr-ebr and sharded-slab are opaque: their finds read the
+//! shape), and through the C ABI (`c-abi`: `ioasid_find` on a declared
+//! set of the global space). Keys of idr-ebr and sharded-slab are opaque: their finds read the
 //! key from a table first (one more memory access), as their users must.
 
 mod common;
@@ -12,7 +13,7 @@ use common::{churn, config, find, DENSE, HOT, SPAN};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use ioasid_benches::contenders::{
-    prefill, Allocator, Array, IdrEbr, IoasidSet, MutexBTree, MutexIda, PapayaMap, RwLockIda,
+    prefill, Allocator, Array, CAbi, IdrEbr, IoasidSet, MutexBTree, MutexIda, PapayaMap, RwLockIda,
     ShardedSlab,
 };
 use ioasid_benches::harness::thread_counts;
@@ -47,6 +48,7 @@ fn all(group: &mut BenchmarkGroup<'_, WallTime>, n: u64, threads: &[usize], with
     }
     allocator::<IoasidGuard>(group, "ioasid-guard", n, threads, with_writer);
     allocator::<IoasidPin>(group, "ioasid-pin", n, threads, with_writer);
+    allocator::<CAbi>(group, "c-abi", n, threads, with_writer);
     allocator::<MutexIda>(group, "mutex-ida", n, threads, with_writer);
     allocator::<RwLockIda>(group, "rwlock-ida", n, threads, with_writer);
     allocator::<MutexBTree>(group, "mutex-btreemap", n, threads, with_writer);

@@ -134,6 +134,76 @@ impl<const P: u8, const PIN_PER_CALL: bool> Allocator for IoasidSet<P, PIN_PER_C
     }
 }
 
+// ---------------------------------------------------------------- C ABI
+
+/// ioasid through its C ABI: `ioasid_alloc` / `ioasid_set_free` /
+/// `ioasid_find` on a `DECLARE_IOASID_SET` set in the process-global space
+/// (so IDs are the keys themselves, in the global range). Every find pins
+/// inside the call, as C callers do; the data is a `void *`.
+pub struct CAbi {
+    /// Boxed: the library keeps its state pointer inside the struct, so it
+    /// must not move.
+    set: Box<std::cell::UnsafeCell<ioasid_c::ioasid_set>>,
+}
+
+// SAFETY: a C `struct ioasid_set` is shared by threads by contract; the
+// library synchronises every access to it through atomics.
+unsafe impl Send for CAbi {}
+// SAFETY: as above.
+unsafe impl Sync for CAbi {}
+
+impl CAbi {
+    fn ptr(&self) -> *mut ioasid_c::ioasid_set {
+        self.set.get()
+    }
+}
+
+impl Table for CAbi {
+    type Reader<'a> = ();
+    fn reader(&self) {}
+    fn find(&self, _: &(), key: u64) -> Option<u64> {
+        // SAFETY: the set is valid (owned by self); no getter.
+        let data = unsafe { ioasid_c::ioasid_find(self.ptr(), key as u32, None) };
+        // IS_ERR: the top 4095 addresses are negative errno values.
+        let is_err = (data as usize) >= (-4095isize) as usize;
+        (!is_err).then_some(data as u64)
+    }
+}
+
+impl Allocator for CAbi {
+    const RANGES: bool = true;
+    fn with_span(_span: u64) -> Self {
+        // SAFETY: all-zero is `DECLARE_IOASID_SET` (null pointers).
+        let set = unsafe { std::mem::zeroed::<ioasid_c::ioasid_set>() };
+        CAbi {
+            set: Box::new(std::cell::UnsafeCell::new(set)),
+        }
+    }
+    fn alloc(&self, a: u64, b: u64, value: u64) -> Option<u64> {
+        // SAFETY: the set is valid; the data is an opaque pointer value.
+        let id = unsafe {
+            ioasid_c::ioasid_alloc(
+                self.ptr(),
+                a as u32,
+                b as u32,
+                value as usize as *mut std::ffi::c_void,
+            )
+        };
+        (id != ioasid::INVALID_IOASID).then_some(u64::from(id))
+    }
+    fn free(&self, key: u64) -> bool {
+        // SAFETY: the set is valid.
+        unsafe { ioasid_c::ioasid_set_free(self.ptr(), key as u32) == 0 }
+    }
+}
+
+impl Drop for CAbi {
+    fn drop(&mut self) {
+        // SAFETY: the set is valid; this frees its IDs and its state.
+        unsafe { ioasid_c::ioasid_set_destroy(self.ptr()) };
+    }
+}
+
 // ---------------------------------------------------------- Mutex / RwLock IDA
 
 /// `Mutex<Ida>`: the lock-everything baseline.
@@ -385,6 +455,7 @@ mod tests {
         behaves::<KernelModel<u64>>(true);
         behaves::<IdrEbr>(false);
         behaves::<ShardedSlab>(false);
+        behaves::<CAbi>(true);
     }
 
     #[test]

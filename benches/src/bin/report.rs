@@ -52,6 +52,7 @@ fn note(function: &str) -> &'static str {
         "idr-ebr" | "sharded-slab" => " (no ranges, no order; key table)",
         "papaya" => " (hash map, find only)",
         "mutex-btreemap" => " (cyclic order)",
+        "c-abi" => " (ioasid's C functions, pin per call)",
         _ => "",
     }
 }
@@ -338,10 +339,11 @@ fn main() {
 
 /// Print order: the reference, ioasid rows, then the baselines.
 fn rank(function: &str) -> usize {
-    const ORDER: [&str; 18] = [
+    const ORDER: &[&str] = &[
         "array",
         "ioasid-guard",
         "ioasid-pin",
+        "c-abi",
         "ioasid",
         "ioasid-lowest",
         "ioasid-cyclic",
