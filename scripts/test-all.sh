@@ -23,6 +23,10 @@ step "C ABI: libraries, header drift, C harnesses plain, under valgrind, with AS
 # The ffi crate's Rust tests (header drift included) run in the nextest step.
 FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
 
+step "benches: build and run every benchmark once; memory report smoke"
+IOASID_BENCH_THREADS=1,2 cargo bench -p ioasid-benches -- --test
+cargo run --profile ci -p ioasid-benches --bin memory -- --small
+
 step "memory boundedness, 10M alloc/free cycles per policy"
 IOASID_MEMORY_CYCLES=10000000 cargo test --profile ci -p ioasid --test memory_bound -- --nocapture
 
