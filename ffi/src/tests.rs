@@ -102,16 +102,11 @@ fn panics_become_error_returns() {
     assert_eq!(fine, 7);
 }
 
-/// Runs one `#[ignore]`d child test of this binary in a new process.
-fn run_child(name: &str) -> std::process::ExitStatus {
+/// Runs test `name` of this binary again, alone, in a new process that
+/// knows it is the child (the test then does what must kill a process).
+fn run_as_child(name: &str) -> std::process::ExitStatus {
     Command::new(std::env::current_exe().expect("test binary path"))
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("IOASID_FFI_CHILD", "1")
         .output()
         .expect("child runs")
@@ -123,21 +118,15 @@ fn is_child() -> bool {
 }
 
 #[test]
-#[ignore = "run in a child process by void_functions_abort_on_panic"]
-fn child_void_boundary_panics() {
-    if !is_child() {
-        return;
-    }
-    let () = ffi_guard!("test_void", abort_on_panic("test_void"), {
-        panic!("injected");
-    });
-    // Not reached: the boundary aborted.
-    std::process::exit(0);
-}
-
-#[test]
 fn void_functions_abort_on_panic() {
-    let status = run_child("tests::child_void_boundary_panics");
+    if is_child() {
+        let () = ffi_guard!("test_void", abort_on_panic("test_void"), {
+            panic!("injected");
+        });
+        // Not reached: the boundary aborted.
+        std::process::exit(0);
+    }
+    let status = run_as_child("tests::void_functions_abort_on_panic");
     assert_eq!(status.signal(), Some(6), "SIGABRT expected, got {status:?}");
 }
 
@@ -150,31 +139,25 @@ extern "C" fn panicking_callback(
 }
 
 #[test]
-#[ignore = "run in a child process by panicking_callbacks_never_unwind"]
-fn child_callback_panics() {
-    if !is_child() {
-        return;
-    }
-    let space = ioasid_space_create(0, 10, 0);
-    let mut set = ioasid_set::zeroed();
-    // SAFETY: a valid set and live space; the callback has the C signature.
-    unsafe {
-        assert_eq!(ioasid_set_init(&mut set, space, 0), 0);
-        assert_ne!(
-            ioasid_alloc(&mut set, 0, 10, std::ptr::null_mut()),
-            ioasid_core::INVALID_IOASID
-        );
-        ioasid_set_for_each(&mut set, Some(panicking_callback), std::ptr::null_mut());
-    }
-    // Not reached: the panic may not leave the extern "C" callback.
-    std::process::exit(0);
-}
-
-#[test]
 fn panicking_callbacks_never_unwind() {
+    if is_child() {
+        let space = ioasid_space_create(0, 10, 0);
+        let mut set = ioasid_set::zeroed();
+        // SAFETY: a valid set and live space; the callback has the C signature.
+        unsafe {
+            assert_eq!(ioasid_set_init(&mut set, space, 0), 0);
+            assert_ne!(
+                ioasid_alloc(&mut set, 0, 10, std::ptr::null_mut()),
+                ioasid_core::INVALID_IOASID
+            );
+            ioasid_set_for_each(&mut set, Some(panicking_callback), std::ptr::null_mut());
+        }
+        // Not reached: the panic may not leave the extern "C" callback.
+        std::process::exit(0);
+    }
     // A panic in a callback with the C ABI stops the process at the
     // callback's own boundary: it never unwinds through the library.
-    let status = run_child("tests::child_callback_panics");
+    let status = run_as_child("tests::panicking_callbacks_never_unwind");
     assert_eq!(status.signal(), Some(6), "SIGABRT expected, got {status:?}");
 }
 
