@@ -9,6 +9,27 @@
 //! Each model's preemption bound is chosen so the whole run stays well under
 //! the budget of `loom-tests/run.sh`; `LOOM_MAX_PREEMPTIONS`, when set,
 //! overrides every model's bound (for a deeper run by hand).
+//!
+//! The models bite: each weakening below of the core, made by hand and not
+//! kept, fails the models named.
+//! - no SeqCst fence in `propagate_full`, or in `repair_above`, or no undo
+//!   of a propagator's clear: both `fill_races_free_*` and
+//!   `alloc_races_fill_and_free_no_false_enospc` (false ENOSPC);
+//! - no exact rescan when `hint_seq` moved:
+//!   `alloc_races_fill_and_free_no_false_enospc`;
+//! - a repairer that does not count itself into `hint_seq`:
+//!   `alloc_races_repairer_no_false_enospc`;
+//! - the entry publish stored Relaxed: `lookup_races_publish` (loom's
+//!   causality checker);
+//! - a freed or replaced value dropped at once instead of through the
+//!   epoch: `lookup_races_free_and_reclaim`, `lookup_races_set_data`;
+//! - quota checked by load then store: `allocs_race_at_quota_minus_one`;
+//! - a node installed by store instead of CAS:
+//!   `allocs_race_to_install_the_same_node`;
+//! - a claim by load then store instead of `fetch_or`:
+//!   `allocs_race_for_the_last_id_of_a_leaf`, `cyclic_cursor_under_two_allocs`;
+//! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
+//!   `lookup_races_publish`.
 #![cfg(ioasid_loom)]
 
 use ioasid::{Domain, Error, Ioasid, Policy, Set, Space};
