@@ -188,6 +188,21 @@ impl Domain {
         self.inner.grace_periods.load(Ordering::Relaxed)
     }
 
+    /// Under loom only: drops the calling thread's cached handles now.
+    ///
+    /// std's `join` returns only after the joined thread's thread-locals are
+    /// destroyed; loom's may return before, so a model that checks drop
+    /// counts after joining calls this at the end of every thread it spawns
+    /// that pinned a domain. Otherwise a late handle can keep its collector,
+    /// and the garbage in it, alive past the model's final check.
+    #[cfg(ioasid_loom)]
+    #[doc(hidden)]
+    pub fn release_thread_handles() {
+        // `retain` drops the entries after releasing the cache: finalizing a
+        // handle may run deferred drops, which may pin on this thread again.
+        let _ = HANDLES.try_with(|cache| cache.retain(|_| false));
+    }
+
     pub(crate) fn key(&self) -> *const DomainInner {
         StdArc::as_ptr(&self.inner)
     }

@@ -1,0 +1,694 @@
+//! One loom model per concurrent protocol of the core.
+//!
+//! Every model builds its space with its own `Domain::new()`, so each loom
+//! iteration starts with a fresh epoch collector and ends by dropping it,
+//! which runs every deferred drop: the drop counts asserted at the end are
+//! exact. Spaces use fan-out 2 or 4 over a handful of IDs so that two or
+//! three threads reach leaf and inner-node boundaries.
+//!
+//! Each model's preemption bound is chosen so the whole run stays well under
+//! the budget of `loom-tests/run.sh`; `LOOM_MAX_PREEMPTIONS`, when set,
+//! overrides every model's bound (for a deeper run by hand).
+//!
+//! The models bite: each weakening below of the core, made by hand and not
+//! kept, fails the models named.
+//! - no SeqCst fence in `propagate_full`, or in `repair_above`, or no undo
+//!   of a propagator's clear: both `fill_races_free_*` and
+//!   `alloc_races_fill_and_free_no_false_enospc` (false ENOSPC);
+//! - no exact rescan when `hint_seq` moved:
+//!   `alloc_races_fill_and_free_no_false_enospc`;
+//! - a repairer that does not count itself into `hint_seq`:
+//!   `alloc_races_repairer_no_false_enospc`;
+//! - the entry publish stored Relaxed: `lookup_races_publish` (loom's
+//!   causality checker);
+//! - a freed or replaced value dropped at once instead of through the
+//!   epoch: `lookup_races_free_and_reclaim`, `lookup_races_set_data`;
+//! - quota checked by load then store: `allocs_race_at_quota_minus_one`;
+//! - a node installed by store instead of CAS:
+//!   `allocs_race_to_install_the_same_node`;
+//! - a claim by load then store instead of `fetch_or`:
+//!   `allocs_race_for_the_last_id_of_a_leaf`, `cyclic_cursor_under_two_allocs`;
+//! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
+//!   `lookup_races_publish`.
+#![cfg(ioasid_loom)]
+
+use ioasid::{Domain, Error, Ioasid, Policy, Set, Space};
+use loom::sync::atomic::{AtomicBool, Ordering as LoomOrdering};
+use loom::thread::{self, JoinHandle};
+use loom_tests::{Ledger, Probe};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Runs `body` under loom with at most `preemptions` preemptions per
+/// execution, unless `LOOM_MAX_PREEMPTIONS` says otherwise.
+fn model(preemptions: usize, body: impl Fn() + Send + Sync + 'static) {
+    let mut builder = loom::model::Builder::new();
+    // A model's longest execution (spaces of three levels, each thread's
+    // first pin registering with the collector, the final drops running
+    // every deferred function) takes more than loom's default 1000 steps.
+    builder.max_branches = 20_000;
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = Some(preemptions);
+    }
+    let executions = Arc::new(AtomicUsize::new(0));
+    let counter = executions.clone();
+    let started = Instant::now();
+    builder.check(move || {
+        // Relaxed: loom runs the executions one after another.
+        counter.fetch_add(1, Ordering::Relaxed);
+        body();
+    });
+    eprintln!(
+        "{}: {} executions, preemption bound {:?}, {:.1?}",
+        thread_name(),
+        executions.load(Ordering::Relaxed),
+        builder.preemption_bound,
+        started.elapsed()
+    );
+}
+
+/// The test's name (libtest names each test's thread after it).
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("model").to_string()
+}
+
+/// Spawns a model thread that releases its cached epoch handles when done
+/// (see `Domain::release_thread_handles`: loom's `join` does not wait for
+/// thread-local destructors).
+fn spawn<R: 'static>(body: impl FnOnce() -> R + 'static) -> JoinHandle<R> {
+    thread::spawn(move || {
+        let result = body();
+        Domain::release_thread_handles();
+        result
+    })
+}
+
+/// A space `[min, max]` of fan-out `F` in a domain of its own.
+fn new_space<const F: usize>(min: Ioasid, max: Ioasid, policy: Policy) -> Space<Probe, F> {
+    Space::builder()
+        .range(min, max)
+        .policy(policy)
+        .domain(Domain::new())
+        .build()
+        .expect("valid range")
+}
+
+/// The token of the probe stored at `id`, if `id` is live.
+fn token_at<const F: usize>(space: &Space<Probe, F>, id: Ioasid) -> Option<usize> {
+    let guard = space.pin();
+    space.find(id, &guard).map(|probe| probe.token())
+}
+
+/// Drops the space and everything that keeps its domain alive, then checks
+/// that every probe made was dropped exactly once.
+fn assert_all_dropped_once(ledger: &Ledger, probes: usize) {
+    for token in 0..probes {
+        assert_eq!(ledger.drops(token), 1, "probe {token} drop count");
+    }
+    assert_eq!(ledger.total_drops(), probes, "drops of unknown probes");
+}
+
+/// Two allocs race for the last free ID of a leaf (fan-out 4, IDs 0..=7,
+/// 0..=2 taken). One asks only inside that leaf, one anywhere: exactly one
+/// gets 3; the other gets 4 (the next leaf, which it installs) or ENOSPC.
+#[test]
+fn allocs_race_for_the_last_id_of_a_leaf() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 7, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        for token in 0..3 {
+            assert_eq!(set.alloc(0, 7, ledger.probe(token, 0)), Ok(token as Ioasid));
+        }
+        let in_leaf = {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 3, ledger.probe(3, 0)))
+        };
+        let anywhere = {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 7, ledger.probe(4, 0)))
+        };
+        let (in_leaf, anywhere) = (in_leaf.join().unwrap(), anywhere.join().unwrap());
+        match (in_leaf, anywhere) {
+            (Ok(3), Ok(4)) => {
+                assert_eq!(token_at(&space, 3), Some(3));
+                assert_eq!(token_at(&space, 4), Some(4));
+                assert_eq!(space.live_count(), 5);
+            }
+            (Err(Error::NoSpace), Ok(3)) => {
+                assert_eq!(token_at(&space, 3), Some(4));
+                assert_eq!(ledger.drops(3), 1, "a failed alloc drops its data");
+                assert_eq!(space.live_count(), 4);
+            }
+            other => panic!("bad outcome {other:?}"),
+        }
+        drop(set);
+        drop(space);
+        assert_all_dropped_once(&ledger, 5);
+    });
+}
+
+/// The hint protocol: an alloc that fills a leaf clears its parent's hint
+/// bit while a free in that same leaf sets it again. Whatever the order,
+/// the hints must end up saying "free" for the key left free, so a later
+/// alloc finds it (no false ENOSPC), and a full space answers ENOSPC.
+///
+/// Fan-out 2 over IDs 0..=3: root with two leaves; 0, 1, 2 taken, so the
+/// root's hint for leaf 0 is already clear and the alloc of 3 clears the
+/// other one, emptying the root hint word.
+#[test]
+fn fill_races_free_in_the_same_leaf_two_levels() {
+    model(5, || fill_races_free::<2>(3));
+}
+
+/// As above with three levels (fan-out 2 over IDs 0..=7, all but 7 taken):
+/// the filling alloc propagates "full" through an inner node to the root,
+/// and the free repairs two levels.
+#[test]
+fn fill_races_free_in_the_same_leaf_three_levels() {
+    model(5, || fill_races_free::<2>(7));
+}
+
+fn fill_races_free<const F: usize>(max: Ioasid) {
+    let ledger = Ledger::new();
+    let space = new_space::<F>(0, max, Policy::Lowest);
+    let set = Arc::new(space.new_set());
+    for id in 0..max {
+        assert_eq!(set.alloc(0, max, ledger.probe(id as usize, 0)), Ok(id));
+    }
+    let freed = max - 1; // shares the leaf of `max`, the one free ID
+    let filler = {
+        let (set, ledger) = (set.clone(), ledger.clone());
+        spawn(move || set.alloc(0, max, ledger.probe(max as usize, 0)))
+    };
+    let freer = {
+        let set = set.clone();
+        spawn(move || set.free(freed))
+    };
+    let got = filler
+        .join()
+        .unwrap()
+        .expect("a key was free for the whole call");
+    assert_eq!(freer.join().unwrap(), Ok(()));
+    assert!(got == freed || got == max, "alloc got {got}");
+    let left = if got == max { freed } else { max };
+    assert_eq!(space.live_count(), max as usize);
+    // One key is free now: the hints must lead to it.
+    let again = set.alloc(0, max, ledger.probe(max as usize + 1, 0));
+    assert_eq!(again, Ok(left), "false ENOSPC or wrong key after the race");
+    assert_eq!(
+        set.alloc(0, max, ledger.probe(max as usize + 2, 0)),
+        Err(Error::NoSpace),
+        "the space is full"
+    );
+    drop(set);
+    drop(space);
+    assert_all_dropped_once(&ledger, max as usize + 3);
+}
+
+/// Two allocs race to install the same missing inner node and leaf
+/// (fan-out 2 over IDs 0..=7, an empty space, both asking for 4..=7): one
+/// node survives, both IDs are distinct and live, the tree has exactly the
+/// nodes a sequential run builds, and the rest of the range is still free.
+#[test]
+fn allocs_race_to_install_the_same_node() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 7, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        let spawn_alloc = |token: usize| {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(4, 7, ledger.probe(token, 0)))
+        };
+        let (a, b) = (spawn_alloc(0), spawn_alloc(1));
+        let (a, b) = (a.join().unwrap().unwrap(), b.join().unwrap().unwrap());
+        let mut got = [a, b];
+        got.sort_unstable();
+        assert_eq!(got, [4, 5], "distinct lowest IDs");
+        assert_eq!(token_at(&space, a), Some(0));
+        assert_eq!(token_at(&space, b), Some(1));
+        assert_eq!(space.live_count(), 2);
+
+        // The same allocations made one after another build the same nodes.
+        let reference = new_space::<2>(0, 7, Policy::Lowest);
+        let reference_set = reference.new_set();
+        for token in 10..12 {
+            reference_set.alloc(4, 7, ledger.probe(token, 0)).unwrap();
+        }
+        assert_eq!(
+            space.node_bytes(),
+            reference.node_bytes(),
+            "one node survives"
+        );
+
+        // No ID lost: the rest of the range fills up in order.
+        assert_eq!(set.alloc(4, 7, ledger.probe(2, 0)), Ok(6));
+        assert_eq!(set.alloc(4, 7, ledger.probe(3, 0)), Ok(7));
+        assert_eq!(set.alloc(4, 7, ledger.probe(4, 0)), Err(Error::NoSpace));
+        assert_eq!(set.alloc(0, 7, ledger.probe(5, 0)), Ok(0));
+        drop((set, space, reference_set, reference));
+        for token in (0..6).chain(10..12) {
+            assert_eq!(ledger.drops(token), 1, "probe {token} drop count");
+        }
+    });
+}
+
+/// Record publication: a reader polling for an ID that another thread
+/// allocates sees it not found, or the whole record (loom's cell checker
+/// fails the model if the record's contents are read without a
+/// happens-before edge from its writer).
+///
+/// The model keeps every other edge out of the way, so that the record's
+/// own Release publish is the only one: the leaf already exists (another
+/// set allocated IDs 0 and 1 and freed 0), the claim does not fill the leaf
+/// (fan-out 4: no propagation, no fence), and the writer pins once before
+/// it makes its data (a thread's first pin may advance the epoch, an edge
+/// that a reader's pin could pick up).
+#[test]
+fn lookup_races_publish() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 7, Policy::Lowest);
+        let owner = space.new_set();
+        let stranger = space.new_set();
+        assert_eq!(stranger.alloc(0, 7, ledger.probe(1, 0)), Ok(0));
+        assert_eq!(stranger.alloc(0, 7, ledger.probe(2, 0)), Ok(1));
+        assert_eq!(stranger.free(0), Ok(()));
+        let writer = {
+            let ledger = ledger.clone();
+            spawn(move || {
+                drop(owner.space().pin());
+                let id = owner.alloc(0, 7, ledger.probe(0, 42)).unwrap();
+                (owner, id)
+            })
+        };
+        {
+            // One guard for the whole wait: its pin may come before every
+            // step of the writer, so only the publish orders what we read.
+            let guard = space.pin();
+            loop {
+                match stranger.find(0, &guard) {
+                    Err(Error::NotFound | Error::PermissionDenied) => {}
+                    other => panic!(
+                        "another set's data leaked: {:?}",
+                        other.map(|probe| probe.token())
+                    ),
+                }
+                match space.find(0, &guard) {
+                    Some(probe) => {
+                        assert_eq!((probe.token(), probe.value()), (0, 42));
+                        break;
+                    }
+                    None => thread::yield_now(),
+                }
+            }
+        }
+        let (owner, id) = writer.join().unwrap();
+        assert_eq!(id, 0);
+        assert_eq!(owner.with(0, Probe::value), Ok(42));
+        assert_eq!(space.live_count(), 2);
+        drop((owner, stranger, space));
+        assert_all_dropped_once(&ledger, 3);
+    });
+}
+
+/// Free vs lookup vs reclamation: a reader that found the data keeps it
+/// valid until it unpins, even though the freeing thread waits for a grace
+/// period (which collects garbage) meanwhile; after `synchronize` returns
+/// the data is dropped, exactly once.
+#[test]
+fn lookup_races_free_and_reclaim() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Lowest);
+        let set = space.new_set();
+        assert_eq!(set.alloc(0, 3, ledger.probe(0, 7)), Ok(0));
+        let freer = {
+            let ledger = ledger.clone();
+            spawn(move || {
+                assert_eq!(set.free(0), Ok(()));
+                set.space().synchronize();
+                assert_eq!(ledger.drops(0), 1, "freed data outlived a grace period");
+                set
+            })
+        };
+        {
+            let guard = space.pin();
+            if let Some(probe) = space.find(0, &guard) {
+                assert_eq!(probe.value(), 7);
+                // More shared loads: room for the freer to run meanwhile.
+                assert!(space.find(1, &guard).is_none());
+                assert_eq!(ledger.drops(0), 0, "data dropped under a reader");
+                assert_eq!(probe.value(), 7);
+            }
+        }
+        let set = freer.join().unwrap();
+        assert_eq!(space.live_count(), 0);
+        assert_eq!(ledger.drops(0), 1);
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 1);
+    });
+}
+
+/// set_data vs lookup: a reader of an ID live throughout sees the old data
+/// or the new, whole, and never data that was dropped while it was pinned.
+#[test]
+fn lookup_races_set_data() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Lowest);
+        let set = space.new_set();
+        assert_eq!(set.alloc(0, 3, ledger.probe(0, 10)), Ok(0));
+        let writer = {
+            let ledger = ledger.clone();
+            spawn(move || {
+                assert_eq!(set.set_data(0, ledger.probe(1, 11)), Ok(()));
+                set.space().synchronize();
+                assert_eq!(ledger.drops(0), 1, "replaced data outlived a grace period");
+                set
+            })
+        };
+        {
+            let guard = space.pin();
+            let probe = space.find(0, &guard).expect("live throughout");
+            let expected = match probe.token() {
+                0 => 10,
+                1 => 11,
+                other => panic!("foreign probe {other}"),
+            };
+            assert_eq!(probe.value(), expected);
+            assert!(space.find(1, &guard).is_none());
+            assert_eq!(
+                ledger.drops(probe.token()),
+                0,
+                "data dropped under a reader"
+            );
+            assert_eq!(probe.value(), expected);
+        }
+        let set = writer.join().unwrap();
+        assert_eq!(token_at(&space, 0), Some(1));
+        assert_eq!(ledger.drops(1), 0, "live data dropped");
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// for_each vs free and alloc in the same set and alloc by another set.
+/// Fan-out 2 over IDs 0..=3: `mine` owns 0 and 1, `theirs` owns 2. One
+/// thread frees 1 from `mine` and allocates again in `mine`; another
+/// allocates in `theirs` (taking 1 or 3). The walk visits 0 (live
+/// throughout) exactly once, in ascending order, and only `mine`'s probes.
+#[test]
+fn for_each_races_free_and_alloc() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Lowest);
+        let mine = Arc::new(space.new_set());
+        let theirs = space.new_set();
+        assert_eq!(mine.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
+        assert_eq!(mine.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
+        assert_eq!(theirs.alloc(0, 3, ledger.probe(2, 0)), Ok(2));
+        let churn = {
+            let (mine, ledger) = (mine.clone(), ledger.clone());
+            spawn(move || {
+                assert_eq!(mine.free(1), Ok(()));
+                mine.alloc(0, 3, ledger.probe(3, 0))
+            })
+        };
+        let stranger = {
+            let ledger = ledger.clone();
+            spawn(move || {
+                let id = theirs.alloc(0, 3, ledger.probe(4, 0));
+                (theirs, id)
+            })
+        };
+        let mut seen: Vec<(Ioasid, usize)> = Vec::new();
+        let flow = mine.for_each(|id, probe| {
+            seen.push((id, probe.token()));
+            ControlFlow::<()>::Continue(())
+        });
+        assert!(flow.is_continue());
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "not ascending: {seen:?}"
+        );
+        assert_eq!(
+            seen.iter().filter(|(id, _)| *id == 0).count(),
+            1,
+            "{seen:?}"
+        );
+        for &(id, token) in &seen {
+            assert!([0, 1, 3].contains(&token), "foreign probe {token} at {id}");
+        }
+        let mine_again = churn.join().unwrap().expect("a key is free");
+        let (theirs, their_id) = stranger.join().unwrap();
+        let their_id = their_id.expect("a key is free");
+        assert_ne!(mine_again, their_id);
+        let mut ids = [mine_again, their_id];
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 3]);
+        assert_eq!(space.live_count(), 4);
+        assert_eq!(mine.len(), 2);
+        assert_eq!(theirs.len(), 2);
+        drop((mine, theirs, space));
+        assert_all_dropped_once(&ledger, 5);
+    });
+}
+
+/// Quota: a set with quota 2 holding one ID; two allocs race for the last
+/// unit of quota. Exactly one succeeds; the other gets EDQUOT.
+#[test]
+fn allocs_race_at_quota_minus_one() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 7, Policy::Lowest);
+        let set = Arc::new(space.new_set_with_quota(2));
+        assert_eq!(set.alloc(0, 7, ledger.probe(0, 0)), Ok(0));
+        let spawn_alloc = |token: usize| {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 7, ledger.probe(token, 0)))
+        };
+        let (a, b) = (spawn_alloc(1), spawn_alloc(2));
+        let results = [a.join().unwrap(), b.join().unwrap()];
+        let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+        assert_eq!(won, [&Ok(1)], "exactly one winner: {results:?}");
+        assert!(results.contains(&Err(Error::QuotaExceeded)), "{results:?}");
+        assert_eq!(set.len(), 2);
+        assert_eq!(space.live_count(), 2);
+        assert_eq!(
+            set.alloc(0, 7, ledger.probe(3, 0)),
+            Err(Error::QuotaExceeded)
+        );
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 4);
+    });
+}
+
+/// Cyclic policy: IDs 0..=3 with 0 and 1 handed out and 0 freed again, so
+/// the cursor is at 2. Two racing allocs take 2 and 3 (never the freed 0
+/// early, never one ID twice); the next alloc wraps around to 0, and then
+/// the space is full.
+#[test]
+fn cyclic_cursor_under_two_allocs() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Cyclic);
+        let set = Arc::new(space.new_set());
+        assert_eq!(set.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
+        assert_eq!(set.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
+        assert_eq!(set.free(0), Ok(()));
+        let spawn_alloc = |token: usize| {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 3, ledger.probe(token, 0)))
+        };
+        let (a, b) = (spawn_alloc(2), spawn_alloc(3));
+        let mut got = [a.join().unwrap().unwrap(), b.join().unwrap().unwrap()];
+        got.sort_unstable();
+        assert_eq!(got, [2, 3], "cyclic order kept, no duplicate");
+        assert_eq!(
+            set.alloc(0, 3, ledger.probe(4, 0)),
+            Ok(0),
+            "wraps to the start"
+        );
+        assert_eq!(set.alloc(0, 3, ledger.probe(5, 0)), Err(Error::NoSpace));
+        assert_eq!(space.live_count(), 4);
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 6);
+    });
+}
+
+/// Set destroy vs find: one thread drops a set owning ID 0 (freeing it)
+/// while the main thread looks the ID up through the space and through
+/// another set. Lookups see the data whole or not at all, another set never
+/// sees it, and the data is dropped exactly once, never under a reader.
+#[test]
+fn set_destroy_races_find() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Lowest);
+        let doomed: Set<Probe, 2> = space.new_set();
+        let bystander = space.new_set();
+        assert_eq!(doomed.alloc(0, 3, ledger.probe(0, 5)), Ok(0));
+        let destroyer = spawn(move || drop(doomed));
+        {
+            let guard = space.pin();
+            let found = space.find(0, &guard);
+            if let Some(probe) = &found {
+                assert_eq!(probe.value(), 5);
+            }
+            match bystander.find(0, &guard) {
+                Err(Error::NotFound | Error::PermissionDenied) => {}
+                other => panic!(
+                    "another set's data leaked: {:?}",
+                    other.map(|probe| probe.token())
+                ),
+            }
+            if let Some(probe) = &found {
+                assert_eq!(ledger.drops(0), 0, "data dropped under a reader");
+                assert_eq!(probe.value(), 5);
+            }
+        }
+        destroyer.join().unwrap();
+        assert_eq!(space.live_count(), 0);
+        assert_eq!(
+            bystander.alloc(0, 3, ledger.probe(1, 0)),
+            Ok(0),
+            "ID 0 reusable"
+        );
+        drop((bystander, space));
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// The `hint_seq` fence: an alloc that runs while another alloc's
+/// propagation has a hint bit transiently clear (between its clear and its
+/// undo) must not answer ENOSPC for a key that was free for its whole call.
+///
+/// Fan-out 2 over IDs 0..=3 with 0, 1, 2 taken. One thread allocates
+/// (filling leaf 1, clearing the root's last hint bit), one frees 2 and then
+/// raises a flag, and a third reads the flag and allocates. If the flag was
+/// up, 2 or 3 was free for that alloc's whole call (the filler takes at most
+/// one of them), so it must succeed. The main thread is the filler: the
+/// telling order (fill claims, free runs, fill clears the hint, alloc runs
+/// inside the clear's window) then costs two preemptions.
+#[test]
+fn alloc_races_fill_and_free_no_false_enospc() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        for id in 0..3 {
+            assert_eq!(set.alloc(0, 3, ledger.probe(id as usize, 0)), Ok(id));
+        }
+        let freed = Arc::new(AtomicBool::new(false));
+        let freer = {
+            let (set, freed) = (set.clone(), freed.clone());
+            spawn(move || {
+                assert_eq!(set.free(2), Ok(()));
+                // Release: the free happens before a reader of the flag.
+                freed.store(true, LoomOrdering::Release);
+            })
+        };
+        let allocator = {
+            let (set, ledger, freed) = (set.clone(), ledger.clone(), freed.clone());
+            spawn(move || {
+                // Acquire: pairs with the Release store above.
+                let free_before = freed.load(LoomOrdering::Acquire);
+                (free_before, set.alloc(0, 3, ledger.probe(4, 0)))
+            })
+        };
+        let filled = set.alloc(0, 3, ledger.probe(3, 0));
+        let (free_before, mine) = allocator.join().unwrap();
+        freer.join().unwrap();
+        assert!(
+            filled.is_ok() || mine.is_ok(),
+            "two free keys, two allocs, no ID"
+        );
+        if free_before {
+            assert!(
+                mine.is_ok(),
+                "false ENOSPC: a key was free for the whole call"
+            );
+        }
+        let ids: Vec<Ioasid> = [filled, mine].iter().filter_map(|r| r.ok()).collect();
+        assert!(ids.iter().all(|id| [2, 3].contains(id)), "{ids:?}");
+        if ids.len() == 2 {
+            assert_ne!(ids[0], ids[1], "one ID handed out twice");
+        }
+        assert_eq!(space.live_count(), 2 + ids.len());
+        drop(set);
+        drop(space);
+        assert_all_dropped_once(&ledger, 5);
+    });
+}
+
+/// Repairers and `hint_seq`: in a full leaf under an empty root hint, the
+/// first free un-fills the leaf and must repair the root's hint; a second
+/// free in the same leaf only clears its claim bit (the leaf was not full).
+/// An alloc that starts after the second free returned must find a key even
+/// while the first free is still on its way up, because the repairer counts
+/// itself into `hint_seq` before its claim clear, and the second free's
+/// claim clear carries that count on.
+///
+/// Fan-out 2 over IDs 0..=3, all taken. The main thread frees 2 (the
+/// repairer), a second thread frees 3 and raises a flag, a third reads the
+/// flag and allocates.
+#[test]
+fn alloc_races_repairer_no_false_enospc() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 3, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        for id in 0..4 {
+            assert_eq!(set.alloc(0, 3, ledger.probe(id as usize, 0)), Ok(id));
+        }
+        let freed = Arc::new(AtomicBool::new(false));
+        let second_free = {
+            let (set, freed) = (set.clone(), freed.clone());
+            spawn(move || {
+                assert_eq!(set.free(3), Ok(()));
+                // Release: the free happens before a reader of the flag.
+                freed.store(true, LoomOrdering::Release);
+            })
+        };
+        let allocator = {
+            let (set, ledger, freed) = (set.clone(), ledger.clone(), freed.clone());
+            spawn(move || {
+                // Acquire: pairs with the Release store above.
+                let free_before = freed.load(LoomOrdering::Acquire);
+                (free_before, set.alloc(0, 3, ledger.probe(4, 0)))
+            })
+        };
+        assert_eq!(set.free(2), Ok(()));
+        let (free_before, got) = allocator.join().unwrap();
+        second_free.join().unwrap();
+        if free_before {
+            assert!(
+                got.is_ok(),
+                "false ENOSPC: ID 3 was free for the whole call"
+            );
+        }
+        if let Ok(id) = got {
+            assert!(id == 2 || id == 3, "alloc got {id}");
+        }
+        // Whatever is left free is found, then the space is full.
+        let left = if got.is_ok() { 1 } else { 2 };
+        for token in 5..5 + left {
+            assert!(
+                set.alloc(0, 3, ledger.probe(token, 0)).is_ok(),
+                "hints lost a key"
+            );
+        }
+        assert_eq!(set.alloc(0, 3, ledger.probe(7, 0)), Err(Error::NoSpace));
+        assert_eq!(space.live_count(), 4);
+        drop(set);
+        drop(space);
+        let made = 5 + left + 1;
+        for token in (0..5 + left).chain([7]) {
+            assert_eq!(ledger.drops(token), 1, "probe {token} drop count");
+        }
+        assert_eq!(ledger.total_drops(), made, "drops of unknown probes");
+    });
+}
