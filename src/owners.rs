@@ -85,7 +85,9 @@ pub(crate) struct SetTable<const F: usize> {
 }
 
 /// Free owner indices. Creating and destroying sets is not a hot path; a
-/// mutex keeps it simple. Indices come back only through the epoch.
+/// mutex keeps it simple. Indices come back only through the epoch. (std's
+/// mutex even under loom: no atomic operation runs while it is held, so no
+/// model can switch threads inside it.)
 #[derive(Default)]
 pub(crate) struct IndexPool {
     next: u16,

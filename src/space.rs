@@ -17,7 +17,7 @@ use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
 use crate::owners::{SetCore, SetTable};
 use crate::set::Set;
-use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use crossbeam_epoch::Shared;
@@ -27,7 +27,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr;
-use std::sync::Mutex;
 
 /// How a space chooses among free IDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
