@@ -29,10 +29,12 @@
 //! - a claim by load then store instead of `fetch_or`:
 //!   `allocs_race_for_the_last_id_of_a_leaf`, `cyclic_cursor_under_two_allocs`;
 //! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
-//!   `lookup_races_publish`.
+//!   `lookup_races_publish`;
+//! - a custom allocator's answer recorded without claiming exactly that
+//!   ID: `custom_allocator_answers_race` (both allocs get 5).
 #![cfg(ioasid_loom)]
 
-use ioasid::{Domain, Error, Ioasid, Policy, Set, Space};
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy, Set, Space};
 use loom::sync::atomic::{AtomicBool, Ordering as LoomOrdering};
 use loom::thread::{self, JoinHandle};
 use loom_tests::{Ledger, Probe};
@@ -690,5 +692,59 @@ fn alloc_races_repairer_no_false_enospc() {
             assert_eq!(ledger.drops(token), 1, "probe {token} drop count");
         }
         assert_eq!(ledger.total_drops(), made, "drops of unknown probes");
+    });
+}
+
+/// A custom allocator that answers every request with the same ID, as a
+/// host handing out one PASID twice would, and counts what comes back.
+struct SameId {
+    freed: loom::sync::atomic::AtomicUsize,
+}
+
+impl CustomAllocator for SameId {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        CustomAlloc::Id(5)
+    }
+
+    fn free(&self, id: Ioasid) {
+        assert_eq!(id, 5, "only the ID this hook gave comes back to it");
+        // SeqCst: a plain counter read after the threads were joined.
+        self.freed.fetch_add(1, LoomOrdering::SeqCst);
+    }
+}
+
+/// Custom allocators: two allocs race on a hook that answers both with ID
+/// 5. Exactly one records it; the other fails with EIO and records nothing.
+/// Freed (kernel form), the ID goes back to the hook exactly once.
+#[test]
+fn custom_allocator_answers_race() {
+    model(3, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 7, Policy::Lowest);
+        let hook = Arc::new(SameId {
+            freed: loom::sync::atomic::AtomicUsize::new(0),
+        });
+        assert!(space
+            .set_allocator(Some(CustomHook::new(hook.clone())))
+            .is_none());
+        let set = Arc::new(space.new_set());
+        let spawn_alloc = |token: usize| {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 7, ledger.probe(token, 0)))
+        };
+        let (a, b) = (spawn_alloc(0), spawn_alloc(1));
+        let results = [a.join().unwrap(), b.join().unwrap()];
+        assert_eq!(
+            results.iter().filter(|r| **r == Ok(5)).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(results.contains(&Err(Error::BadCustomId)), "{results:?}");
+        assert_eq!(space.live_count(), 1);
+        assert!(space.free(5));
+        assert!(!space.free(5), "freed once");
+        assert_eq!(hook.freed.load(LoomOrdering::SeqCst), 1);
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 2);
     });
 }
