@@ -1,24 +1,14 @@
 //! Threads racing on tiny ranges, readers racing writers, drop accounting.
 //! Oversubscribed on purpose: more threads than cores.
 
+mod common;
+use common::Rng;
 use ioasid::{Domain, Error, Policy, Set, Space};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 const THREADS: usize = 8;
-
-/// A tiny xorshift generator: deterministic per thread, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Data tagged with the ID it was allocated for and the thread that owns it.
 #[derive(Debug)]

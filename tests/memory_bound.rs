@@ -19,6 +19,8 @@
 //! `cargo test`, and the nextest run under CI's `ci` profile), where 10M
 //! would take a minute or more. `IOASID_MEMORY_CYCLES=N` overrides both.
 
+mod common;
+use common::Rng;
 use ioasid::{Domain, Payload, Policy, Space};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -112,17 +114,6 @@ const WINDOW: usize = 32768;
 /// Garbage a pinned reader may hold back at a checkpoint: a few epochs of
 /// the writer's bags (64 records each) and slack for a descheduled reader.
 const GARBAGE_ALLOWANCE: isize = 4 << 20;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// The private data: too big for an inline entry, so each value is boxed
 /// and every free or set_data leaves a box for the epoch to reclaim.

@@ -564,6 +564,38 @@ fn set_destroy_races_find() {
     });
 }
 
+/// Spawns a thread that frees `id` of `set`, then raises `flag`: a thread
+/// that sees the flag up knows the free returned before it looked.
+fn spawn_free_then_flag<const F: usize>(
+    set: &Arc<Set<Probe, F>>,
+    id: Ioasid,
+    flag: &Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let (set, flag) = (set.clone(), flag.clone());
+    spawn(move || {
+        assert_eq!(set.free(id), Ok(()));
+        // Release: the free happens before a reader of the flag.
+        flag.store(true, LoomOrdering::Release);
+    })
+}
+
+/// Spawns a thread that reads `flag`, then allocates in `0..=max` a probe
+/// with `token`; it returns whether the flag was up, and the alloc's result.
+fn spawn_alloc_after_flag<const F: usize>(
+    set: &Arc<Set<Probe, F>>,
+    ledger: &Ledger,
+    token: usize,
+    max: Ioasid,
+    flag: &Arc<AtomicBool>,
+) -> JoinHandle<(bool, Result<Ioasid, Error>)> {
+    let (set, ledger, flag) = (set.clone(), ledger.clone(), flag.clone());
+    spawn(move || {
+        // Acquire: pairs with the Release store of `spawn_free_then_flag`.
+        let flag_was_up = flag.load(LoomOrdering::Acquire);
+        (flag_was_up, set.alloc(0, max, ledger.probe(token, 0)))
+    })
+}
+
 /// The `hint_seq` fence: an alloc that runs while another alloc's
 /// propagation has a hint bit transiently clear (between its clear and its
 /// undo) must not answer ENOSPC for a key that was free for its whole call.
@@ -585,22 +617,8 @@ fn alloc_races_fill_and_free_no_false_enospc() {
             assert_eq!(set.alloc(0, 3, ledger.probe(id as usize, 0)), Ok(id));
         }
         let freed = Arc::new(AtomicBool::new(false));
-        let freer = {
-            let (set, freed) = (set.clone(), freed.clone());
-            spawn(move || {
-                assert_eq!(set.free(2), Ok(()));
-                // Release: the free happens before a reader of the flag.
-                freed.store(true, LoomOrdering::Release);
-            })
-        };
-        let allocator = {
-            let (set, ledger, freed) = (set.clone(), ledger.clone(), freed.clone());
-            spawn(move || {
-                // Acquire: pairs with the Release store above.
-                let free_before = freed.load(LoomOrdering::Acquire);
-                (free_before, set.alloc(0, 3, ledger.probe(4, 0)))
-            })
-        };
+        let freer = spawn_free_then_flag(&set, 2, &freed);
+        let allocator = spawn_alloc_after_flag(&set, &ledger, 4, 3, &freed);
         let filled = set.alloc(0, 3, ledger.probe(3, 0));
         let (free_before, mine) = allocator.join().unwrap();
         freer.join().unwrap();
@@ -647,22 +665,8 @@ fn alloc_races_repairer_no_false_enospc() {
             assert_eq!(set.alloc(0, 3, ledger.probe(id as usize, 0)), Ok(id));
         }
         let freed = Arc::new(AtomicBool::new(false));
-        let second_free = {
-            let (set, freed) = (set.clone(), freed.clone());
-            spawn(move || {
-                assert_eq!(set.free(3), Ok(()));
-                // Release: the free happens before a reader of the flag.
-                freed.store(true, LoomOrdering::Release);
-            })
-        };
-        let allocator = {
-            let (set, ledger, freed) = (set.clone(), ledger.clone(), freed.clone());
-            spawn(move || {
-                // Acquire: pairs with the Release store above.
-                let free_before = freed.load(LoomOrdering::Acquire);
-                (free_before, set.alloc(0, 3, ledger.probe(4, 0)))
-            })
-        };
+        let second_free = spawn_free_then_flag(&set, 3, &freed);
+        let allocator = spawn_alloc_after_flag(&set, &ledger, 4, 3, &freed);
         assert_eq!(set.free(2), Ok(()));
         let (free_before, got) = allocator.join().unwrap();
         second_free.join().unwrap();
