@@ -5,7 +5,9 @@
 //! Each test fills 2^20 IDs; in a debug build that takes a few seconds. Run
 //! `cargo test --release --test full_space` for speed.
 
-use ioasid::{Domain, Error, Ioasid, Policy, Space, MAX_IOASID, PASID_MAX};
+mod common;
+use common::space;
+use ioasid::{Error, Ioasid, Policy, MAX_IOASID, PASID_MAX};
 use std::collections::BTreeSet;
 
 /// 2^20 IDs: `[0, 0xFFFFF]`.
@@ -32,15 +34,6 @@ impl Rng {
         }
         ids
     }
-}
-
-fn space(min: Ioasid, max: Ioasid, policy: Policy) -> Space<Ioasid> {
-    Space::builder()
-        .range(min, max)
-        .policy(policy)
-        .domain(Domain::new())
-        .build()
-        .unwrap()
 }
 
 /// Fills the 20-bit space through `set`; Lowest and Cyclic must hand out

@@ -11,19 +11,12 @@
 //! - The Cyclic policy must wrap to the range's minimum when the last ID
 //!   handed out lies beyond the requested range (found by tests/model.rs).
 
-use ioasid::{Domain, Error, Ioasid, Policy, Space, MAX_IOASID};
+mod common;
+use common::space;
+use ioasid::{Error, Ioasid, Policy, MAX_IOASID};
 use std::collections::BTreeSet;
 
 const POLICIES: [Policy; 3] = [Policy::Lowest, Policy::Cyclic, Policy::Any];
-
-fn space(min: Ioasid, max: Ioasid, policy: Policy) -> Space<Ioasid> {
-    Space::builder()
-        .range(min, max)
-        .policy(policy)
-        .domain(Domain::new())
-        .build()
-        .unwrap()
-}
 
 /// Allocates until ENOSPC; every ID must be new and in range.
 fn fill(set: &ioasid::Set<Ioasid>, min: Ioasid, max: Ioasid) -> BTreeSet<Ioasid> {
