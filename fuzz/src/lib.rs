@@ -114,7 +114,27 @@ struct SpaceModel {
     live: BTreeMap<ioasid_t, (Owner, usize)>,
 }
 
+/// What a for_each over `members` whose callback stops (returning 7) at
+/// the `stop`-th visit should see and return: the visited prefix and 7, or
+/// every member and 0 when `stop` is 0 or past the end.
+fn expected_walk(members: &[(ioasid_t, usize)], stop: usize) -> (&[(ioasid_t, usize)], i32) {
+    if stop >= 1 && stop <= members.len() {
+        (&members[..stop], 7)
+    } else {
+        (members, 0)
+    }
+}
+
 impl SpaceModel {
+    /// The live IDs of `owner`, ascending, with their data tokens.
+    fn members_of(&self, owner: Owner) -> Vec<(ioasid_t, usize)> {
+        self.live
+            .iter()
+            .filter(|(_, (o, _))| *o == owner)
+            .map(|(id, (_, d))| (*id, *d))
+            .collect()
+    }
+
     fn new(min: ioasid_t, max: ioasid_t, policy: u32) -> Self {
         SpaceModel {
             min,
@@ -748,18 +768,8 @@ unsafe fn run_op(
                 assert!(seen.is_empty());
             } else {
                 let home = model.home(slot);
-                let members: Vec<(ioasid_t, usize)> = model
-                    .space(home)
-                    .live
-                    .iter()
-                    .filter(|(_, (o, _))| *o == Owner::Slot(slot))
-                    .map(|(id, (_, d))| (*id, *d))
-                    .collect();
-                let (want_seen, want) = if stop >= 1 && stop <= members.len() {
-                    (&members[..stop], 7)
-                } else {
-                    (&members[..], 0)
-                };
+                let members = model.space(home).members_of(Owner::Slot(slot));
+                let (want_seen, want) = expected_walk(&members, stop);
                 expect_eq!(
                     step,
                     format!("ioasid_set_for_each(slot {slot}) visits"),
@@ -1173,18 +1183,8 @@ unsafe fn pasid_for_each(
         assert!(seen.is_empty());
         return;
     }
-    let members: Vec<(ioasid_t, usize)> = model
-        .global
-        .live
-        .iter()
-        .filter(|(_, (o, _))| *o == Owner::Pasid(k))
-        .map(|(id, (_, d))| (*id, *d))
-        .collect();
-    let (want_seen, want) = if stop >= 1 && stop <= members.len() {
-        (&members[..stop], 7)
-    } else {
-        (&members[..], 0)
-    };
+    let members = model.global.members_of(Owner::Pasid(k));
+    let (want_seen, want) = expected_walk(&members, stop);
     expect_eq!(
         step,
         format!("iommu_pasid_for_each(pasid {k}) visits"),
