@@ -13,7 +13,6 @@ use crate::{
 };
 use ioasid_core::{Error, Policy, Space};
 use std::ffi::{c_int, c_long, c_uint, c_void};
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -227,42 +226,6 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
     })
 }
 
-/// The callback type of `ioasid_set_for_each` and `iommu_pasid_for_each`.
-type ForEachFn = Option<
-    unsafe extern "C" fn(ioasid: ioasid_t, private_: *mut c_void, data: *mut c_void) -> c_int,
->;
-
-/// Walks a set (the shared body of both for_each functions).
-///
-/// # Safety
-/// `set` is non-null and valid; `func` NULL or callable as declared.
-pub(crate) unsafe fn set_for_each(
-    set: *mut ioasid_set,
-    func: ForEachFn,
-    data: *mut c_void,
-) -> c_int {
-    let Some(func) = func else {
-        return neg(Error::InvalidArgument);
-    };
-    let pin = crate::domain().pin();
-    // SAFETY: forwarded from the caller.
-    let Some(imp) = (unsafe { load_set(set, &pin) }) else {
-        return 0;
-    };
-    let _section = crate::ReadSection::enter();
-    let walk = imp.set.for_each(|id, item| {
-        // SAFETY: the caller's callback, called as its contract says.
-        match unsafe { func(id, item.ptr, data) } {
-            0 => ControlFlow::Continue(()),
-            stop => ControlFlow::Break(stop),
-        }
-    });
-    match walk {
-        ControlFlow::Break(stop) => stop,
-        ControlFlow::Continue(()) => 0,
-    }
-}
-
 /// Calls `func(id, private, data)` for each ID of `set` in ascending order;
 /// a non-zero return stops the walk and is returned, else 0. `-EINVAL` for
 /// NULL `set` or `func`. `func` may alloc, free and find in the set.
@@ -283,7 +246,7 @@ pub unsafe extern "C" fn ioasid_set_for_each(
             return neg(Error::InvalidArgument);
         }
         // SAFETY: non-null, valid by the caller's contract.
-        unsafe { set_for_each(set, func, data) }
+        unsafe { crate::sets::set_for_each(set, func, data) }
     })
 }
 

@@ -313,6 +313,6 @@ pub unsafe extern "C" fn iommu_pasid_for_each(
             return neg(Error::InvalidArgument);
         }
         // SAFETY: the consumer's own set, non-null.
-        unsafe { crate::ext::set_for_each(std::ptr::addr_of_mut!((*pasid).set), func, data) }
+        unsafe { crate::sets::set_for_each(std::ptr::addr_of_mut!((*pasid).set), func, data) }
     })
 }

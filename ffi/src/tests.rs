@@ -6,7 +6,8 @@
 //! own and never count the global space.
 
 use super::*;
-use ioasid_core::Policy;
+use ioasid_core::{Error, Policy};
+use std::ffi::{c_int, c_long, c_void};
 use std::mem::{offset_of, size_of};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
