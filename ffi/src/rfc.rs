@@ -214,7 +214,7 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
             };
             if rc == 0 {
                 if !(lo..=hi).contains(&id) {
-                    return neg(Error::BadCustomId);
+                    return neg(Error::Io);
                 }
                 let data = CData {
                     ptr: private_,
@@ -227,7 +227,7 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
                         0
                     }
                     // The vendor gave an ID that is already live.
-                    Err(Error::NoSpace) => neg(Error::BadCustomId),
+                    Err(Error::NoSpace) => neg(Error::Io),
                     Err(e) => neg(e),
                 };
             }

@@ -22,7 +22,7 @@ fn errors_map_to_negative_errno() {
         (Error::QuotaExceeded, 122),
         (Error::NotFound, 2),
         (Error::PermissionDenied, 13),
-        (Error::BadCustomId, 5),
+        (Error::Io, 5),
         (Error::Custom(16), 16),
     ];
     for (error, errno) in cases {
