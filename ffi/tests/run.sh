@@ -61,10 +61,10 @@ run_all() {
 	local variant=$1
 	shift
 	local t bin args
-	for t in kernel allocator rfc ext threads; do
+	for t in kernel allocator rfc ext threads vcmd; do
 		bin="ffi/tests/build/$variant/test_$t"
 		args=()
-		if [[ $t == threads ]]; then
+		if [[ $t == threads || $t == vcmd ]]; then
 			args=("$THREAD_STEPS")
 			[[ $variant == valgrind ]] && args=("$THREAD_STEPS_VALGRIND")
 		fi
