@@ -13,7 +13,11 @@ use crate::{ffi_guard, install_set, ioasid_set, ioasid_t, load_set, neg, CData, 
 use ioasid_core::{Error, MAX_IOASID, PASID_MAX, PASID_MIN};
 use std::ffi::{c_char, c_int, c_void};
 
-/// The PASID hooks of the kernel's `struct iommu_ops`.
+/// The PASID hooks of the kernel's `struct iommu_ops`. Code with its own
+/// definition (of this layout) defines `IOASID_NO_IOMMU_TYPES`.
+// The cfg is never set in Rust: it only makes cbindgen wrap the type in
+// `#if !defined(IOASID_NO_IOMMU_TYPES)` (cbindgen.toml, [defines]).
+#[cfg(not(ioasid_no_iommu_types))]
 #[repr(C)]
 pub struct iommu_ops {
     /// Called by `iommu_pasid_init`; may narrow `min`/`max` and set `priv`.
@@ -33,7 +37,9 @@ pub struct iommu_ops {
     pub pasid_free: Option<unsafe extern "C" fn(pasid: *mut iommu_pasid, ioasid: ioasid_t)>,
 }
 
-/// The kernel's `struct bus_type`, reduced to what the RFC uses.
+/// The kernel's `struct bus_type`, reduced to what the RFC uses (opt out
+/// as for `struct iommu_ops`).
+#[cfg(not(ioasid_no_iommu_types))]
 #[repr(C)]
 pub struct bus_type {
     /// The bus name (unused by the library).
