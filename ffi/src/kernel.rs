@@ -86,18 +86,10 @@ pub unsafe extern "C" fn ioasid_alloc(
 pub extern "C" fn ioasid_free(ioasid: ioasid_t) {
     ffi_guard!("ioasid_free", crate::abort_on_panic("ioasid_free"), {
         let space = global_space();
-        let vendor = {
-            let guard = space.pin();
-            match space.find(ioasid, &guard) {
-                Some(data) => data.vendor,
-                None => return,
-            }
-        };
-        if space.free(ioasid) {
-            // SAFETY: `vendor` is null or the consumer that owned the ID,
-            // alive while it owns IDs (CData's invariant).
-            unsafe { crate::rfc::vendor_free(vendor, ioasid) };
-        }
+        // Pinned over the free and a vendor's pasid_free: iommu_pasid_exit
+        // waits for readers before it frees the consumer.
+        let pin = domain().pin();
+        let _ = crate::rfc::free_id(ioasid, &pin, || space.free(ioasid).then_some(()).ok_or(()));
     })
 }
 
@@ -165,14 +157,7 @@ pub extern "C" fn ioasid_set_data(ioasid: ioasid_t, data: *mut c_void) -> c_int 
             return -crate::errno::EDEADLK;
         }
         let space = global_space();
-        let vendor = {
-            let guard = space.pin();
-            match space.find(ioasid, &guard) {
-                Some(old) => old.vendor,
-                None => return crate::neg(Error::NotFound),
-            }
-        };
-        if let Err(e) = space.set_data(ioasid, CData { ptr: data, vendor }) {
+        if let Err(e) = space.set_data(ioasid, CData::new(data)) {
             return crate::neg(e);
         }
         match wait_for_readers() {

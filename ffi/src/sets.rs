@@ -272,15 +272,8 @@ pub(crate) fn set_ids(set: &Set<CData>) -> Vec<Ioasid> {
 
 /// Checked free of `id` from a set; hands a vendor ID back to its driver.
 pub(crate) fn free_in_set(imp: &SetImpl, id: Ioasid) -> Result<(), Error> {
-    let data: CData = {
-        let guard = imp.set.space().pin();
-        *imp.set.find(id, &guard)?
-    };
-    imp.set.free(id)?;
-    // SAFETY: `vendor` is null or the consumer that owned the ID; consumers
-    // outlive their IDs (CData's invariant).
-    unsafe { rfc::vendor_free(data.vendor, id) };
-    Ok(())
+    let pin = domain().pin();
+    rfc::free_id(id, &pin, || imp.set.free(id))
 }
 
 /// The callback type of `ioasid_set_for_each` and `iommu_pasid_for_each`.

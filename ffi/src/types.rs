@@ -49,31 +49,27 @@ impl ioasid_set {
     }
 }
 
-/// The private data the library stores per ID.
+/// The private data the library stores per ID: the caller's pointer only.
+/// Facts about a consumer (such as which IDs its vendor gave) live with the
+/// consumer, not in every ID, so the data is stored inline in the entry.
 #[derive(Clone, Copy)]
 pub(crate) struct CData {
     /// The caller's pointer (NULL allowed).
     pub(crate) ptr: *mut c_void,
-    /// For an ID a vendor driver gave through the RFC's `pasid_alloc`, the
-    /// consumer whose `ops->pasid_free` must get it back; null otherwise.
-    pub(crate) vendor: *mut crate::rfc::iommu_pasid,
 }
 
-// SAFETY: the pointers are opaque to the library, which never dereferences
-// `ptr`; `vendor` is dereferenced only to call the consumer's `pasid_free`,
-// and the consumer outlives its IDs (iommu_pasid_exit frees them first).
+// SAFETY: the pointer is opaque to the library, which never dereferences it.
 unsafe impl Send for CData {}
-// SAFETY: as above; shared references only copy the pointers.
+// SAFETY: as above; shared references only copy the pointer.
 unsafe impl Sync for CData {}
 
-// SAFETY: a CData without vendor whose pointer fits 48 bits is stored
-// inline as the pointer's bits and rebuilt from them with a null vendor: a
-// plain copy, no ownership, no drop glue, no interior mutability. Any other
-// CData is stored boxed (the provided methods).
+// SAFETY: a pointer that fits 48 bits is stored inline as its bits and
+// rebuilt from them: a plain copy, no ownership, no drop glue, no interior
+// mutability. Any other is stored boxed (the provided methods).
 unsafe impl ioasid_core::Payload for CData {
     fn to_inline(&self) -> Option<u64> {
         let bits = self.ptr as usize as u64;
-        (self.vendor.is_null() && bits < 1 << 48).then_some(bits)
+        (bits < 1 << 48).then_some(bits)
     }
 
     unsafe fn from_inline(bits: u64) -> Self {
@@ -83,9 +79,6 @@ unsafe impl ioasid_core::Payload for CData {
 
 impl CData {
     pub(crate) fn new(ptr: *mut c_void) -> Self {
-        CData {
-            ptr,
-            vendor: std::ptr::null_mut(),
-        }
+        CData { ptr }
     }
 }
