@@ -11,9 +11,10 @@
 int compat_after(void);
 
 /* 0 when the helpers of both headers agree on a real lookup. */
+static DECLARE_IOASID_SET(set);
+
 int compat_after(void)
 {
-	DECLARE_IOASID_SET(set);
 	void *missing = ioasid_find(&set, 12345, NULL);
 	if (!IS_ERR(missing) || PTR_ERR(missing) != -ENOENT || !IS_ERR_OR_NULL(missing))
 		return 1;

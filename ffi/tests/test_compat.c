@@ -39,9 +39,10 @@ static void host_free(ioasid_t id, void *pdata)
 	(void)pdata;
 }
 
+static DECLARE_IOASID_SET(set);
+
 int main(void)
 {
-	DECLARE_IOASID_SET(set);
 	int token;
 
 	/* Kernel code may initialise the ops' list with its own list.h. */

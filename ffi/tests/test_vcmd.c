@@ -72,10 +72,13 @@ struct worker {
 	long allocs, failed, bad_finds;
 };
 
+/* Static sets, as kernel code declares them (one per thread). */
+static struct ioasid_set sets[THREADS];
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	DECLARE_IOASID_SET(set);
+	struct ioasid_set *set = &sets[w->index];
 	unsigned seed = 777u + (unsigned)w->index * 7919u;
 
 	for (int slot = 0; slot < HELD; slot++)
@@ -84,7 +87,7 @@ static void *worker_main(void *arg)
 		seed = seed * 1103515245u + 12345u;
 		int slot = (int)((seed >> 8) % HELD);
 		if (w->held[slot] == INVALID_IOASID) {
-			ioasid_t id = ioasid_alloc(&set, HOST_MIN, 0xFFFFF, &w->tags[slot]);
+			ioasid_t id = ioasid_alloc(set, HOST_MIN, 0xFFFFF, &w->tags[slot]);
 			if (id == INVALID_IOASID) {
 				w->failed++;
 				continue;
@@ -93,7 +96,7 @@ static void *worker_main(void *arg)
 			w->held[slot] = id;
 		} else {
 			ioasid_t id = w->held[slot];
-			if (ioasid_find(&set, id, NULL) != &w->tags[slot])
+			if (ioasid_find(set, id, NULL) != &w->tags[slot])
 				w->bad_finds++;
 			ioasid_free(id);
 			w->held[slot] = INVALID_IOASID;
