@@ -8,8 +8,7 @@
 //! address is in `SPACES` exactly while its box is alive.
 
 use crate::{
-    domain, ffi_guard, global_space, install_set, ioasid_set, ioasid_t, load_set, neg, CData,
-    SetImpl,
+    domain, ffi_guard, global_space, install_set, ioasid_set, ioasid_t, neg, CData, SetImpl,
 };
 use ioasid_core::{Error, Policy, Space};
 use std::ffi::{c_int, c_long, c_uint, c_void};
@@ -165,6 +164,7 @@ pub unsafe extern "C" fn ioasid_set_init(
         let fresh = Box::new(SetImpl {
             set: core_set,
             space: shared,
+            auto: None,
         });
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
@@ -208,8 +208,9 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
         }
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
-        match unsafe { load_set(set, &pin) } {
-            Some(imp) => match crate::free_in_set(imp, ioasid) {
+        let held = unsafe { crate::sets::load_held(set, &pin) };
+        match held {
+            Some(imp) => match crate::free_in_set(&imp, ioasid) {
                 Ok(()) => 0,
                 Err(e) => neg(e),
             },

@@ -11,7 +11,7 @@
 //! whose hook is installed in the global space.
 
 use crate::{
-    domain, ffi_guard, get_or_install_set, global_space, ioasid_set, ioasid_t, load_set, null_set,
+    domain, ffi_guard, get_or_install_held, global_space, ioasid_set, ioasid_t, load_set, null_set,
     wait_for_readers, CData, ReadSection,
 };
 use ioasid_core::{CustomAlloc, CustomAllocator, CustomHook, Error, INVALID_IOASID};
@@ -66,8 +66,16 @@ pub unsafe extern "C" fn ioasid_alloc(
             null_set()
         } else {
             // SAFETY: non-null, valid by the caller's contract.
-            match unsafe { get_or_install_set(set, &pin) } {
-                Ok(imp) => imp,
+            match unsafe { get_or_install_held(set, &pin) } {
+                Ok(held) => {
+                    if !held.usable() {
+                        return INVALID_IOASID;
+                    }
+                    return held
+                        .set
+                        .alloc(min, max, CData::new(private_))
+                        .unwrap_or(INVALID_IOASID);
+                }
                 Err(_) => return INVALID_IOASID,
             }
         };
@@ -119,7 +127,12 @@ pub unsafe extern "C" fn ioasid_find(
             } else {
                 // SAFETY: non-null, valid by the caller's contract.
                 match unsafe { load_set(set, &guard) } {
-                    Some(imp) => imp.set.find(ioasid, &guard).map(|data| *data),
+                    // Re-checked after the lookup: a declared set's state
+                    // reclaimed meanwhile may serve another set now.
+                    Some(imp) => match imp.set.find(ioasid, &guard).map(|data| *data) {
+                        Ok(_) if !imp.serves(set) => Err(Error::PermissionDenied),
+                        found => found,
+                    },
                     // A set that never allocated owns nothing.
                     None => match global_space().find(ioasid, &guard) {
                         Some(_) => Err(Error::PermissionDenied),

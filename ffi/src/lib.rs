@@ -33,7 +33,9 @@
 //!   all and `ioasid_synchronize()` waits for readers of every space.
 //! - A `SetImpl` leaves its `ioasid_set` by a swap to null and is dropped
 //!   through the global domain's epoch; every function that loads one holds a
-//!   guard of that domain while it uses it (`sets`).
+//!   guard of that domain while it uses it. A declared set's state is instead
+//!   reclaimed when idle and empty and reused, never freed, so a declared set
+//!   needs no teardown (`sets`).
 //! - A thread inside a read-side section never waits for readers: waiting
 //!   functions return `-EDEADLK`, or abort where they return nothing
 //!   (`sections`).
@@ -65,7 +67,7 @@ pub(crate) use sections::{
     abort_deadlock, in_read_section, read_lock, read_unlock, wait_for_readers, ReadSection,
 };
 pub(crate) use sets::{
-    destroy_set, domain, free_in_set, get_or_install_set, global_space, install_set, load_set,
+    destroy_set, domain, free_in_set, get_or_install_held, global_space, install_set, load_set,
     null_set, SetImpl,
 };
 pub(crate) use types::CData;
