@@ -134,7 +134,7 @@ fn main() {
             );
             if bar.is_hidden() {
                 // Not a terminal (a log, CI): one plain line a second.
-                if bar.position() % 10 == 0 {
+                if bar.position().is_multiple_of(10) {
                     println!("  [{:>3} s] {progress}", bar.position() / 10);
                 }
             } else {
@@ -233,7 +233,7 @@ fn run_driver(driver: usize, space: &Space<Arc<ProcessContext>>, stats: &Stats, 
             }
             stats.unbinds.fetch_add(1, Ordering::Relaxed);
         }
-        if round % 50_000 == 0 {
+        if round.is_multiple_of(50_000) {
             // A driver tearing down a batch waits for the fault handlers, as
             // the kernel does with synchronize_rcu() before freeing a context.
             space.synchronize();

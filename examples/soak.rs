@@ -108,7 +108,7 @@ impl std::ops::Deref for Tag {
 // the box (an atomic), so a view made by `from_inline` is a shared view.
 unsafe impl Payload for Tag {
     fn to_inline(&self) -> Option<u64> {
-        if self.serial % 2 == 0 {
+        if self.serial.is_multiple_of(2) {
             self.0.to_inline()
         } else {
             None
@@ -352,7 +352,7 @@ impl Worker<'_> {
                 // Relaxed: a count checked against the quota only.
                 let held = s.held.fetch_add(1, Ordering::Relaxed) + 1;
                 ensure!(
-                    s.quota.map_or(true, |q| held <= q),
+                    s.quota.is_none_or(|q| held <= q),
                     "set {} holds {held} > quota",
                     s.tag
                 );
@@ -562,7 +562,7 @@ impl Worker<'_> {
         self.counts.for_each += 1;
         let flow = s.set.for_each(|id, data| {
             ensure!(
-                last.map_or(true, |l| l < id),
+                last.is_none_or(|l| l < id),
                 "for_each not ascending: {last:?} then {id}"
             );
             last = Some(id);

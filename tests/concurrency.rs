@@ -63,7 +63,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
                 let mut held: Vec<u32> = Vec::new();
                 barrier.wait();
                 for _ in 0..iterations {
-                    if held.is_empty() || rng.next() % 2 == 0 {
+                    if held.is_empty() || rng.next().is_multiple_of(2) {
                         let tag = Tag {
                             id: u32::MAX,
                             thread,
@@ -254,7 +254,7 @@ fn readers_racing_writers_see_only_their_id() {
                 while round < 40_000 || (hits.load(Ordering::Relaxed) < 1_000 && round < 50_000_000)
                 {
                     round += 1;
-                    if held.len() < 40 && rng.next() % 3 != 0 {
+                    if held.len() < 40 && !rng.next().is_multiple_of(3) {
                         created.fetch_add(1, Ordering::SeqCst);
                         // Publish the right tag in the first record: allocate
                         // an exact free ID chosen by trial.
@@ -271,7 +271,7 @@ fn readers_racing_writers_see_only_their_id() {
                             held.push(id);
                         }
                     } else if let Some(id) = held.pop() {
-                        if rng.next() % 2 == 0 {
+                        if rng.next().is_multiple_of(2) {
                             created.fetch_add(1, Ordering::SeqCst);
                             set.set_data(
                                 id,
@@ -336,7 +336,7 @@ fn for_each_racing_churn_visits_stable_ids_once() {
                 let mut held = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     let id = (rng.next() % 512) as u32;
-                    if id % 8 != 0 {
+                    if !id.is_multiple_of(8) {
                         if let Ok(id) = set.alloc(id, id, id) {
                             held.push(id);
                         }

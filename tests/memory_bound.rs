@@ -159,7 +159,7 @@ fn run(policy: Policy, max: u32) -> (Figures, Figures) {
                     }
                 }
                 drop(guard);
-                if rng.next() % 8 == 0 {
+                if rng.next().is_multiple_of(8) {
                     thread::yield_now();
                 }
             }
@@ -175,7 +175,7 @@ fn run(policy: Policy, max: u32) -> (Figures, Figures) {
         let slot = (rng.next() % WINDOW as u64) as usize;
         set.free(window[slot]).unwrap();
         window[slot] = set.alloc(0, max, Pair([n; 2])).unwrap();
-        if n % 8 == 0 {
+        if n.is_multiple_of(8) {
             let other = window[(rng.next() % WINDOW as u64) as usize];
             set.set_data(other, Pair([n + 1; 2])).unwrap();
         }
