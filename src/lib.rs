@@ -54,6 +54,7 @@
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
 
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]

@@ -233,6 +233,7 @@ impl Model {
                     None => Expect::Err(Error::NoSpace),
                 }
             }
+            other => unreachable!("the model knows no policy {other:?}"),
         };
         match choice {
             Some(id) => Expect::Id(id),
