@@ -23,6 +23,16 @@ step "C ABI: libraries, header drift, C harnesses plain, under valgrind, with AS
 # The ffi crate's Rust tests (header drift included) run in the nextest step.
 FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
 
+step "C library install: DESTDIR/PREFIX/LIBDIR/INCLUDEDIR, SONAME, pkg-config and CMake users, uninstall"
+bash ffi/tests/install.sh
+
+step "API docs of every crate (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+step "publish dry run of the core crate (packages and builds what would be uploaded)"
+# Needs the registry's index; --allow-dirty lets a local run with edits pass.
+cargo publish --dry-run -p ioasid --allow-dirty
+
 step "benches: build and run every benchmark once; memory report smoke"
 IOASID_BENCH_THREADS=1,2 cargo bench -p ioasid-benches -- --test
 cargo run --profile ci -p ioasid-benches --bin memory -- --small
