@@ -13,8 +13,11 @@ cargo fmt --all --check
 step "clippy (all crates, all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "demo (the main job), 3 seconds"
-cargo run --profile ci --example pasid_demo -- --secs 3
+step "demo (the main job), 3 seconds; its summary lines up; --help"
+mkdir -p target
+cargo run --profile ci --example pasid_demo -- --secs 3 | tee target/pasid_demo.out
+bash scripts/check-example.sh summary target/pasid_demo.out
+bash scripts/check-example.sh help pasid_demo
 
 step "doc tests"
 cargo test --profile ci --workspace --doc
@@ -41,7 +44,9 @@ step "memory boundedness, 10M alloc/free cycles per policy"
 IOASID_MEMORY_CYCLES=10000000 cargo test --profile ci -p ioasid --test memory_bound -- --nocapture
 
 step "soak, 60 seconds, 16 threads"
-cargo run --profile ci --example soak -- --secs 60 --threads 16
+cargo run --profile ci --example soak -- --secs 60 --threads 16 | tee target/soak.out
+bash scripts/check-example.sh summary target/soak.out
+bash scripts/check-example.sh help soak
 
 step "loom models of the concurrent protocols (about 1.5 minutes)"
 bash loom-tests/run.sh
