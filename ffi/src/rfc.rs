@@ -7,7 +7,7 @@
 //! vendor's `pasid_init` narrows it. With a vendor `pasid_alloc`, the vendor
 //! picks the number and the library records it with an exact allocation
 //! (`min == max`) in the consumer's set, tagged so that every free path hands
-//! it back through `pasid_free`. Ranges are inclusive (SPEC section 2).
+//! it back through `pasid_free`. Ranges are inclusive (contract §2, docs/CONTRACT.md).
 
 use crate::{ffi_guard, install_set, ioasid_set, ioasid_t, load_set, neg, CData, SetImpl};
 use ioasid_core::{Error, MAX_IOASID, PASID_MAX, PASID_MIN};
