@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "MSRV: the workspace builds with rust-version's toolchain"
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+if [[ $(rustc --version) == "rustc $msrv"* ]]; then
+	echo "rustc is $msrv, the rust-version: every build below checks it"
+elif cargo "+$msrv" --version >/dev/null 2>&1; then
+	cargo "+$msrv" check --workspace --all-targets --locked
+else
+	echo "rustc is not $msrv and no $msrv toolchain is installed: MSRV not checked"
+fi
+
 step "format"
 cargo fmt --all --check
 
