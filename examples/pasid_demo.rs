@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example pasid_demo -- [--secs N] [--drivers D] [--handlers H]
+//! cargo run --release --example pasid_demo -- --help
 //! ```
 //!
 //! Every lookup checks that the context it found belongs to the PASID it
@@ -11,6 +12,9 @@
 //! summary counts operations, throughput, live PASIDs, grace periods and
 //! errors, which must be zero (the exit status says so too).
 
+mod common;
+
+use common::{grouped, Summary};
 use indicatif::{ProgressBar, ProgressStyle};
 use ioasid::{Error, Policy, Space, PASID_MAX, PASID_MIN};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,42 +60,46 @@ struct Options {
     handlers: usize,
 }
 
-fn parse_options() -> Options {
+const USAGE: &str = "\
+usage: pasid_demo [--secs N] [--drivers D] [--handlers H]
+
+A simulated IOMMU: D device drivers bind and unbind processes (PASID
+alloc/free in their own sets) while H fault handlers look PASIDs up.
+Prints progress, then a summary; exits 1 if any check failed.
+
+  --secs N       run time in seconds (default 5, at least 1)
+  --drivers D    driver threads, 1 to 64 (default 4)
+  --handlers H   fault-handler threads, 1 to 64 (default 4)
+  -h, --help     this text";
+
+fn parse_options() -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut options = Options {
         secs: 5,
         drivers: 4,
         handlers: 4,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().and_then(|v| v.parse::<u64>().ok());
-        match (flag.as_str(), value) {
-            ("--secs", Some(v)) => options.secs = v.max(1),
-            ("--drivers", Some(v)) => options.drivers = v.clamp(1, 64) as usize,
-            ("--handlers", Some(v)) => options.handlers = v.clamp(1, 64) as usize,
-            _ => {
-                eprintln!("usage: pasid_demo [--secs N] [--drivers D] [--handlers H]");
-                std::process::exit(2);
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("secs") => options.secs = parser.value()?.parse::<u64>()?.max(1),
+            Long("drivers") => options.drivers = parser.value()?.parse::<usize>()?.clamp(1, 64),
+            Long("handlers") => options.handlers = parser.value()?.parse::<usize>()?.clamp(1, 64),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
             }
+            _ => return Err(arg.unexpected()),
         }
     }
-    options
-}
-
-/// A xorshift generator, enough to pick PIDs and PASIDs.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
+    Ok(options)
 }
 
 fn main() {
-    let options = parse_options();
+    let options = parse_options().unwrap_or_else(|e| {
+        eprintln!("pasid_demo: {e}\n\n{USAGE}");
+        std::process::exit(2);
+    });
     // One system-wide 20-bit PASID space; PASID 0 means "no PASID".
     let space: Space<Arc<ProcessContext>> = Space::builder()
         .range(PASID_MIN, PASID_MAX)
@@ -127,14 +135,14 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
             bar.inc(1);
             let progress = format!(
-                "{:>10} ops  {:>6} PASIDs live  {} errors",
-                stats.total(),
-                space.live_count(),
+                "{:>13} ops  {:>7} PASIDs live  {} errors",
+                grouped(stats.total()),
+                grouped(space.live_count() as u64),
                 stats.errors.load(Ordering::Relaxed)
             );
             if bar.is_hidden() {
                 // Not a terminal (a log, CI): one plain line a second.
-                if bar.position() % 10 == 0 {
+                if bar.position().is_multiple_of(10) {
                     println!("  [{:>3} s] {progress}", bar.position() / 10);
                 }
             } else {
@@ -154,35 +162,23 @@ fn main() {
     }
     let errors = stats.errors.load(Ordering::Relaxed);
     let total = stats.total();
-    println!("summary");
-    println!(
-        "  operations        {total} ({:.2} M ops/s over {elapsed:.1} s)",
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let rate = format!(
+        "{:.2} M ops/s over {elapsed:.1} s",
         total as f64 / elapsed / 1e6
     );
-    println!(
-        "  binds (alloc)     {}",
-        stats.binds.load(Ordering::Relaxed)
-    );
-    println!(
-        "  unbinds (free)    {}",
-        stats.unbinds.load(Ordering::Relaxed)
-    );
-    println!(
-        "  rebinds (set_data) {}",
-        stats.rebinds.load(Ordering::Relaxed)
-    );
-    println!(
-        "  faults (find)     {} ({} hit a live PASID)",
-        stats.faults.load(Ordering::Relaxed),
-        stats.fault_hits.load(Ordering::Relaxed)
-    );
-    println!(
-        "  quota refusals    {}",
-        stats.quota_refusals.load(Ordering::Relaxed)
-    );
-    println!("  grace periods     {}", space.domain().grace_periods());
-    println!("  PASIDs live       {live_after}");
-    println!("  errors            {errors}");
+    let hits = format!("{} hit a live PASID", grouped(load(&stats.fault_hits)));
+    Summary::new("summary")
+        .count("operations", total, &rate)
+        .count("binds (alloc)", load(&stats.binds), "")
+        .count("unbinds (free)", load(&stats.unbinds), "")
+        .count("rebinds (set_data)", load(&stats.rebinds), "")
+        .count("faults (find)", load(&stats.faults), &hits)
+        .count("quota refusals", load(&stats.quota_refusals), "")
+        .count("grace periods", space.domain().grace_periods(), "")
+        .count("PASIDs live", live_after as u64, "")
+        .count("errors", errors, "")
+        .print();
     if errors != 0 {
         std::process::exit(1);
     }
@@ -192,12 +188,12 @@ fn main() {
 /// and unbinding processes, checking ownership on each unbind.
 fn run_driver(driver: usize, space: &Space<Arc<ProcessContext>>, stats: &Stats, stop: &AtomicBool) {
     let set = space.new_set_with_quota(4096);
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (driver as u64 + 1) << 20);
+    let mut rng = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1D ^ (driver as u64 + 1) << 20);
     let mut bound: Vec<(u32, u32)> = Vec::new();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         round += 1;
-        let pid = 1000 + rng.below(1 << 20) as u32;
+        let pid = 1000 + rng.u64(..1 << 20) as u32;
         let context = Arc::new(ProcessContext {
             pasid: 0,
             pid,
@@ -222,8 +218,8 @@ fn run_driver(driver: usize, space: &Space<Arc<ProcessContext>>, stats: &Stats, 
             }
             Err(e) => stats.error(&format!("driver {driver}: bind failed: {e}")),
         }
-        if bound.len() > 2000 || (!bound.is_empty() && rng.below(2) == 0) {
-            let (pasid, pid) = bound.swap_remove(rng.below(bound.len() as u64) as usize);
+        if bound.len() > 2000 || (!bound.is_empty() && rng.u64(..2) == 0) {
+            let (pasid, pid) = bound.swap_remove(rng.usize(..bound.len()));
             match set.with(pasid, |c| (c.pasid, c.pid, c.driver)) {
                 Ok(found) if found == (pasid, pid, driver) => {}
                 other => stats.error(&format!("driver {driver}: PASID {pasid} holds {other:?}")),
@@ -233,7 +229,7 @@ fn run_driver(driver: usize, space: &Space<Arc<ProcessContext>>, stats: &Stats, 
             }
             stats.unbinds.fetch_add(1, Ordering::Relaxed);
         }
-        if round % 50_000 == 0 {
+        if round.is_multiple_of(50_000) {
             // A driver tearing down a batch waits for the fault handlers, as
             // the kernel does with synchronize_rcu() before freeing a context.
             space.synchronize();
@@ -254,14 +250,14 @@ fn run_fault_handler(
     stats: &Stats,
     stop: &AtomicBool,
 ) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (handler as u64 + 7) << 32);
+    let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15 ^ (handler as u64 + 7) << 32);
     // Faults cluster on low PASIDs (the lowest-free policy packs them there).
     let hot = 4096 * 8;
     while !stop.load(Ordering::Relaxed) {
         let guard = space.pin();
         let mut hits = 0;
         for _ in 0..256 {
-            let pasid = PASID_MIN + rng.below(hot) as u32;
+            let pasid = PASID_MIN + rng.u64(..hot) as u32;
             if let Some(context) = space.find(pasid, &guard) {
                 // A context is either the one being bound (pasid still 0)
                 // or the one recorded for exactly this PASID.

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example soak -- --secs 60 --threads 16
+//! cargo run --release --example soak -- --help
 //! ```
 //!
 //! Three spaces (one per policy, each in its own reclamation domain) hold
@@ -31,6 +32,9 @@
 //! Prints progress every 5 seconds and a summary; exits with status 1 and a
 //! loud message on any violation.
 
+mod common;
+
+use common::{grouped, grouped_f64, Summary};
 use ioasid::{Domain, Error, Ioasid, Payload, Policy, Set, Space};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
@@ -108,7 +112,7 @@ impl std::ops::Deref for Tag {
 // the box (an atomic), so a view made by `from_inline` is a shared view.
 unsafe impl Payload for Tag {
     fn to_inline(&self) -> Option<u64> {
-        if self.serial % 2 == 0 {
+        if self.serial.is_multiple_of(2) {
             self.0.to_inline()
         } else {
             None
@@ -233,21 +237,6 @@ struct Held {
 // ---------------------------------------------------------------------------
 // Per-thread work.
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[derive(Default, Clone, Copy)]
 struct Counts {
     alloc: u64,
@@ -292,7 +281,7 @@ const MAX_HELD: usize = 64;
 struct Worker<'w> {
     world: &'w [SharedSpace],
     token: u32,
-    rng: Rng,
+    rng: fastrand::Rng,
     next_serial: u64,
     held: Vec<Held>,
     counts: Counts,
@@ -305,7 +294,7 @@ impl Worker<'_> {
     }
 
     fn step(&mut self) {
-        match self.rng.below(100) {
+        match self.rng.usize(..100) {
             0..=29 => self.alloc(),
             30..=54 => self.free(),
             55..=74 => self.find_random(),
@@ -320,15 +309,15 @@ impl Worker<'_> {
         if self.held.len() >= MAX_HELD {
             return self.free();
         }
-        let space = self.rng.below(self.world.len());
-        let set = self.rng.below(self.world[space].sets.len());
+        let space = self.rng.usize(..self.world.len());
+        let set = self.rng.usize(..self.world[space].sets.len());
         let shared = &self.world[space];
         let s = &shared.sets[set];
         let serial = self.serial();
         let (min, max) = (shared.space.min(), shared.space.max());
         // Mostly the whole space, sometimes a window of it.
-        let (lo, hi) = if self.rng.below(4) == 0 {
-            let lo = min + self.rng.below((max - min) as usize + 1) as Ioasid;
+        let (lo, hi) = if self.rng.usize(..4) == 0 {
+            let lo = min + self.rng.usize(..(max - min) as usize + 1) as Ioasid;
             (lo, lo.saturating_add(16).min(max))
         } else {
             (min, max)
@@ -352,7 +341,7 @@ impl Worker<'_> {
                 // Relaxed: a count checked against the quota only.
                 let held = s.held.fetch_add(1, Ordering::Relaxed) + 1;
                 ensure!(
-                    s.quota.map_or(true, |q| held <= q),
+                    s.quota.is_none_or(|q| held <= q),
                     "set {} holds {held} > quota",
                     s.tag
                 );
@@ -384,7 +373,7 @@ impl Worker<'_> {
         if self.held.is_empty() {
             return self.alloc();
         }
-        let held = self.held.swap_remove(self.rng.below(self.held.len()));
+        let held = self.held.swap_remove(self.rng.usize(..self.held.len()));
         let shared = &self.world[held.space];
         let s = &shared.sets[held.set];
         // Release the table entry before the ID can be reused.
@@ -416,11 +405,11 @@ impl Worker<'_> {
     }
 
     fn find_random(&mut self) {
-        let space = self.rng.below(self.world.len());
+        let space = self.rng.usize(..self.world.len());
         let shared = &self.world[space];
         let (min, max) = (shared.space.min(), shared.space.max());
-        let id = min.saturating_sub(2) + self.rng.below((max - min) as usize + 5) as Ioasid;
-        let set = self.rng.below(shared.sets.len());
+        let id = min.saturating_sub(2) + self.rng.usize(..(max - min) as usize + 5) as Ioasid;
+        let set = self.rng.usize(..shared.sets.len());
         let s = &shared.sets[set];
         self.counts.find += 1;
         let guard = shared.space.pin();
@@ -450,7 +439,7 @@ impl Worker<'_> {
     }
 
     fn find_own(&mut self) {
-        let Some(&held) = self.held.get(self.rng.below(self.held.len().max(1))) else {
+        let Some(&held) = self.held.get(self.rng.usize(..self.held.len().max(1))) else {
             return self.find_random();
         };
         let shared = &self.world[held.space];
@@ -494,7 +483,7 @@ impl Worker<'_> {
         if self.held.is_empty() {
             return self.alloc();
         }
-        let index = self.rng.below(self.held.len());
+        let index = self.rng.usize(..self.held.len());
         let held = self.held[index];
         let s = &self.world[held.space].sets[held.set];
         let serial = self.serial();
@@ -514,11 +503,11 @@ impl Worker<'_> {
     /// Frees and set_data of an ID we hold, through another set: EACCES,
     /// nothing changed.
     fn foreign(&mut self) {
-        let Some(&held) = self.held.get(self.rng.below(self.held.len().max(1))) else {
+        let Some(&held) = self.held.get(self.rng.usize(..self.held.len().max(1))) else {
             return self.alloc();
         };
         let shared = &self.world[held.space];
-        let other = (held.set + 1 + self.rng.below(shared.sets.len() - 1)) % shared.sets.len();
+        let other = (held.set + 1 + self.rng.usize(..shared.sets.len() - 1)) % shared.sets.len();
         let s = &shared.sets[other];
         self.counts.foreign += 1;
         ensure!(
@@ -541,8 +530,8 @@ impl Worker<'_> {
     }
 
     fn for_each(&mut self) {
-        let space = self.rng.below(self.world.len());
-        let set = self.rng.below(self.world[space].sets.len());
+        let space = self.rng.usize(..self.world.len());
+        let set = self.rng.usize(..self.world[space].sets.len());
         let s = &self.world[space].sets[set];
         let mut mine: Vec<Ioasid> = self
             .held
@@ -551,8 +540,8 @@ impl Worker<'_> {
             .map(|h| h.id)
             .collect();
         mine.sort_unstable();
-        let stop_after = if self.rng.below(2) == 0 {
-            Some(1 + self.rng.below(8))
+        let stop_after = if self.rng.usize(..2) == 0 {
+            Some(1 + self.rng.usize(..8))
         } else {
             None
         };
@@ -562,7 +551,7 @@ impl Worker<'_> {
         self.counts.for_each += 1;
         let flow = s.set.for_each(|id, data| {
             ensure!(
-                last.map_or(true, |l| l < id),
+                last.is_none_or(|l| l < id),
                 "for_each not ascending: {last:?} then {id}"
             );
             last = Some(id);
@@ -597,32 +586,45 @@ impl Worker<'_> {
 // ---------------------------------------------------------------------------
 // Main.
 
-fn parse_args() -> Result<(u64, usize), String> {
+const USAGE: &str = "\
+usage: soak [--secs N] [--threads T]
+
+Many threads beat on 3 shared spaces (Lowest, Cyclic, Any) x 3 sets and
+check every step for lost, duplicated or foreign IDs and data; then every
+ID and data value is accounted for. Exits 1 on any violation.
+
+  --secs N       run time in seconds (default 60)
+  --threads T    worker threads, at least 1 (default 16)
+  -h, --help     this text";
+
+/// What the command line asks for; `None` after printing the help.
+fn parse_args() -> Result<Option<(u64, usize)>, lexopt::Error> {
+    use lexopt::prelude::*;
     let (mut secs, mut threads) = (60, 16);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().ok_or(format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--secs" => secs = value.parse().map_err(|e| format!("--secs: {e}"))?,
-            "--threads" => threads = value.parse().map_err(|e| format!("--threads: {e}"))?,
-            _ => {
-                return Err(format!(
-                    "unknown argument {arg}; usage: soak [--secs N] [--threads T]"
-                ))
-            }
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("secs") => secs = parser.value()?.parse()?,
+            Long("threads") => threads = parser.value()?.parse()?,
+            Short('h') | Long("help") => return Ok(None),
+            _ => return Err(arg.unexpected()),
         }
     }
     if threads == 0 {
         return Err("--threads must be at least 1".into());
     }
-    Ok((secs, threads))
+    Ok(Some((secs, threads)))
 }
 
 fn main() -> ExitCode {
     let (secs, threads) = match parse_args() {
-        Ok(args) => args,
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("soak: {e}");
+            eprintln!("soak: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -636,7 +638,7 @@ fn main() -> ExitCode {
     let ops = AtomicU64::new(0);
     let start = Barrier::new(threads + 1);
 
-    let (counts, held) = thread::scope(|scope| {
+    let (counts, held, elapsed) = thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|n| {
                 let (world, stop, ops, start) = (&world, &stop, &ops, &start);
@@ -644,8 +646,10 @@ fn main() -> ExitCode {
                     let mut worker = Worker {
                         world,
                         token: n as u32 + 1,
-                        rng: Rng(0x2545_F491_4F6C_DD1D
-                            ^ (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                        rng: fastrand::Rng::with_seed(
+                            0x2545_F491_4F6C_DD1D
+                                ^ (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                        ),
                         next_serial: 0,
                         held: Vec::new(),
                         counts: Counts::default(),
@@ -676,8 +680,10 @@ fn main() -> ExitCode {
                 let live: usize = world.iter().map(|w| w.space.live_count()).sum();
 
                 println!(
-                    "  {elapsed:>4} s: {done} ops ({:.0} ops/s), {live} live IDs, {} violations",
-                    done as f64 / began.elapsed().as_secs_f64(),
+                    "  {elapsed:>4} s: {:>15} ops ({:>11} ops/s), {:>7} live IDs, {} violations",
+                    grouped(done),
+                    grouped_f64(done as f64 / began.elapsed().as_secs_f64()),
+                    grouped(live as u64),
                     VIOLATIONS.load(Ordering::Relaxed)
                 );
                 next_report += 5;
@@ -697,13 +703,7 @@ fn main() -> ExitCode {
                 Err(_) => violation("a worker thread panicked".into()),
             }
         }
-        println!(
-            "soak: {} ops in {:.1} s = {:.0} ops/s",
-            counts.total(),
-            elapsed.as_secs_f64(),
-            counts.total() as f64 / elapsed.as_secs_f64()
-        );
-        (counts, held)
+        (counts, held, elapsed)
     });
 
     // Every ID accounted for.
@@ -774,21 +774,31 @@ fn main() -> ExitCode {
         "the dropped values are not the ones made"
     );
 
-    println!(
-        "soak: alloc {} (ENOSPC {}, EDQUOT {}), free {}, find {} ({} hits), set_data {}, foreign {}, for_each {}",
-        counts.alloc,
-        counts.enospc,
-        counts.edquot,
-        counts.free,
-        counts.find,
-        counts.find_hit,
-        counts.set_data,
-        counts.foreign,
-        counts.for_each
-    );
-    println!("soak: {live} IDs live at the end; {made} data values made, {dropped} dropped");
     let violations = VIOLATIONS.load(Ordering::Relaxed);
-    println!("soak: violations = {violations}");
+    let rate = format!(
+        "in {:.1} s = {} ops/s",
+        elapsed.as_secs_f64(),
+        grouped_f64(counts.total() as f64 / elapsed.as_secs_f64())
+    );
+    let alloc_note = format!(
+        "ENOSPC {}, EDQUOT {}",
+        grouped(counts.enospc),
+        grouped(counts.edquot)
+    );
+    let find_note = format!("{} hits", grouped(counts.find_hit));
+    Summary::new("soak: summary")
+        .count("operations", counts.total(), &rate)
+        .count("alloc", counts.alloc, &alloc_note)
+        .count("free", counts.free, "")
+        .count("find", counts.find, &find_note)
+        .count("set_data", counts.set_data, "")
+        .count("foreign", counts.foreign, "")
+        .count("for_each", counts.for_each, "")
+        .count("IDs live at the end", live as u64, "")
+        .count("data values made", made, "")
+        .count("data values dropped", dropped, "")
+        .count("violations", violations, "")
+        .print();
     if violations > 0 {
         eprintln!("soak: FAILED with {violations} violations (first ones printed above)");
         return ExitCode::FAILURE;

@@ -7,14 +7,27 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "MSRV: the workspace builds with rust-version's toolchain"
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+if [[ $(rustc --version) == "rustc $msrv"* ]]; then
+	echo "rustc is $msrv, the rust-version: every build below checks it"
+elif cargo "+$msrv" --version >/dev/null 2>&1; then
+	cargo "+$msrv" check --workspace --all-targets --locked
+else
+	echo "rustc is not $msrv and no $msrv toolchain is installed: MSRV not checked"
+fi
+
 step "format"
 cargo fmt --all --check
 
 step "clippy (all crates, all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "demo (the main job), 3 seconds"
-cargo run --profile ci --example pasid_demo -- --secs 3
+step "demo (the main job), 3 seconds; its summary lines up; --help"
+mkdir -p target
+cargo run --profile ci --example pasid_demo -- --secs 3 | tee target/pasid_demo.out
+bash scripts/check-example.sh summary target/pasid_demo.out
+bash scripts/check-example.sh help pasid_demo
 
 step "doc tests"
 cargo test --profile ci --workspace --doc
@@ -26,6 +39,16 @@ FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
 step "C ABI benchmark smoke run (fails on wrong results, never on ratios)"
 bash benches/c/run.sh --smoke
 
+step "C library install: DESTDIR/PREFIX/LIBDIR/INCLUDEDIR, SONAME, pkg-config and CMake users, uninstall"
+bash ffi/tests/install.sh
+
+step "API docs of every crate (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+step "publish dry run of the core crate (packages and builds what would be uploaded)"
+# Needs the registry's index; --allow-dirty lets a local run with edits pass.
+cargo publish --dry-run -p ioasid --allow-dirty
+
 step "benches: build and run every benchmark once; memory report smoke"
 IOASID_BENCH_THREADS=1,2 cargo bench -p ioasid-benches -- --test
 cargo run --profile ci -p ioasid-benches --bin memory -- --small
@@ -34,7 +57,9 @@ step "memory boundedness, 10M alloc/free cycles per policy"
 IOASID_MEMORY_CYCLES=10000000 cargo test --profile ci -p ioasid --test memory_bound -- --nocapture
 
 step "soak, 60 seconds, 16 threads"
-cargo run --profile ci --example soak -- --secs 60 --threads 16
+cargo run --profile ci --example soak -- --secs 60 --threads 16 | tee target/soak.out
+bash scripts/check-example.sh summary target/soak.out
+bash scripts/check-example.sh help soak
 
 step "loom models of the concurrent protocols (about 1.5 minutes)"
 bash loom-tests/run.sh

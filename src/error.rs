@@ -4,7 +4,10 @@ use std::fmt;
 
 /// Why an operation failed. Each variant maps to exactly one errno value
 /// ([`Error::errno`]), so the C layer can hand it on unchanged.
+///
+/// Non-exhaustive: later releases may add errors (a match needs a `_` arm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Error {
     /// `EINVAL`: a reversed range, a range that misses the space, or another
     /// bad argument. Nothing was changed.

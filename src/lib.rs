@@ -19,6 +19,9 @@
 //!   have seen it has dropped its guard; [`Space::synchronize`] waits for them.
 //! - A [`CustomAllocator`] can take number choice over (paravirtual PASIDs).
 //!
+//! The whole contract (semantics, errors, the C ABI, performance targets)
+//! is the [`contract`] page, `docs/CONTRACT.md` in the repository.
+//!
 //! ```
 //! use ioasid::{Policy, Space};
 //!
@@ -54,6 +57,7 @@
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
 
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]
@@ -90,6 +94,12 @@ pub const PASID_MIN: Ioasid = 1;
 
 /// The largest 20-bit PCIe PASID.
 pub const PASID_MAX: Ioasid = 0xFFFFF;
+
+/// The library's contract: semantics, errors, the C ABI and the numbers
+/// the benchmarks hold it to (`docs/CONTRACT.md`, shown here as a page).
+pub mod contract {
+    #![doc = include_str!("../docs/CONTRACT.md")]
+}
 
 /// The README's examples run as doc tests, so the README never lies.
 #[cfg(doctest)]

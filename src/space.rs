@@ -30,6 +30,7 @@ use std::ptr;
 
 /// How a space chooses among free IDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Policy {
     /// The lowest free ID at or above `min` (the kernel IDA contract).
     #[default]
@@ -120,6 +121,31 @@ pub struct SpaceBuilder<T, const F: usize = 64> {
     policy: Policy,
     domain: Option<Domain>,
     _data: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload, const F: usize> Default for SpaceBuilder<T, F> {
+    /// The builder of [`Space::builder`]: `0..=0xFFFF_FFFE`, Lowest, global domain.
+    ///
+    /// ```
+    /// let space: ioasid::Space<u32> = ioasid::SpaceBuilder::default().build()?;
+    /// assert_eq!(space.new_set().alloc(0, 9, 7)?, 0);
+    /// assert!(format!("{:?}", ioasid::SpaceBuilder::<u32>::default()).contains("Lowest"));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    fn default() -> Self {
+        Space::builder()
+    }
+}
+
+impl<T, const F: usize> fmt::Debug for SpaceBuilder<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpaceBuilder")
+            .field("min", &self.min)
+            .field("max", &self.max)
+            .field("policy", &self.policy)
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 impl<T: Payload, const F: usize> SpaceBuilder<T, F> {

@@ -1,4 +1,4 @@
-//! Single-threaded semantics of the Rust API (SPEC section 3), at tiny and
+//! Single-threaded semantics of the Rust API (contract §3, docs/CONTRACT.md), at tiny and
 //! default fan-out.
 
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};

@@ -2,7 +2,6 @@
 //! Oversubscribed on purpose: more threads than cores.
 
 mod common;
-use common::Rng;
 use ioasid::{Domain, Error, Policy, Set, Space};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -59,11 +58,11 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
             let (holders, barrier, drops, created, enospc) =
                 (&holders, &barrier, &drops, &created, &enospc);
             workers.push(s.spawn(move || {
-                let mut rng = Rng(0x9E37_79B9 * (thread as u64 + 1));
+                let mut rng = fastrand::Rng::with_seed(0x9E37_79B9 * (thread as u64 + 1));
                 let mut held: Vec<u32> = Vec::new();
                 barrier.wait();
                 for _ in 0..iterations {
-                    if held.is_empty() || rng.next() % 2 == 0 {
+                    if held.is_empty() || rng.bool() {
                         let tag = Tag {
                             id: u32::MAX,
                             thread,
@@ -97,7 +96,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
                             Err(e) => panic!("unexpected {e}"),
                         }
                     } else {
-                        let id = held.swap_remove((rng.next() % held.len() as u64) as usize);
+                        let id = held.swap_remove(rng.usize(..held.len()));
                         let seen = set.with(id, |t| (t.id, t.thread)).unwrap();
                         assert_eq!(seen, (id, thread));
                         let prev = holders[(id - min) as usize].swap(u32::MAX, Ordering::SeqCst);
@@ -245,7 +244,7 @@ fn readers_racing_writers_see_only_their_id() {
                 (&space, &writers_left, &start, &drops, &created, &hits);
             threads.push(s.spawn(move || {
                 let set = space.new_set();
-                let mut rng = Rng(77 + w);
+                let mut rng = fastrand::Rng::with_seed(77 + w);
                 let mut held = Vec::new();
                 start.wait();
                 // Churn until the readers have had their chance (they may be
@@ -254,11 +253,11 @@ fn readers_racing_writers_see_only_their_id() {
                 while round < 40_000 || (hits.load(Ordering::Relaxed) < 1_000 && round < 50_000_000)
                 {
                     round += 1;
-                    if held.len() < 40 && rng.next() % 3 != 0 {
+                    if held.len() < 40 && rng.u32(..3) != 0 {
                         created.fetch_add(1, Ordering::SeqCst);
                         // Publish the right tag in the first record: allocate
                         // an exact free ID chosen by trial.
-                        let want = (rng.next() % 256) as u32;
+                        let want = rng.u32(..256);
                         if let Ok(id) = set.alloc(
                             want,
                             want,
@@ -271,7 +270,7 @@ fn readers_racing_writers_see_only_their_id() {
                             held.push(id);
                         }
                     } else if let Some(id) = held.pop() {
-                        if rng.next() % 2 == 0 {
+                        if rng.bool() {
                             created.fetch_add(1, Ordering::SeqCst);
                             set.set_data(
                                 id,
@@ -294,12 +293,12 @@ fn readers_racing_writers_see_only_their_id() {
         for r in 0..4u64 {
             let (space, writers_left, start, hits) = (&space, &writers_left, &start, &hits);
             threads.push(s.spawn(move || {
-                let mut rng = Rng(1234 + r);
+                let mut rng = fastrand::Rng::with_seed(1234 + r);
                 start.wait();
                 while writers_left.load(Ordering::SeqCst) > 0 {
                     let guard = space.pin();
                     for _ in 0..64 {
-                        let id = (rng.next() % 256) as u32;
+                        let id = rng.u32(..256);
                         if let Some(tag) = space.find(id, &guard) {
                             assert_eq!(tag.id, id, "data of another ID");
                             hits.fetch_add(1, Ordering::Relaxed);
@@ -332,11 +331,11 @@ fn for_each_racing_churn_visits_stable_ids_once() {
         for (n, set) in [&mine, &other].into_iter().enumerate() {
             let stop = &stop;
             s.spawn(move || {
-                let mut rng = Rng(99 + n as u64);
+                let mut rng = fastrand::Rng::with_seed(99 + n as u64);
                 let mut held = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
-                    let id = (rng.next() % 512) as u32;
-                    if id % 8 != 0 {
+                    let id = rng.u32(..512);
+                    if !id.is_multiple_of(8) {
                         if let Ok(id) = set.alloc(id, id, id) {
                             held.push(id);
                         }

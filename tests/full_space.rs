@@ -14,26 +14,14 @@ use std::collections::BTreeSet;
 const SPAN: u32 = PASID_MAX + 1;
 const HOLES: usize = 1000;
 
-/// A tiny deterministic RNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+/// `n` distinct IDs of `[min, max]`, from a generator seeded with `seed`.
+fn distinct(seed: u64, n: usize, min: Ioasid, max: Ioasid) -> BTreeSet<Ioasid> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut ids = BTreeSet::new();
+    while ids.len() < n {
+        ids.insert(rng.u32(min..=max));
     }
-
-    /// `n` distinct IDs of `[min, max]`.
-    fn distinct(&mut self, n: usize, min: Ioasid, max: Ioasid) -> BTreeSet<Ioasid> {
-        let span = u64::from(max - min) + 1;
-        let mut ids = BTreeSet::new();
-        while ids.len() < n {
-            ids.insert(min + (self.next() % span) as Ioasid);
-        }
-        ids
-    }
+    ids
 }
 
 /// Fills the 20-bit space through `set`; Lowest and Cyclic must hand out
@@ -70,7 +58,7 @@ fn lowest_fill_enospc_and_refill_exactly_the_holes_in_order() {
     let set = space.new_set();
     fill_20_bits(&set, Policy::Lowest);
 
-    let holes = Rng(0x5EED_0001).distinct(HOLES, 0, PASID_MAX);
+    let holes = distinct(0x5EED_0001, HOLES, 0, PASID_MAX);
     free_all(&set, &holes);
     for &want in &holes {
         assert_eq!(set.alloc(0, PASID_MAX, want), Ok(want));
@@ -82,7 +70,7 @@ fn lowest_fill_enospc_and_refill_exactly_the_holes_in_order() {
     }
 
     // Holes in a narrowed range: only those inside it come back.
-    let holes = Rng(0x5EED_0002).distinct(HOLES, 0, PASID_MAX);
+    let holes = distinct(0x5EED_0002, HOLES, 0, PASID_MAX);
     free_all(&set, &holes);
     let (lo, hi) = (0x40000, 0x7FFFF);
     for &want in holes.range(lo..=hi) {
@@ -102,8 +90,7 @@ fn cyclic_fill_enospc_and_refill_the_holes_in_cyclic_order() {
     fill_20_bits(&set, Policy::Cyclic);
     // The last ID handed out was PASID_MAX: the cursor wrapped to 0.
 
-    let holes: Vec<Ioasid> = Rng(0x5EED_0003)
-        .distinct(HOLES, 0, PASID_MAX)
+    let holes: Vec<Ioasid> = distinct(0x5EED_0003, HOLES, 0, PASID_MAX)
         .into_iter()
         .collect();
     free_all(&set, &holes.iter().copied().collect());
@@ -129,7 +116,7 @@ fn any_fill_enospc_and_refill_exactly_the_holes() {
     let set = space.new_set();
     fill_20_bits(&set, Policy::Any);
 
-    let holes = Rng(0x5EED_0004).distinct(HOLES, 0, PASID_MAX);
+    let holes = distinct(0x5EED_0004, HOLES, 0, PASID_MAX);
     free_all(&set, &holes);
     let mut refilled = BTreeSet::new();
     for _ in 0..HOLES {
@@ -148,7 +135,7 @@ fn quota_at_the_edge_of_a_full_space() {
         let space = space(0, PASID_MAX, policy);
         let bulk = space.new_set();
         fill_20_bits(&bulk, policy);
-        let holes = Rng(0x5EED_0005).distinct(HOLES, 0, PASID_MAX);
+        let holes = distinct(0x5EED_0005, HOLES, 0, PASID_MAX);
         free_all(&bulk, &holes);
 
         // Quota = holes - 1: the set gets all but one hole, then EDQUOT.

@@ -20,7 +20,6 @@
 //! would take a minute or more. `IOASID_MEMORY_CYCLES=N` overrides both.
 
 mod common;
-use common::Rng;
 use ioasid::{Domain, Payload, Policy, Space};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -146,20 +145,20 @@ fn run(policy: Policy, max: u32) -> (Figures, Figures) {
     let reader = {
         let (space, stop) = (space.clone(), stop.clone());
         thread::spawn(move || {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
             let mut hits = 0u64;
             // Relaxed: a stop request; nothing else is published through it.
             while !stop.load(Ordering::Relaxed) {
                 let guard = space.pin();
                 for _ in 0..256 {
-                    let id = (rng.next() % (2 * WINDOW as u64)) as u32;
+                    let id = rng.u32(..2 * WINDOW as u32);
                     if let Some(data) = space.find(id, &guard) {
                         assert_eq!(data.0[0], data.0[1], "torn or foreign data");
                         hits += 1;
                     }
                 }
                 drop(guard);
-                if rng.next() % 8 == 0 {
+                if rng.u32(..8) == 0 {
                     thread::yield_now();
                 }
             }
@@ -167,16 +166,16 @@ fn run(policy: Policy, max: u32) -> (Figures, Figures) {
         })
     };
 
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1D);
     let mut window: Vec<u32> = (0..WINDOW)
         .map(|n| set.alloc(0, max, Pair([n as u64; 2])).unwrap())
         .collect();
     let mut cycle = |n: u64| {
-        let slot = (rng.next() % WINDOW as u64) as usize;
+        let slot = rng.usize(..WINDOW);
         set.free(window[slot]).unwrap();
         window[slot] = set.alloc(0, max, Pair([n; 2])).unwrap();
-        if n % 8 == 0 {
-            let other = window[(rng.next() % WINDOW as u64) as usize];
+        if n.is_multiple_of(8) {
+            let other = window[rng.usize(..WINDOW)];
             set.set_data(other, Pair([n + 1; 2])).unwrap();
         }
     };

@@ -1,6 +1,6 @@
 //! Model-based property tests: random operation sequences run against a real
 //! [`Space`] and, step by step, against a plain reference model (a `BTreeMap`
-//! plus the rules of SPEC section 3). Every result, every error code, every
+//! plus the rules of contract §3, docs/CONTRACT.md). Every result, every error code, every
 //! ID chosen (exactly for Lowest and single-threaded Cyclic, "free and in
 //! range" for Any), every `for_each` walk and every drop of private data is
 //! compared. Private data takes both entry kinds of the core: `Tagged`
@@ -149,7 +149,7 @@ struct ModelSet {
     count: usize,
 }
 
-/// SPEC section 3, single-threaded.
+/// Contract §3, single-threaded.
 struct Model {
     min: Ioasid,
     max: Ioasid,
@@ -201,7 +201,7 @@ impl Model {
         (lo..=hi).find(|id| !self.live.contains_key(id))
     }
 
-    /// The SPEC's alloc, without the side effects.
+    /// The contract's alloc, without the side effects.
     fn expect_alloc(&self, slot: usize, min: Ioasid, max: Ioasid) -> Expect {
         let set = self.slots[slot].as_ref().unwrap();
         if min > max {
@@ -233,6 +233,7 @@ impl Model {
                     None => Expect::Err(Error::NoSpace),
                 }
             }
+            other => unreachable!("the model knows no policy {other:?}"),
         };
         match choice {
             Some(id) => Expect::Id(id),

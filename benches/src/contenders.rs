@@ -401,7 +401,7 @@ impl Table for PapayaMap {
 }
 
 /// A plain array of values indexed by ID: the memory-latency reference for
-/// random finds (SPEC section 5), not an allocator.
+/// random finds (contract §6, docs/CONTRACT.md), not an allocator.
 pub struct Array(pub Vec<u64>);
 
 impl Table for Array {

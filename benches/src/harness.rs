@@ -80,27 +80,26 @@ where
     })
 }
 
-/// xorshift64*: a few cycles per number, one per thread.
+/// One generator per thread (fastrand's wyrand: a few cycles per number).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
-    /// A generator for thread `index` (any index gives a non-zero state).
+    /// A generator for thread `index`, its own seed per index.
     pub fn new(index: usize) -> Self {
-        Rng((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(fastrand::Rng::with_seed(
+            (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.u64(..)
     }
 
-    /// A number in `0..n` (multiply-shift, no division).
+    /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() >> 32) * n) >> 32
+        self.0.u64(..n)
     }
 }
 

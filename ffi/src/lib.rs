@@ -6,7 +6,7 @@
 //! negative errno values (or `INVALID_IOASID` / `ERR_PTR` where the kernel's
 //! prototypes return those). The functions and their semantics are the
 //! kernel's v5.5 `ioasid_*`, the 2018 RFC's `iommu_pasid_*`, and our
-//! extensions; see the project's SPEC section 4.
+//! extensions; see docs/CONTRACT.md §5.
 //!
 //! ## Layout
 //!

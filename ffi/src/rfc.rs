@@ -7,7 +7,7 @@
 //! vendor's `pasid_init` narrows it. With a vendor `pasid_alloc`, the vendor
 //! picks the number and the library records it with an exact allocation
 //! (`min == max`) in the consumer's set, and in `VENDOR_IDS`, so that every
-//! free path hands it back through `pasid_free`. Ranges are inclusive (SPEC
+//! free path hands it back through `pasid_free`. Ranges are inclusive (docs/CONTRACT.md,
 //! section 2).
 
 use crate::{ffi_guard, install_set, ioasid_set, ioasid_t, load_set, neg, CData, SetImpl};

@@ -100,7 +100,7 @@ impl SetImpl {
     pub(crate) fn usable(&self) -> bool {
         self.space
             .as_ref()
-            .map_or(true, |s| !s.destroyed.load(Ordering::Acquire))
+            .is_none_or(|s| !s.destroyed.load(Ordering::Acquire))
     }
 }
 

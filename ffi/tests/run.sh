@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The C ABI's whole check, for CI and by hand (from any directory):
-#   1. builds libioasid.a / libioasid.so (cargo build --release -p ioasid-ffi);
+#   1. builds libioasid.a / libioasid.so (make -C ffi lib, into target/c);
 #   2. runs the ffi crate's Rust tests, among them the header drift check
 #      (include/ioasid.h regenerated with the pinned cbindgen must equal the
 #      committed one), and compiles the header as C11 and C++;
@@ -78,8 +78,8 @@ run_all() {
 # Stale harness binaries must never stand in for ones that failed to build.
 rm -rf ffi/tests/build
 
-step "build libioasid (release)"
-cargo build --release -p ioasid-ffi || fail_step "cargo build"
+step "build libioasid (release), staged in target/c"
+make -s -C ffi lib || fail_step "make -C ffi lib"
 
 step "Rust tests of the ffi crate, header drift check"
 # FFI_SKIP_CARGO_TEST=1 skips them where the workspace's test run (nextest)
@@ -117,10 +117,10 @@ mkdir -p ffi/tests/build/example
 awk '/^```c$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >ffi/tests/build/example/example.c
 if [[ -s ffi/tests/build/example/example.c ]] &&
 	gcc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude ffi/tests/build/example/example.c \
-		-o ffi/tests/build/example/shared -Ltarget/release -lioasid -lpthread &&
-	LD_LIBRARY_PATH=target/release ffi/tests/build/example/shared &&
+		-o ffi/tests/build/example/shared -Ltarget/c -lioasid -lpthread &&
+	LD_LIBRARY_PATH=target/c ffi/tests/build/example/shared &&
 	gcc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude ffi/tests/build/example/example.c \
-		-o ffi/tests/build/example/static target/release/libioasid.a -lpthread -lm -ldl -lrt -lutil &&
+		-o ffi/tests/build/example/static target/c/libioasid.a -lpthread -lm -ldl -lrt -lutil &&
 	ffi/tests/build/example/static; then
 	:
 else

@@ -1,7 +1,7 @@
 //! The fuzz driver: decodes a byte string into a sequence of C ABI calls
 //! (`ioasid_*` kernel functions and our extensions, bad arguments included)
-//! and checks each result against a plain reference model (SPEC section 3
-//! and 4). Any mismatch panics with the step, the call and both answers.
+//! and checks each result against a plain reference model (docs/CONTRACT.md §3
+//! and §5). Any mismatch panics with the step, the call and both answers.
 //!
 //! One input is one self-contained scenario: it creates one extension space
 //! (range and policy from the input), uses up to [`SLOTS`] set structs in

@@ -8,8 +8,8 @@
 //! the totals): the baselines keep them in a slot or node of their own,
 //! ioasid inline in its 8-byte entry word (values below 2^48).
 //!
-//! Usage: `memory [--small]` (`--small`: tiny sizes, a smoke test for CI).
-//! Prints Markdown tables.
+//! Usage: `memory [--small]` (`--small`: tiny sizes, a smoke test for CI;
+//! `--help`). Prints Markdown tables.
 
 use ioasid::{Policy, Space};
 use ioasid_benches::btree::BTreeAlloc;
@@ -234,8 +234,59 @@ fn per_id(bytes: f64, n: u64) -> String {
     format!("{:.1}", bytes / n as f64)
 }
 
+const USAGE: &str = "\
+usage: memory [--small]
+
+Prints the memory tables of BENCHMARKS.md: bytes per live ID for ioasid
+and each baseline, the cost of an empty space, RSS under alloc/free churn.
+
+  --small        tiny sizes (a smoke test)
+  -h, --help     this text";
+
+/// The command line: `--small`, and the policy when this process is a
+/// churn child (`--rss-child POLICY`, given by the parent).
+struct Args {
+    small: bool,
+    rss_child: Option<Policy>,
+}
+
+fn parse_args() -> Result<Option<Args>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        small: false,
+        rss_child: None,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("small") => args.small = true,
+            Long("rss-child") => {
+                args.rss_child = Some(match parser.value()?.string()?.as_str() {
+                    "Lowest" => Policy::Lowest,
+                    "Cyclic" => Policy::Cyclic,
+                    "Any" => Policy::Any,
+                    other => return Err(format!("unknown policy {other}").into()),
+                })
+            }
+            Short('h') | Long("help") => return Ok(None),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Some(args))
+}
+
 fn main() {
-    let small = std::env::args().any(|a| a == "--small");
+    let Args { small, rss_child } = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("memory: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let (big, few, first, cycles) = if small {
         (1 << 14, 1 << 10, 10_000, 100_000)
     } else {
@@ -243,13 +294,7 @@ fn main() {
     };
     const SPAN: u64 = 1 << 24;
 
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == "--rss-child") {
-        let policy = match args.get(at + 1).map(String::as_str) {
-            Some("Cyclic") => Policy::Cyclic,
-            Some("Any") => Policy::Any,
-            _ => Policy::Lowest,
-        };
+    if let Some(policy) = rss_child {
         let [(rss0, heap0), (rss1, heap1)] = churn(policy, 1000, first, cycles);
         println!(
             "| {policy:?} | {:.1} MiB | {:.1} MiB | {:.2} | {:.1} KiB | {:.1} KiB |",

@@ -5,10 +5,12 @@
 //! (criterion's median; for the thread groups: total throughput in Mops/s
 //! and its ratio to `mutex-ida` at the same thread count) and writes an SVG
 //! plot of throughput against threads for each thread group into the plot
-//! dir (default `benches/plots`).
+//! dir (default `benches/plots`), drawn with plotters: a log throughput axis,
+//! error bars from criterion's 95% confidence interval of the median.
 //!
-//! Usage: `report [CRITERION_DIR [PLOT_DIR]]`.
+//! Usage: `report [--criterion-dir DIR] [--plot-dir DIR]` (`--help`).
 
+use plotters::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +25,8 @@ struct Point {
     threads: Option<usize>,
     /// Criterion's median time per iteration, in nanoseconds.
     median_ns: f64,
+    /// The 95% confidence interval of that median, in nanoseconds.
+    median_ci_ns: (f64, f64),
 }
 
 /// Groups whose iterations run on every thread at once (throughput groups).
@@ -83,6 +87,14 @@ fn collect(dir: &Path, out: &mut Vec<Point>) {
                 function: text(&bench["function_id"]),
                 threads: bench["value_str"].as_str().and_then(|s| s.parse().ok()),
                 median_ns: est["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN),
+                median_ci_ns: (
+                    est["median"]["confidence_interval"]["lower_bound"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    est["median"]["confidence_interval"]["upper_bound"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                ),
             });
         } else {
             collect(&path, out);
@@ -178,135 +190,167 @@ fn single_table(group: &str, baseline: &str, points: &[&Point]) -> String {
     out
 }
 
-const COLORS: [&str; 12] = [
-    "#d62728", "#ff7f0e", "#e377c2", "#1f77b4", "#17becf", "#8c564b", "#2ca02c", "#9467bd",
-    "#7f7f7f", "#bcbd22", "#000000", "#aec7e8",
+const COLORS: [RGBColor; 12] = [
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x00, 0x00, 0x00),
+    RGBColor(0xae, 0xc7, 0xe8),
 ];
 
-/// A line plot of total throughput against thread count, one line a contender.
-fn svg(group: &str, points: &[&Point]) -> String {
-    let (w, h) = (760.0, 440.0);
-    let (left, right, top, bottom) = (70.0, 230.0, 40.0, 50.0);
+/// A line plot of total throughput (log scale) against thread count, one
+/// line a contender (ioasid's solid, the others dashed), with the
+/// confidence interval of each point as an error bar.
+fn svg(group: &str, points: &[&Point]) -> Result<String, String> {
     let mut threads: Vec<usize> = points.iter().filter_map(|p| p.threads).collect();
     threads.sort_unstable();
     threads.dedup();
-    let ymax = points
+    // One x position per thread count, evenly spaced.
+    let x_of = |t: usize| threads.iter().position(|&u| u == t).unwrap_or(0) as i32;
+    let bars = |p: &Point| {
+        let t = p.threads.unwrap_or(1);
+        // A longer time is a lower throughput: the bounds swap.
+        let (fast, slow) = p.median_ci_ns;
+        (mops(t, p.median_ns), mops(t, slow), mops(t, fast))
+    };
+    let values: Vec<f64> = points
         .iter()
-        .filter_map(|p| p.threads.map(|t| mops(t, p.median_ns)))
-        .fold(0.0f64, f64::max)
-        * 1.1;
-    let x = |i: usize| left + (w - left - right) * i as f64 / (threads.len().max(2) - 1) as f64;
-    let y = |v: f64| h - bottom - (h - top - bottom) * v / ymax;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{group}: total throughput vs threads (2-core machine)</text>"#,
-        (w - right + left) / 2.0
-    );
-    // Axes, ticks and grid.
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        h - bottom,
-        w - right,
-        h - bottom
-    );
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        h - bottom
-    );
-    for (i, t) in threads.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{t}</text>"#,
-            x(i),
-            h - bottom + 18.0
-        );
+        .flat_map(|p| {
+            let (mid, low, high) = bars(p);
+            [mid, low, high]
+        })
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = values.iter().copied().fold(0.0f64, f64::max);
+    if values.is_empty() {
+        return Err(format!("{group}: nothing to plot"));
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">threads</text>"#,
-        (w - right + left) / 2.0,
-        h - 10.0
-    );
-    let step = nice_step(ymax / 1.1 / 5.0);
-    let mut v = 0.0;
-    while v <= ymax {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{v}</text>"##,
-            y(v),
-            w - right,
-            left - 6.0,
-            y(v) + 4.0
-        );
-        v += step;
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{}" transform="rotate(-90 18 {})" text-anchor="middle">Mops/s (all threads)</text>"#,
-        h / 2.0,
-        h / 2.0
-    );
-    for (n, function) in functions(points).iter().enumerate() {
-        let color = COLORS[n % COLORS.len()];
-        let coords: Vec<String> = threads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &t)| {
-                points
-                    .iter()
-                    .find(|p| &p.function == function && p.threads == Some(t))
-                    .map(|p| format!("{:.1},{:.1}", x(i), y(mops(t, p.median_ns))))
+    let (ymin, ymax) = (lowest / 1.5, highest * 1.5);
+    let error = |e: &dyn std::fmt::Display| format!("{group}: plot: {e}");
+
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (760, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{group}: total throughput vs threads (2-core machine)"),
+                ("sans-serif", 15),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-1..threads.len() as i32, (ymin..ymax).log_scale())
+            .map_err(|e| error(&e))?;
+        chart
+            .configure_mesh()
+            .x_labels(threads.len() + 2)
+            .x_label_formatter(&|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| threads.get(i))
+                    .map_or_else(String::new, usize::to_string)
             })
-            .collect();
-        let dash = if function.starts_with("ioasid") {
-            ""
-        } else {
-            r#" stroke-dasharray="5,3""#
-        };
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
-            coords.join(" ")
-        );
-        let ly = top + 10.0 + 18.0 * n as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{2}" y="{3}">{function}</text>"#,
-            w - right + 15.0,
-            w - right + 40.0,
-            w - right + 46.0,
-            ly + 4.0
-        );
+            .y_label_formatter(&|v| format!("{v}"))
+            .x_desc("threads")
+            .y_desc("Mops/s, all threads (log scale)")
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(|e| error(&e))?;
+        for (n, function) in functions(points).iter().enumerate() {
+            let color = COLORS[n % COLORS.len()];
+            let mine: Vec<&&Point> = points
+                .iter()
+                .filter(|p| &p.function == function && p.threads.is_some())
+                .collect();
+            let line: Vec<(i32, f64)> = mine
+                .iter()
+                .map(|p| (x_of(p.threads.unwrap_or(1)), bars(p).0))
+                .collect();
+            let style = color.stroke_width(2);
+            let series = if function.starts_with("ioasid") {
+                chart.draw_series(LineSeries::new(line, style))
+            } else {
+                chart.draw_series(DashedLineSeries::new(line, 6, 4, style))
+            };
+            series
+                .map_err(|e| error(&e))?
+                .label(function.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart
+                .draw_series(mine.iter().filter_map(|p| {
+                    let (mid, low, high) = bars(p);
+                    (low.is_finite() && high.is_finite()).then(|| {
+                        ErrorBar::new_vertical(
+                            x_of(p.threads.unwrap_or(1)),
+                            low,
+                            mid,
+                            high,
+                            color.filled(),
+                            6,
+                        )
+                    })
+                }))
+                .map_err(|e| error(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| error(&e))?;
+        root.present().map_err(|e| error(&e))?;
     }
-    let _ = writeln!(s, "</svg>");
-    s
+    Ok(out)
 }
 
-/// A tick step of 1, 2 or 5 times a power of ten, at least `raw`.
-fn nice_step(raw: f64) -> f64 {
-    if raw <= 0.0 || !raw.is_finite() {
-        return 1.0;
+const USAGE: &str = "\
+usage: report [--criterion-dir DIR] [--plot-dir DIR]
+
+Prints the Markdown tables of BENCHMARKS.md from criterion's results and
+writes one SVG plot per thread group.
+
+  --criterion-dir DIR  criterion's output (default target/criterion)
+  --plot-dir DIR       where the plots go (default benches/plots)
+  -h, --help           this text";
+
+fn parse_args() -> Result<Option<(PathBuf, PathBuf)>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut dir = PathBuf::from("target/criterion");
+    let mut plots = PathBuf::from("benches/plots");
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("criterion-dir") => dir = parser.value()?.into(),
+            Long("plot-dir") => plots = parser.value()?.into(),
+            Short('h') | Long("help") => return Ok(None),
+            _ => return Err(arg.unexpected()),
+        }
     }
-    let power = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|&step| step >= raw)
-        .unwrap_or(10.0 * power)
+    Ok(Some((dir, plots)))
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).map_or("target/criterion", String::as_str));
-    let plots = PathBuf::from(args.get(2).map_or("benches/plots", String::as_str));
+    let (dir, plots) = match parse_args() {
+        Ok(Some(dirs)) => dirs,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("report: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let mut points = Vec::new();
     collect(&dir, &mut points);
     if points.is_empty() {
@@ -326,7 +370,8 @@ fn main() {
             points.sort_by_key(|p| rank(&p.function));
             println!("{}", thread_table(group, points));
             let path = plots.join(format!("{group}.svg"));
-            fs::write(&path, svg(group, points)).expect("write plot");
+            let plot = svg(group, points).unwrap_or_else(|e| panic!("{e}"));
+            fs::write(&path, plot).expect("write plot");
         }
     }
     for (group, baseline) in SINGLE_GROUPS {
@@ -376,6 +421,7 @@ mod tests {
             function: function.into(),
             threads: Some(threads),
             median_ns,
+            median_ci_ns: (median_ns * 0.9, median_ns * 1.2),
         }
     }
 
@@ -398,16 +444,32 @@ mod tests {
             table.contains("| mutex-ida | 100.0 ns | 10.0 (1.00×) | 5.0 (1.00×) |"),
             "{table}"
         );
-        let plot = svg("g", &refs);
-        assert_eq!(plot.matches("<polyline").count(), 2);
     }
 
     #[test]
-    fn tick_steps_are_round() {
-        assert_eq!(nice_step(7.3), 10.0);
-        assert_eq!(nice_step(1.6), 2.0);
-        assert_eq!(nice_step(0.3), 0.5);
-        assert_eq!(nice_step(0.0), 1.0);
+    fn plot_has_log_axis_lines_error_bars_and_legend() {
+        let points = [
+            point("mutex-ida", 1, 100.0),
+            point("mutex-ida", 2, 400.0),
+            point("ioasid-any", 1, 50.0),
+            point("ioasid-any", 2, 100.0),
+        ];
+        let refs: Vec<&Point> = points.iter().collect();
+        let plot = svg("g", &refs).unwrap();
+        assert!(plot.starts_with("<svg"), "{plot}");
+        assert!(plot.contains("g: total throughput vs threads"));
+        assert!(plot.contains("(log scale)"));
+        assert!(plot.contains("\nioasid-any\n") && plot.contains("\nmutex-ida\n"));
+        // ioasid-any (second series, solid: its line is a polyline) has one
+        // error bar per point: a marker and three lines (bar and caps).
+        let color = r##"stroke="#FF7F0E""##;
+        assert_eq!(
+            plot.matches(&format!(r#"<line opacity="1" {color}"#))
+                .count(),
+            6
+        );
+        assert_eq!(plot.matches(r##"fill="#FF7F0E""##).count(), 2);
+        assert!(plot.matches(r#"<polyline"#).count() >= 2);
     }
 
     #[test]

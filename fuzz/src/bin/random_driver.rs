@@ -1,5 +1,5 @@
 //! A libFuzzer-free driver for the same scenarios: random inputs from a
-//! seeded xorshift generator (so any failure is reproducible from its seed
+//! seeded generator, fastrand's (so any failure is reproducible from its seed
 //! and index), for a given time; or replays the files given.
 //!
 //! ```text
@@ -12,17 +12,6 @@
 
 use std::panic;
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,7 +35,7 @@ fn main() {
         }
     }
 
-    let mut rng = Rng(seed | 1);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let start = Instant::now();
     let mut last_report = Instant::now();
     let mut execs = 0u64;
@@ -54,9 +43,9 @@ fn main() {
     let mut input = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
         // Lengths up to 2 KiB; biased bytes so ops hit live IDs and edges.
-        let len = (rng.next() % 2048) as usize;
+        let len = rng.usize(..2048);
         input.clear();
-        input.extend((0..len).map(|_| rng.next() as u8));
+        input.extend((0..len).map(|_| rng.u8(..)));
         let result = panic::catch_unwind(|| ioasid_fuzz::run_one(&input));
         if let Err(panic) = result {
             let _ = std::fs::create_dir_all("artifacts");
