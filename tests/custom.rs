@@ -65,7 +65,7 @@ fn a_freed_id_goes_back_to_its_own_hook_when_the_hook_is_replaced() {
         let mut spins = 0u32;
         while space.with(ID, |_| ()).is_some() {
             spins += 1;
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 thread::yield_now();
             } else {
                 std::hint::spin_loop();

@@ -37,7 +37,7 @@ mod tests {
             (Error::QuotaExceeded, libc::EDQUOT),
             (Error::NotFound, libc::ENOENT),
             (Error::PermissionDenied, libc::EACCES),
-            (Error::BadCustomId, libc::EIO),
+            (Error::Io, libc::EIO),
         ];
         for (error, errno) in pairs {
             assert_eq!(error.errno(), errno, "{error:?}");

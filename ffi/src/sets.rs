@@ -54,7 +54,7 @@ impl SetImpl {
         // Acquire: pairs with the Release store of `bind`.
         self.auto
             .as_ref()
-            .map_or(true, |a| a.bound.load(Ordering::Acquire) == set as usize)
+            .is_none_or(|a| a.bound.load(Ordering::Acquire) == set as usize)
     }
 
     /// Holds the state for a change of `set` (alloc, checked free, walk),
