@@ -17,7 +17,9 @@ use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
 use crate::owners::{SetCore, SetTable};
 use crate::set::Set;
-use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{
+    thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Mutex, Ordering,
+};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use crossbeam_epoch::Shared;
@@ -75,8 +77,9 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     min: Ioasid,
     max: Ioasid,
     policy: Policy,
-    /// Cyclic: the key after the last one handed out.
-    cursor: AtomicU64,
+    /// Cyclic: the key after the last one handed out. Written by every
+    /// Cyclic alloc: padded away from `min`/`max`/`tree`, which finds read.
+    cursor: CachePadded<AtomicU64>,
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
     /// IDs a custom allocator chose, with the hook to give each back to.
@@ -165,7 +168,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
                 min: self.min,
                 max: self.max,
                 policy: self.policy,
-                cursor: AtomicU64::new(0),
+                cursor: CachePadded(AtomicU64::new(0)),
                 hook: AtomicPtr::new(ptr::null_mut()),
                 custom_ids: Mutex::new(BTreeMap::new()),
                 custom_live: AtomicUsize::new(0),

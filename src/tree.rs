@@ -55,7 +55,7 @@
 //! an exact scan that ignores hints. Hence: a key free for the whole call is
 //! never missed, and a full space answers ENOSPC from the root's hint word.
 
-use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use std::mem::MaybeUninit;
 use std::ptr;
 
@@ -185,8 +185,9 @@ pub(crate) struct Tree<const F: usize> {
     root: *mut (),
     levels: u32,
     span: u64,
-    /// Started/active propagations (see module docs).
-    hint_seq: AtomicU64,
+    /// Started/active propagations (see module docs). Written whenever a
+    /// leaf fills or empties: padded away from `root`, which finds read.
+    hint_seq: CachePadded<AtomicU64>,
 }
 
 // SAFETY: the tree owns its nodes; all shared mutation goes through atomics.
@@ -208,7 +209,7 @@ impl<const F: usize> Tree<F> {
             root: ptr::null_mut(),
             levels,
             span,
-            hint_seq: AtomicU64::new(0),
+            hint_seq: CachePadded(AtomicU64::new(0)),
         };
         tree.root = tree.new_node(0, 0);
         tree
