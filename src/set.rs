@@ -144,15 +144,23 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// Weakly consistent: an ID live for the whole walk is visited exactly
     /// once, one allocated or freed meanwhile may or may not be, an ID of
     /// another set never is. `f` may alloc, free and find in this set. The
-    /// cost grows with the set's size, not the space's population.
+    /// cost grows with the set's size, not the space's population: IDs the
+    /// set freed since its last walk are visited once more and forgotten
+    /// (at worst, a set that freed every ID of the space walks it once).
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
         let min = self.space.min();
-        self.core().members.walk(|key| {
+        let members = &self.core().members;
+        members.walk(|key| {
             let id = min + key as Ioasid;
             match self.find(id, &guard) {
                 Ok(value) => f(id, &value),
-                Err(_) => ControlFlow::Continue(()),
+                Err(_) => {
+                    // A stale bit (members.rs): clear it, unless the set
+                    // owns the key again by now.
+                    members.clear_stale(key, || self.find(id, &guard).is_ok());
+                    ControlFlow::Continue(())
+                }
             }
         })
     }

@@ -462,11 +462,10 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 return Err(e);
             }
         };
-        // Member bit before the word: a racing kernel-form free of this
-        // number sees no word yet and leaves everything alone.
-        set.members.insert(u64::from(id - self.min));
         // Release: publishes a boxed value's contents to Acquire loads.
         slot.store(word, Ordering::Release);
+        // After the publish (members.rs: the word, a fence, then the bit).
+        set.members.insert_published(u64::from(id - self.min));
         Ok(id)
     }
 
@@ -605,7 +604,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // set, or (kernel form) one kept alive by the caller's guard
         // (owners.rs invariant).
         let core = unsafe { &*core };
-        core.members.remove(key);
+        // The set's member bit stays (members.rs: cleaned lazily).
         self.tree.release(slot, key);
         core.unreserve();
         // Relaxed: a hint; IDs in the map were inserted under its lock
