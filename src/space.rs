@@ -319,6 +319,29 @@ impl<T: Payload, const F: usize> Space<T, F> {
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
     }
 
+    /// Frees `id` whichever set owns it, as [`Space::free`], and calls `f`
+    /// with the data it held: `Some(f(data))` if it was live. One walk: no
+    /// find before the free, so `f` sees exactly the data this free took.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 9)?;
+    /// let id = space.new_set().alloc(0, 9, 7).map(|id| {
+    ///     assert_eq!(space.free_with(id, |v| *v), Some(7));
+    ///     assert_eq!(space.free_with(id, |v| *v), None);
+    ///     id
+    /// })?;
+    /// # let _ = id;
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn free_with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let guard = self.pin();
+        let word = self.inner.remove(id, Expect::Any(&guard)).ok()?;
+        // SAFETY: `remove` retired the word's value through `guard`'s epoch,
+        // so it is not dropped before `guard` goes, after this view.
+        let value: Ref<'_, T> = unsafe { Ref::new(word) };
+        Some(f(&value))
+    }
+
     /// Replaces the data of live ID `id` (any set): `Ok`, or
     /// [`Error::NotFound`]. The old data is dropped once no reader can see it.
     pub fn set_data(&self, id: Ioasid, data: T) -> Result<(), Error> {
@@ -572,8 +595,10 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// Frees `id`: any owner's (kernel form, under the caller's guard), or
-    /// only the given set's.
-    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
+    /// only the given set's. Returns the word taken out of the slot; its
+    /// value is retired through the epoch of the guard pinned here (or the
+    /// caller's), so a caller still pinned may read it.
+    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<u64, Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
         // Acquire: pairs with the Release publish.
@@ -617,7 +642,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
             Expect::Set(..) => {}
         }
-        Ok(())
+        Ok(word)
     }
 
     /// Hands a custom-allocated ID back to the hook that chose it.
