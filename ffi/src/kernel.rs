@@ -85,15 +85,8 @@ pub unsafe extern "C" fn ioasid_alloc(
 #[no_mangle]
 pub extern "C" fn ioasid_free(ioasid: ioasid_t) {
     ffi_guard!("ioasid_free", crate::abort_on_panic("ioasid_free"), {
-        let space = global_space();
-        let vendor = {
-            let guard = space.pin();
-            match space.find(ioasid, &guard) {
-                Some(data) => data.vendor,
-                None => return,
-            }
-        };
-        if space.free(ioasid) {
+        // One walk: the free hands us the data it took (no find first).
+        if let Some(vendor) = global_space().free_with(ioasid, |data| data.vendor) {
             // SAFETY: `vendor` is null or the consumer that owned the ID,
             // alive while it owns IDs (CData's invariant).
             unsafe { crate::rfc::vendor_free(vendor, ioasid) };

@@ -387,14 +387,11 @@ pub(crate) fn set_ids(set: &Set<CData>) -> Vec<Ioasid> {
 
 /// Checked free of `id` from a set; hands a vendor ID back to its driver.
 pub(crate) fn free_in_set(imp: &SetImpl, id: Ioasid) -> Result<(), Error> {
-    let data: CData = {
-        let guard = imp.set.space().pin();
-        *imp.set.find(id, &guard)?
-    };
-    imp.set.free(id)?;
+    // One walk: the free hands us the data it took (no find first).
+    let vendor = imp.set.free_with(id, |data| data.vendor)?;
     // SAFETY: `vendor` is null or the consumer that owned the ID; consumers
     // outlive their IDs (CData's invariant).
-    unsafe { rfc::vendor_free(data.vendor, id) };
+    unsafe { rfc::vendor_free(vendor, id) };
     Ok(())
 }
 
