@@ -147,6 +147,13 @@ impl<const F: usize> Members<F> {
         }
     }
 
+    /// True if `key`'s bit is set (for the invariant walk).
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        // Relaxed: the invariant walk runs quiescent.
+        self.word(key, false)
+            .is_some_and(|word| word.load(Ordering::Relaxed) & (1 << (key & Self::INDEX_MASK)) != 0)
+    }
+
     /// Calls `visit` for every key whose bit is set, ascending, each word read
     /// once; stops at the first `Break`.
     pub(crate) fn walk<B>(&self, mut visit: impl FnMut(u64) -> ControlFlow<B>) -> ControlFlow<B> {

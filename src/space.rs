@@ -404,6 +404,61 @@ impl<T: Payload, const F: usize> Space<T, F> {
     }
 }
 
+impl<T: Payload, const F: usize> Space<T, F> {
+    /// The invariant walk, for tests: call it only when no other thread
+    /// uses the space, after single-threaded steps. Checks the tree (claim
+    /// bits match live entries; a clear hint bit means exactly a full child;
+    /// geometry; no hint update active), that every live word names a
+    /// registered set whose member bit for the key is set, that each set
+    /// with a quota counts exactly its live IDs, and that the custom-ID
+    /// counter matches its map. `Err` names the first broken invariant.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let inner = &*self.inner;
+        let mut owned: BTreeMap<u16, usize> = BTreeMap::new();
+        let mut error = None;
+        inner.tree.check_quiescent(&mut |key, word| {
+            let owner = entry::owner(word);
+            *owned.entry(owner).or_default() += 1;
+            let core = inner.sets.get(owner);
+            if core.is_null() {
+                error.get_or_insert(format!("key {key}: owner {owner} is not registered"));
+                return;
+            }
+            // SAFETY: a registered core lives while its set owns words
+            // (owners.rs); the caller keeps the space quiescent.
+            if !unsafe { &*core }.members.contains(key) {
+                error.get_or_insert(format!("key {key}: owner {owner} lacks its member bit"));
+            }
+        })?;
+        if let Some(error) = error {
+            return Err(error);
+        }
+        for (&owner, &count) in &owned {
+            // SAFETY: as above; non-null, checked in the walk.
+            let core = unsafe { &*inner.sets.get(owner) };
+            // Relaxed: quiescent.
+            let live = core.live.load(Ordering::Relaxed);
+            if core.has_quota() && live != count {
+                return Err(format!("set {owner}: live count {live}, owns {count}"));
+            }
+        }
+        let custom = inner
+            .custom_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        // Relaxed: quiescent.
+        let counted = inner.custom_live.load(Ordering::Relaxed);
+        if custom != counted {
+            return Err(format!(
+                "custom IDs: {custom} in the map, counter {counted}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl<T: Payload, const F: usize> fmt::Debug for Space<T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Space")

@@ -692,6 +692,102 @@ impl<const F: usize> Tree<F> {
     }
 }
 
+/// The invariant walk (see [`Tree::check_quiescent`]).
+impl<const F: usize> Tree<F> {
+    /// Checks the tree's invariants in a quiescent state after single-threaded
+    /// steps, and calls `visit(key, word)` for every live entry. A test aid:
+    /// costs a walk of every node.
+    ///
+    /// - geometry: invalid keys' claim bits set, invalid children's hint bits
+    ///   clear;
+    /// - claims: a valid key's claim bit is set exactly when its slot holds
+    ///   an entry (no claim left without an entry, no entry unclaimed);
+    /// - hints, exact: hint bit `i` is clear exactly when child `i` exists
+    ///   and is full. A clear bit over a free key would be a false ENOSPC
+    ///   (or a skipped lower key for Lowest); a set bit over a full child is
+    ///   a propagation that did not happen. Both directions hold after any
+    ///   single-threaded history (concurrent ones may leave set bits over
+    ///   full children, which walks repair);
+    /// - `hint_seq`: no propagation or repair active.
+    pub(crate) fn check_quiescent(&self, visit: &mut impl FnMut(u64, u64)) -> Result<(), String> {
+        // Relaxed: quiescent; the caller ordered itself after every writer.
+        let seq = self.hint_seq.load(Ordering::Relaxed);
+        if seq & SEQ_ACTIVE_MASK != 0 {
+            return Err(format!("hint_seq {seq:#x}: a hint update is active"));
+        }
+        self.check_node(self.root, 0, 0, visit).map(drop)
+    }
+
+    /// Checks the node at `level` starting at `base`; true if it is full.
+    fn check_node(
+        &self,
+        node: *mut (),
+        level: u32,
+        base: u64,
+        visit: &mut impl FnMut(u64, u64),
+    ) -> Result<bool, String> {
+        let valid = self.valid_mask(level, base);
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf of this tree.
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+            // Relaxed: quiescent (see `check_quiescent`).
+            let claimed = leaf.claimed.load(Ordering::Relaxed);
+            if claimed & !valid != !valid {
+                return Err(format!(
+                    "leaf {base}: invalid keys not claimed ({claimed:#x})"
+                ));
+            }
+            for (i, slot) in leaf.slots.iter().enumerate() {
+                // Relaxed: quiescent.
+                let word = slot.load(Ordering::Relaxed);
+                let key = base + i as u64;
+                let is_claimed = claimed & (1 << i) != 0;
+                if valid & (1 << i) == 0 {
+                    if word != 0 {
+                        return Err(format!("key {key}: entry beyond the span"));
+                    }
+                } else if is_claimed != (word != 0) {
+                    return Err(format!(
+                        "key {key}: claim bit {is_claimed} but entry word {word:#x}"
+                    ));
+                }
+                if word != 0 {
+                    visit(key, word);
+                }
+            }
+            return Ok(claimed == u64::MAX);
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        // Relaxed: quiescent.
+        let hint = inner.free_hint.load(Ordering::Relaxed);
+        if hint & !valid != 0 {
+            return Err(format!(
+                "level {level} node {base}: hint {hint:#x} marks invalid children"
+            ));
+        }
+        let shift = self.shift(level);
+        for i in 0..F {
+            if valid & (1 << i) == 0 {
+                continue;
+            }
+            // Relaxed: quiescent.
+            let child = inner.children[i].load(Ordering::Relaxed);
+            let child_base = base + ((i as u64) << shift);
+            let full = !child.is_null() && self.check_node(child, level + 1, child_base, visit)?;
+            let marked_free = hint & (1 << i) != 0;
+            if marked_free == full {
+                return Err(format!(
+                    "level {level} node {base}: hint bit {i} says {} but child {child_base} is {}",
+                    if marked_free { "free" } else { "full" },
+                    if full { "full" } else { "not full" },
+                ));
+            }
+        }
+        Ok(hint == 0)
+    }
+}
+
 impl<const F: usize> Drop for Tree<F> {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no other thread can reach the tree.
