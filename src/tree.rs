@@ -335,13 +335,16 @@ impl<const F: usize> Tree<F> {
     /// The common case of a hinted walk, without recursion: take the first
     /// hinted child at each level and claim in the leaf reached. `None` if
     /// that leaf has nothing free in range; the caller then walks properly.
+    /// Keeps no path: the rare propagation (a leaf filled, or found full)
+    /// walks down again for it.
     fn claim_first(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
-        let mut path = Path::new();
         let (mut node, mut base, mut lo, mut hi) = (self.root, 0u64, lo, hi);
-        for level in 0..self.levels - 1 {
-            // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let mut shift = self.shift(0);
+        let mut level = 0;
+        while shift != 0 {
+            // SAFETY: nodes above the leaf level (shift > 0) are inner nodes
+            // of this tree.
             let inner = unsafe { &*node.cast::<Inner<F>>() };
-            let shift = self.shift(level);
             let (first, last) = (
                 ((lo - base) >> shift) as usize,
                 ((hi - base) >> shift) as usize,
@@ -353,15 +356,16 @@ impl<const F: usize> Tree<F> {
             }
             let i = window.trailing_zeros() as usize;
             let child_base = base + ((i as u64) << shift);
-            node = self.child_or_install(inner, i, level + 1, child_base);
-            path.push(inner, i);
+            level += 1;
+            node = self.child_or_install(inner, i, level, child_base);
             lo = lo.max(child_base);
             hi = hi.min(child_base + (1u64 << shift) - 1);
             base = child_base;
+            shift -= Self::BITS;
         }
         // SAFETY: the node at the leaf level is a leaf of this tree.
         let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-        self.claim_in_leaf(leaf, base, lo, hi, &path)
+        self.claim_in_leaf(leaf, base, lo, hi, None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -378,7 +382,7 @@ impl<const F: usize> Tree<F> {
         if self.is_leaf_level(level) {
             // SAFETY: the node at the leaf level is a leaf of this tree.
             let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            return self.claim_in_leaf(leaf, base, lo, hi, path);
+            return self.claim_in_leaf(leaf, base, lo, hi, Some(path));
         }
         // SAFETY: nodes above the leaf level are inner nodes of this tree.
         let inner = unsafe { &*node.cast::<Inner<F>>() };
@@ -423,13 +427,16 @@ impl<const F: usize> Tree<F> {
         None
     }
 
+    /// Claims the lowest free key of `leaf` in `lo..=hi`. `path`: the inner
+    /// nodes above the leaf, or `None` to look them up if a propagation
+    /// needs them.
     fn claim_in_leaf<'t>(
         &'t self,
         leaf: &'t Leaf<F>,
         base: u64,
         lo: u64,
         hi: u64,
-        path: &Path<F>,
+        path: Option<&Path<F>>,
     ) -> Option<(u64, &'t AtomicU64)> {
         let wanted = bit_range((lo - base) as usize, (hi - base) as usize);
         // Relaxed: only a guess at which bit to try; the fetch_or decides.
@@ -437,9 +444,9 @@ impl<const F: usize> Tree<F> {
         loop {
             let free = !word & wanted;
             if free == 0 {
-                if word == u64::MAX && path.len > 0 {
+                if word == u64::MAX {
                     // Reached through a stale "free" hint: repair it.
-                    self.propagate_full(path, NodeRef::Leaf(leaf));
+                    self.propagate_leaf_full(leaf, base, path);
                 }
                 return None;
             }
@@ -449,13 +456,25 @@ impl<const F: usize> Tree<F> {
             // caller publishes the new record there.
             let prev = leaf.claimed.fetch_or(bit, Ordering::Acquire);
             if prev & bit == 0 {
-                if prev | bit == u64::MAX && path.len > 0 {
-                    self.propagate_full(path, NodeRef::Leaf(leaf));
+                if prev | bit == u64::MAX {
+                    self.propagate_leaf_full(leaf, base, path);
                 }
                 let index = bit.trailing_zeros() as usize;
                 return Some((base + index as u64, &leaf.slots[index]));
             }
             word = prev | bit;
+        }
+    }
+
+    /// `leaf` (keys from `base`) was seen full: propagate, with `path` or
+    /// the path looked up again.
+    fn propagate_leaf_full(&self, leaf: &Leaf<F>, base: u64, path: Option<&Path<F>>) {
+        if self.levels == 1 {
+            return; // the root: no hint above it
+        }
+        match path {
+            Some(path) => self.propagate_full(path, NodeRef::Leaf(leaf)),
+            None => self.propagate_full(&self.path_to(base), NodeRef::Leaf(leaf)),
         }
     }
 
