@@ -23,6 +23,9 @@ step "C ABI: libraries, header drift, C harnesses plain, under valgrind, with AS
 # The ffi crate's Rust tests (header drift included) run in the nextest step.
 FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
 
+step "C ABI benchmark smoke run (fails on wrong results, never on ratios)"
+bash benches/c/run.sh --smoke
+
 step "benches: build and run every benchmark once; memory report smoke"
 IOASID_BENCH_THREADS=1,2 cargo bench -p ioasid-benches -- --test
 cargo run --profile ci -p ioasid-benches --bin memory -- --small
