@@ -11,6 +11,13 @@
 //! only for what an entry word points to (which the caller reclaims through
 //! the epoch).
 //!
+//! The *low subtree*: in a tree of more than 4 levels, the nodes on the path
+//! of key 0 down to the one covering keys `0..F^4` are created with the
+//! tree, and lookups and claims of keys below `F^4` start at that node (the
+//! kernel's PASIDs are small numbers in a 2^32 space: 4 levels instead of
+//! 6). Propagations and repairs still go up to the root (their paths are
+//! looked up from it), so the hints above the low subtree stay exact.
+//!
 //! INVARIANT (geometry): a leaf's claim word has every bit set that is not a
 //! valid key (beyond `F`, or beyond the span), so "leaf full" is
 //! `claimed == u64::MAX`; an inner node's hint word never has an invalid
@@ -61,6 +68,11 @@ use std::ptr;
 
 /// The most levels a tree can have: fan-out 2 over 32-bit keys.
 pub(crate) const MAX_LEVELS: usize = 32;
+
+/// Levels of the low subtree (see `Tree::low`): keys below `F^4` (2^24 at
+/// fan-out 64, 256 at fan-out 4) are walked from there, so a tree over
+/// 2^32 keys walks 4 levels for them, not 6.
+const LOW_LEVELS: u32 = 4;
 
 /// `hint_seq`: the low half counts active propagations, the high half
 /// counts started ones.
@@ -185,6 +197,17 @@ pub(crate) struct Tree<const F: usize> {
     root: *mut (),
     levels: u32,
     span: u64,
+    /// The low subtree: the node at depth `low_depth` on the path of key 0
+    /// (the root when `low_depth == 0`), created with the tree, so walks
+    /// for keys below `low_span` start there instead of at the root.
+    /// INVARIANT: `low` is that node, and it lives as long as the tree.
+    low: *mut (),
+    low_depth: u32,
+    /// Keys below this are in the low subtree (`span` when it is the root).
+    low_span: u64,
+    /// `shift(low_depth)` and `shift(0)`, kept for the lookup hot path.
+    low_shift: u32,
+    root_shift: u32,
     /// Started/active propagations (see module docs). Written whenever a
     /// leaf fills or empties: padded away from `root`, which finds read.
     hint_seq: CachePadded<AtomicU64>,
@@ -205,14 +228,43 @@ impl<const F: usize> Tree<F> {
         const { assert_fanout::<F>() };
         assert!((1..=1 << 32).contains(&span));
         let levels = levels_for::<F>(span);
+        let low_depth = levels.saturating_sub(LOW_LEVELS);
         let mut tree = Tree {
             root: ptr::null_mut(),
             levels,
             span,
+            low: ptr::null_mut(),
+            low_depth,
+            low_span: span,
+            low_shift: 0,
+            root_shift: 0,
             hint_seq: CachePadded(AtomicU64::new(0)),
         };
         tree.root = tree.new_node(0, 0);
+        // Install the path of key 0 down to the low subtree's root.
+        let mut node = tree.root;
+        for level in 0..low_depth {
+            // SAFETY: levels above the leaf level hold inner nodes.
+            let inner = unsafe { &*node.cast::<Inner<F>>() };
+            node = tree.child_or_install(inner, 0, level + 1, 0);
+        }
+        tree.low = node;
+        tree.low_shift = tree.shift(low_depth);
+        tree.root_shift = tree.shift(0);
+        if low_depth > 0 {
+            tree.low_span = 1u64 << (Self::BITS * (levels - low_depth));
+        }
         tree
+    }
+
+    /// Where a walk for `key` starts: the low subtree's root, or the root;
+    /// with the level and the shift of that node.
+    fn start_for(&self, key: u64) -> (*mut (), u32, u32) {
+        if key < self.low_span {
+            (self.low, self.low_depth, self.low_shift)
+        } else {
+            (self.root, 0, self.root_shift)
+        }
     }
 
     /// Number of keys.
@@ -284,8 +336,7 @@ impl<const F: usize> Tree<F> {
         debug_assert!(key < self.span);
         // The lookup hot path: count the shift down instead of recomputing
         // it per level.
-        let mut node = self.root;
-        let mut shift = self.shift(0);
+        let (mut node, _, mut shift) = self.start_for(key);
         while shift != 0 {
             // SAFETY: nodes above the leaf level (shift > 0) are inner nodes,
             // alive while the tree is.
@@ -318,7 +369,14 @@ impl<const F: usize> Tree<F> {
         // Acquire: pairs with the Release decrement of a propagation that
         // finished, so its undo is visible to the walk's hint loads.
         let before = self.hint_seq.load(Ordering::Acquire);
-        if let Some(found) = self.claim_first(lo, hi) {
+        // Every key of the low subtree is below every other key, so a key
+        // found there is the lowest of the range too.
+        let (start, level, first_hi) = if lo < self.low_span {
+            (self.low, self.low_depth, hi.min(self.low_span - 1))
+        } else {
+            (self.root, 0, hi)
+        };
+        if let Some(found) = self.claim_first(start, level, lo, first_hi) {
             return Some(found);
         }
         if let Some(found) = self.claim_in(self.root, 0, 0, lo, hi, false, &mut Path::new()) {
@@ -337,10 +395,19 @@ impl<const F: usize> Tree<F> {
     /// that leaf has nothing free in range; the caller then walks properly.
     /// Keeps no path: the rare propagation (a leaf filled, or found full)
     /// walks down again for it.
-    fn claim_first(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
-        let (mut node, mut base, mut lo, mut hi) = (self.root, 0u64, lo, hi);
-        let mut shift = self.shift(0);
-        let mut level = 0;
+    ///
+    /// `node` is the node at `level` on the path of key 0 (the root, or the
+    /// low subtree's root), and `lo..=hi` lies below it.
+    fn claim_first(
+        &self,
+        node: *mut (),
+        level: u32,
+        lo: u64,
+        hi: u64,
+    ) -> Option<(u64, &AtomicU64)> {
+        let (mut node, mut base, mut lo, mut hi) = (node, 0u64, lo, hi);
+        let mut shift = self.shift(level);
+        let mut level = level;
         while shift != 0 {
             // SAFETY: nodes above the leaf level (shift > 0) are inner nodes
             // of this tree.
@@ -863,6 +930,34 @@ mod tests {
         tree.release(tree.slot(17).unwrap(), 17);
         assert_eq!(tree.claim(0, 36).map(|c| c.0), Some(17));
         assert_eq!(tree.claim(0, 36).map(|c| c.0), None);
+    }
+
+    #[test]
+    fn low_subtree_claims_cross_its_edge() {
+        // Fan-out 2 over 64 keys: 6 levels, the low subtree covers 0..16.
+        let tree: Tree<2> = Tree::new(64);
+        assert_eq!((tree.low_depth, tree.low_span), (2, 16));
+        let mut keys = Vec::new();
+        while let Some((key, slot)) = tree.claim(0, 63) {
+            slot.store(1, Ordering::Relaxed);
+            keys.push(key);
+        }
+        assert_eq!(keys, (0..64).collect::<Vec<_>>());
+        for key in [20, 3] {
+            let slot = tree.slot(key).unwrap();
+            slot.word().store(0, Ordering::Relaxed);
+            tree.release(slot, key);
+        }
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        // The lowest is found in the low subtree, then above it.
+        for want in [3, 20] {
+            let (key, slot) = tree.claim(0, 63).unwrap();
+            assert_eq!(key, want);
+            slot.store(1, Ordering::Relaxed);
+        }
+        assert!(tree.claim(0, 63).is_none());
+        assert!(tree.claim(10, 20).is_none());
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
     }
 
     #[test]

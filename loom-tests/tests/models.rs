@@ -177,6 +177,47 @@ fn fill_races_free_in_the_same_leaf_three_levels() {
     model(5, || fill_races_free::<2>(7));
 }
 
+/// As above in a tree with a low subtree (fan-out 2 over IDs 0..=31: five
+/// levels, keys 0..=15 walked from the node below the root): every ID but
+/// 15 taken, the alloc of 15 fills the low subtree while 14 is freed. The
+/// claim starts in the low subtree; the propagation and the repair go up
+/// to the root.
+#[test]
+fn fill_races_free_in_the_low_subtree() {
+    model(4, || {
+        // Plain data: more IDs than the ledger has tokens, and drops are
+        // not what this model checks.
+        let space: Space<u32, 2> = Space::builder()
+            .range(0, 31)
+            .domain(Domain::new())
+            .build()
+            .expect("valid range");
+        let set = Arc::new(space.new_set());
+        for id in 0..=31 {
+            assert_eq!(set.alloc(0, 31, id), Ok(id));
+        }
+        assert_eq!(set.free(15), Ok(()));
+        let filler = {
+            let set = set.clone();
+            spawn(move || set.alloc(0, 31, 32))
+        };
+        let freer = {
+            let set = set.clone();
+            spawn(move || set.free(14))
+        };
+        let got = filler
+            .join()
+            .unwrap()
+            .expect("a key was free for the whole call");
+        assert_eq!(freer.join().unwrap(), Ok(()));
+        assert!(got == 14 || got == 15, "alloc got {got}");
+        let left = if got == 15 { 14 } else { 15 };
+        let again = set.alloc(0, 31, 33);
+        assert_eq!(again, Ok(left), "false ENOSPC or wrong key after the race");
+        assert_eq!(set.alloc(0, 31, 34), Err(Error::NoSpace));
+    });
+}
+
 fn fill_races_free<const F: usize>(max: Ioasid) {
     let ledger = Ledger::new();
     let space = new_space::<F>(0, max, Policy::Lowest);
