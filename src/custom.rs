@@ -199,6 +199,24 @@ impl CustomIds {
         Some(claimed)
     }
 
+    /// For the invariant walk (quiescent space): the counter matches the
+    /// records, and no free is under way.
+    pub(crate) fn check_quiescent(&self) -> Result<(), String> {
+        let records = self.lock();
+        // Relaxed: quiescent.
+        let counted = self.live.load(Ordering::Relaxed);
+        if records.len() != counted {
+            return Err(format!(
+                "custom IDs: {} records, counter {counted}",
+                records.len()
+            ));
+        }
+        match records.iter().find(|(_, r)| r.freeing) {
+            Some((id, _)) => Err(format!("custom ID {id}: a free never finished")),
+            None => Ok(()),
+        }
+    }
+
     /// Locks the records for a free's check and CAS.
     pub(crate) fn lock_for_free(&self) -> Records<'_> {
         Records(self.lock())

@@ -49,7 +49,8 @@
 //! - `tree`: the radix tree of one space (claim bitmaps, free hints, slots).
 //! - `entry`: one-word entries (owner index + data), [`Payload`], [`Ref`].
 //! - `owners`: set cores and the owner-index table.
-//! - `members`: a set's bitmap index of its own IDs.
+//! - `members`: a set's bitmap index of its own IDs (a superset, cleaned
+//!   lazily by the walks).
 //! - `space`: policies, alloc/free/replace, the space handle.
 //! - `set`: the set handle.
 //! - `custom`: custom allocator hooks.

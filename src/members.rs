@@ -1,17 +1,35 @@
-//! A set's membership index: a bitmap radix tree of the keys the set owns.
+//! A set's membership index: a bitmap radix tree of the keys the set owns,
+//! cleaned lazily.
 //!
 //! Same geometry as the ID tree (fan-out `F`, the space's levels) but no
 //! data and no hints: inner nodes hold `F` child pointers, leaves one word.
 //! It lets a set walk its own IDs in ascending order at a cost that grows
 //! with the set, not with the space.
 //!
-//! INVARIANT: a key's bit is set while the set owns the key, and only then,
-//! except in two windows that the walk tolerates by re-checking the owner in
-//! the ID tree: between an alloc setting the bit and publishing the record,
-//! and between a free taking the record and clearing the bit. Nodes are
-//! created on demand by CAS and live as long as the index.
+//! INVARIANT (superset): once an alloc of the set has returned, the key's
+//! bit is set for as long as the set owns the key. A bit may also be set
+//! for a key the set no longer owns (*stale*): a free leaves the bit alone,
+//! so an alloc+free pair costs no read-modify-write here in the steady
+//! state (an alloc sets the bit only if it is clear). The walk re-checks
+//! every key's owner in the ID tree, and clears the stale bits it meets:
+//!
+//! - an alloc publishes its entry word, issues a SeqCst fence, then reads
+//!   the bit and sets it if clear ([`Members::insert_published`]);
+//! - a cleaner clears the bit, issues a SeqCst fence, then re-reads the
+//!   owner and sets the bit again if the set owns the key after all
+//!   ([`Members::clear_stale`]).
+//!
+//! Dekker's pattern: either the alloc sees the clear (and sets the bit), or
+//! the cleaner sees the published word (and sets it back). So no owned key
+//! loses its bit.
+//!
+//! Cost of a walk: O(keys the set owns + stale bits), and every stale bit a
+//! walk meets is cleared, so stale bits are bounded by the keys the set
+//! freed since its last walk. Worst case: a set that allocated and freed
+//! every key of the space and never walked walks the whole space once.
+//! Nodes are created on demand by CAS and live as long as the index.
 
-use crate::sync::{atomic_array, install, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::levels_for;
 use std::ops::ControlFlow;
 use std::ptr;
@@ -95,17 +113,45 @@ impl<const F: usize> Members<F> {
         }
     }
 
-    pub(crate) fn insert(&self, key: u64) {
+    /// Marks `key` as the set's. The caller has just published the key's
+    /// entry word naming the set (see the module docs).
+    pub(crate) fn insert_published(&self, key: u64) {
         let word = self.word(key, true).expect("created on the way");
-        // Release: pairs with the walk's Acquire load.
-        word.fetch_or(1 << (key & Self::INDEX_MASK), Ordering::Release);
+        let bit = 1 << (key & Self::INDEX_MASK);
+        // SeqCst: the alloc's half of the Dekker pattern with `clear_stale`:
+        // orders the caller's publish before the bit load below.
+        fence(Ordering::SeqCst);
+        // Relaxed: after the fence; a set bit needs no write (steady state).
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            // Relaxed: the walk re-checks the owner in the ID tree, which
+            // orders the entry itself (Acquire there).
+            word.fetch_or(bit, Ordering::Relaxed);
+        }
     }
 
-    pub(crate) fn remove(&self, key: u64) {
-        if let Some(word) = self.word(key, false) {
-            // Release: pairs with the walk's Acquire load.
-            word.fetch_and(!(1 << (key & Self::INDEX_MASK)), Ordering::Release);
+    /// Clears the bit of a key the walk found not owned by the set, unless
+    /// `owned()`, asked after a SeqCst fence, says the set owns it now.
+    pub(crate) fn clear_stale(&self, key: u64, owned: impl FnOnce() -> bool) {
+        let Some(word) = self.word(key, false) else {
+            return;
+        };
+        let bit = 1 << (key & Self::INDEX_MASK);
+        // Relaxed: the fence below orders it before the owner re-check.
+        word.fetch_and(!bit, Ordering::Relaxed);
+        // SeqCst: the cleaner's half of the Dekker pattern with
+        // `insert_published`.
+        fence(Ordering::SeqCst);
+        if owned() {
+            // Relaxed: as in `insert_published`.
+            word.fetch_or(bit, Ordering::Relaxed);
         }
+    }
+
+    /// True if `key`'s bit is set (for the invariant walk).
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        // Relaxed: the invariant walk runs quiescent.
+        self.word(key, false)
+            .is_some_and(|word| word.load(Ordering::Relaxed) & (1 << (key & Self::INDEX_MASK)) != 0)
     }
 
     /// Calls `visit` for every key whose bit is set, ascending, each word read
@@ -124,7 +170,8 @@ impl<const F: usize> Members<F> {
         if level == self.levels - 1 {
             // SAFETY: the node at the leaf level is a leaf word owned by self.
             let word = unsafe { &*node.cast::<AtomicU64>() };
-            // Acquire: pairs with the Release in `insert`.
+            // Relaxed: a bit is only a candidate; the caller re-checks the
+            // owner with an Acquire load of the entry word.
             let mut bits = word.load(Ordering::Acquire);
             while bits != 0 {
                 let index = bits.trailing_zeros() as u64;
@@ -189,11 +236,12 @@ mod tests {
     fn walks_ascending_and_stops_early() {
         let m: Members<4> = Members::new(1000);
         for k in [999, 0, 5, 64, 63, 4] {
-            m.insert(k);
+            m.insert_published(k);
         }
         assert_eq!(keys(&m), vec![0, 4, 5, 63, 64, 999]);
-        m.remove(5);
-        m.remove(500); // never inserted: no node, no effect
+        m.clear_stale(5, || false);
+        m.clear_stale(500, || false); // never inserted: no node, no effect
+        m.clear_stale(63, || true); // owned again: the bit stays
         assert_eq!(keys(&m), vec![0, 4, 63, 64, 999]);
         let mut seen = Vec::new();
         let stop = m.walk(|k| {
@@ -211,8 +259,8 @@ mod tests {
     #[test]
     fn single_level_index() {
         let m: Members<64> = Members::new(10);
-        m.insert(9);
-        m.insert(0);
+        m.insert_published(9);
+        m.insert_published(0);
         assert_eq!(keys(&m), vec![0, 9]);
     }
 }

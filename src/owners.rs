@@ -12,7 +12,7 @@
 use crate::entry::MAX_SETS;
 use crate::error::Error;
 use crate::members::Members;
-use crate::sync::{atomic_array, install, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{atomic_array, install, AtomicPtr, AtomicUsize, CachePadded, Ordering};
 use std::ptr;
 use std::sync::{Arc as StdArc, Mutex};
 
@@ -21,8 +21,9 @@ pub(crate) struct SetCore<const F: usize> {
     /// Most live IDs, or `usize::MAX` for none.
     pub(crate) quota: usize,
     /// Live IDs, counted only when there is a quota (the count is a shared
-    /// cache line that quota-less sets need not fight over).
-    pub(crate) live: AtomicUsize,
+    /// cache line that quota-less sets need not fight over). Padded away
+    /// from `quota` and `members`, which every alloc of the set reads.
+    pub(crate) live: CachePadded<AtomicUsize>,
     pub(crate) members: Members<F>,
 }
 
@@ -30,7 +31,7 @@ impl<const F: usize> SetCore<F> {
     pub(crate) fn new(quota: usize, span: u64) -> Self {
         SetCore {
             quota,
-            live: AtomicUsize::new(0),
+            live: CachePadded(AtomicUsize::new(0)),
             members: Members::new(span),
         }
     }

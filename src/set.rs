@@ -105,6 +105,31 @@ impl<T: Payload, const F: usize> Set<T, F> {
         self.space
             .inner
             .remove(id, Expect::Set(self.index, self.core()))
+            .map(drop)
+    }
+
+    /// Frees an ID of this set, as [`Set::free`], and calls `f` with the
+    /// data it held. One walk: no find before the free, so `f` sees exactly
+    /// the data this free took.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 9)?;
+    /// let (a, b) = (space.new_set(), space.new_set());
+    /// let id = a.alloc(0, 9, 7)?;
+    /// assert_eq!(b.free_with(id, |v| *v), Err(ioasid::Error::PermissionDenied));
+    /// assert_eq!(a.free_with(id, |v| *v), Ok(7));
+    /// assert_eq!(a.free_with(id, |v| *v), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn free_with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
+        let _guard = self.space.pin();
+        let expect = Expect::Set(self.index, self.core());
+        let word = self.space.inner.remove(id, expect)?;
+        // SAFETY: a value that needs a drop was retired through the epoch
+        // (under a pin that began after ours, so after `guard`); an inline
+        // value with no drop glue is a plain copy (Payload's contract).
+        let value: Ref<'_, T> = unsafe { Ref::new(word) };
+        Ok(f(&value))
     }
 
     /// The data of `id` if this set owns it: [`Error::NotFound`] or
@@ -144,15 +169,23 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// Weakly consistent: an ID live for the whole walk is visited exactly
     /// once, one allocated or freed meanwhile may or may not be, an ID of
     /// another set never is. `f` may alloc, free and find in this set. The
-    /// cost grows with the set's size, not the space's population.
+    /// cost grows with the set's size, not the space's population: IDs the
+    /// set freed since its last walk are visited once more and forgotten
+    /// (at worst, a set that freed every ID of the space walks it once).
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
         let min = self.space.min();
-        self.core().members.walk(|key| {
+        let members = &self.core().members;
+        members.walk(|key| {
             let id = min + key as Ioasid;
             match self.find(id, &guard) {
                 Ok(value) => f(id, &value),
-                Err(_) => ControlFlow::Continue(()),
+                Err(_) => {
+                    // A stale bit (members.rs): clear it, unless the set
+                    // owns the key again by now.
+                    members.clear_stale(key, || self.find(id, &guard).is_ok());
+                    ControlFlow::Continue(())
+                }
             }
         })
     }

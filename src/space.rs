@@ -17,11 +17,12 @@ use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
 use crate::owners::{SetCore, SetTable};
 use crate::set::Set;
-use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use crossbeam_epoch::Shared;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -76,8 +77,9 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     min: Ioasid,
     max: Ioasid,
     policy: Policy,
-    /// Cyclic: the key after the last one handed out.
-    cursor: AtomicU64,
+    /// Cyclic: the key after the last one handed out. Written by every
+    /// Cyclic alloc: padded away from `min`/`max`/`tree`, which finds read.
+    cursor: CachePadded<AtomicU64>,
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
     /// IDs a custom allocator chose, with the hook to give each back to.
@@ -189,7 +191,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
                 min: self.min,
                 max: self.max,
                 policy: self.policy,
-                cursor: AtomicU64::new(0),
+                cursor: CachePadded(AtomicU64::new(0)),
                 hook: AtomicPtr::new(ptr::null_mut()),
                 custom: CustomIds::new(),
                 domain,
@@ -339,6 +341,29 @@ impl<T: Payload, const F: usize> Space<T, F> {
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
     }
 
+    /// Frees `id` whichever set owns it, as [`Space::free`], and calls `f`
+    /// with the data it held: `Some(f(data))` if it was live. One walk: no
+    /// find before the free, so `f` sees exactly the data this free took.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 9)?;
+    /// let id = space.new_set().alloc(0, 9, 7).map(|id| {
+    ///     assert_eq!(space.free_with(id, |v| *v), Some(7));
+    ///     assert_eq!(space.free_with(id, |v| *v), None);
+    ///     id
+    /// })?;
+    /// # let _ = id;
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn free_with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let guard = self.pin();
+        let word = self.inner.remove(id, Expect::Any(&guard)).ok()?;
+        // SAFETY: `remove` retired the word's value through `guard`'s epoch,
+        // so it is not dropped before `guard` goes, after this view.
+        let value: Ref<'_, T> = unsafe { Ref::new(word) };
+        Some(f(&value))
+    }
+
     /// Replaces the data of live ID `id` (any set): `Ok`, or
     /// [`Error::NotFound`]. The old data is dropped once no reader can see it.
     pub fn set_data(&self, id: Ioasid, data: T) -> Result<(), Error> {
@@ -398,6 +423,49 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// values and sets' indexes excluded).
     pub fn node_bytes(&self) -> usize {
         self.inner.tree.node_bytes()
+    }
+}
+
+impl<T: Payload, const F: usize> Space<T, F> {
+    /// The invariant walk, for tests: call it only when no other thread
+    /// uses the space, after single-threaded steps. Checks the tree (claim
+    /// bits match live entries; a clear hint bit means exactly a full child;
+    /// geometry; no hint update active), that every live word names a
+    /// registered set whose member bit for the key is set, that each set
+    /// with a quota counts exactly its live IDs, and that the custom-ID
+    /// counter matches its map. `Err` names the first broken invariant.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let inner = &*self.inner;
+        let mut owned: BTreeMap<u16, usize> = BTreeMap::new();
+        let mut error = None;
+        inner.tree.check_quiescent(&mut |key, word| {
+            let owner = entry::owner(word);
+            *owned.entry(owner).or_default() += 1;
+            let core = inner.sets.get(owner);
+            if core.is_null() {
+                error.get_or_insert(format!("key {key}: owner {owner} is not registered"));
+                return;
+            }
+            // SAFETY: a registered core lives while its set owns words
+            // (owners.rs); the caller keeps the space quiescent.
+            if !unsafe { &*core }.members.contains(key) {
+                error.get_or_insert(format!("key {key}: owner {owner} lacks its member bit"));
+            }
+        })?;
+        if let Some(error) = error {
+            return Err(error);
+        }
+        for (&owner, &count) in &owned {
+            // SAFETY: as above; non-null, checked in the walk.
+            let core = unsafe { &*inner.sets.get(owner) };
+            // Relaxed: quiescent.
+            let live = core.live.load(Ordering::Relaxed);
+            if core.has_quota() && live != count {
+                return Err(format!("set {owner}: live count {live}, owns {count}"));
+            }
+        }
+        inner.custom.check_quiescent()
     }
 }
 
@@ -490,11 +558,10 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 return Err(e);
             }
         };
-        // Member bit before the word: a racing kernel-form free of this
-        // number sees no word yet and leaves everything alone.
-        set.members.insert(u64::from(id - self.min));
         // Release: publishes a boxed value's contents to Acquire loads.
         slot.store(word, Ordering::Release);
+        // After the publish (members.rs: the word, a fence, then the bit).
+        set.members.insert_published(u64::from(id - self.min));
         Ok(id)
     }
 
@@ -611,8 +678,10 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// Frees `id`: any owner's (kernel form, under the caller's guard), or
-    /// only the given set's.
-    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
+    /// only the given set's. Returns the word taken out of the slot; its
+    /// value is retired through the epoch of the guard pinned here (or the
+    /// caller's), so a caller still pinned may read it.
+    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<u64, Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
         // Acquire: pairs with the Release publish.
@@ -666,11 +735,11 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // invariant).
         let core = unsafe { &*core };
         let Some(hook) = custom_hook else {
-            core.members.remove(key);
+            // The set's member bit stays (members.rs: cleaned lazily).
             self.tree.release(slot, key);
             core.unreserve();
             self.retire_taken(word, expect);
-            return Ok(());
+            return Ok(word);
         };
         // The kernel's order: the hook runs while the ID is still recorded
         // (a hook may find it); then the word goes, and the number is
@@ -680,14 +749,13 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // AcqRel: as the CAS above. Only this call empties a word whose
         // record is freeing, so the swap takes the latest data.
         let word = slot.word().swap(0, Ordering::AcqRel);
-        core.members.remove(key);
         core.unreserve();
         self.custom.finish_free(id, || self.tree.release(slot, key));
         self.retire_taken(word, expect);
         if let Err(panic) = hook_done {
             resume_unwind(panic);
         }
-        Ok(())
+        Ok(word)
     }
 
     /// Retires the value of a word a removal took out of its slot.

@@ -56,3 +56,17 @@ pub(crate) fn install<N>(
         }
     }
 }
+
+/// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs
+/// 64-byte lines on x86). For words written on hot paths (the Cyclic cursor,
+/// `hint_seq`, quota counters), so that the words every lookup reads (a
+/// space's range, the tree's root) do not ping-pong between cores.
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

@@ -11,6 +11,13 @@
 //! only for what an entry word points to (which the caller reclaims through
 //! the epoch).
 //!
+//! The *low subtree*: in a tree of more than 4 levels, the nodes on the path
+//! of key 0 down to the one covering keys `0..F^4` are created with the
+//! tree, and lookups and claims of keys below `F^4` start at that node (the
+//! kernel's PASIDs are small numbers in a 2^32 space: 4 levels instead of
+//! 6). Propagations and repairs still go up to the root (their paths are
+//! looked up from it), so the hints above the low subtree stay exact.
+//!
 //! INVARIANT (geometry): a leaf's claim word has every bit set that is not a
 //! valid key (beyond `F`, or beyond the span), so "leaf full" is
 //! `claimed == u64::MAX`; an inner node's hint word never has an invalid
@@ -55,12 +62,17 @@
 //! an exact scan that ignores hints. Hence: a key free for the whole call is
 //! never missed, and a full space answers ENOSPC from the root's hint word.
 
-use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use std::mem::MaybeUninit;
 use std::ptr;
 
 /// The most levels a tree can have: fan-out 2 over 32-bit keys.
 pub(crate) const MAX_LEVELS: usize = 32;
+
+/// Levels of the low subtree (see `Tree::low`): keys below `F^4` (2^24 at
+/// fan-out 64, 256 at fan-out 4) are walked from there, so a tree over
+/// 2^32 keys walks 4 levels for them, not 6.
+const LOW_LEVELS: u32 = 4;
 
 /// `hint_seq`: the low half counts active propagations, the high half
 /// counts started ones.
@@ -185,8 +197,20 @@ pub(crate) struct Tree<const F: usize> {
     root: *mut (),
     levels: u32,
     span: u64,
-    /// Started/active propagations (see module docs).
-    hint_seq: AtomicU64,
+    /// The low subtree: the node at depth `low_depth` on the path of key 0
+    /// (the root when `low_depth == 0`), created with the tree, so walks
+    /// for keys below `low_span` start there instead of at the root.
+    /// INVARIANT: `low` is that node, and it lives as long as the tree.
+    low: *mut (),
+    low_depth: u32,
+    /// Keys below this are in the low subtree (`span` when it is the root).
+    low_span: u64,
+    /// `shift(low_depth)` and `shift(0)`, kept for the lookup hot path.
+    low_shift: u32,
+    root_shift: u32,
+    /// Started/active propagations (see module docs). Written whenever a
+    /// leaf fills or empties: padded away from `root`, which finds read.
+    hint_seq: CachePadded<AtomicU64>,
 }
 
 // SAFETY: the tree owns its nodes; all shared mutation goes through atomics.
@@ -204,14 +228,43 @@ impl<const F: usize> Tree<F> {
         const { assert_fanout::<F>() };
         assert!((1..=1 << 32).contains(&span));
         let levels = levels_for::<F>(span);
+        let low_depth = levels.saturating_sub(LOW_LEVELS);
         let mut tree = Tree {
             root: ptr::null_mut(),
             levels,
             span,
-            hint_seq: AtomicU64::new(0),
+            low: ptr::null_mut(),
+            low_depth,
+            low_span: span,
+            low_shift: 0,
+            root_shift: 0,
+            hint_seq: CachePadded(AtomicU64::new(0)),
         };
         tree.root = tree.new_node(0, 0);
+        // Install the path of key 0 down to the low subtree's root.
+        let mut node = tree.root;
+        for level in 0..low_depth {
+            // SAFETY: levels above the leaf level hold inner nodes.
+            let inner = unsafe { &*node.cast::<Inner<F>>() };
+            node = tree.child_or_install(inner, 0, level + 1, 0);
+        }
+        tree.low = node;
+        tree.low_shift = tree.shift(low_depth);
+        tree.root_shift = tree.shift(0);
+        if low_depth > 0 {
+            tree.low_span = 1u64 << (Self::BITS * (levels - low_depth));
+        }
         tree
+    }
+
+    /// Where a walk for `key` starts: the low subtree's root, or the root;
+    /// with the level and the shift of that node.
+    fn start_for(&self, key: u64) -> (*mut (), u32, u32) {
+        if key < self.low_span {
+            (self.low, self.low_depth, self.low_shift)
+        } else {
+            (self.root, 0, self.root_shift)
+        }
     }
 
     /// Number of keys.
@@ -283,8 +336,7 @@ impl<const F: usize> Tree<F> {
         debug_assert!(key < self.span);
         // The lookup hot path: count the shift down instead of recomputing
         // it per level.
-        let mut node = self.root;
-        let mut shift = self.shift(0);
+        let (mut node, _, mut shift) = self.start_for(key);
         while shift != 0 {
             // SAFETY: nodes above the leaf level (shift > 0) are inner nodes,
             // alive while the tree is.
@@ -317,7 +369,14 @@ impl<const F: usize> Tree<F> {
         // Acquire: pairs with the Release decrement of a propagation that
         // finished, so its undo is visible to the walk's hint loads.
         let before = self.hint_seq.load(Ordering::Acquire);
-        if let Some(found) = self.claim_first(lo, hi) {
+        // Every key of the low subtree is below every other key, so a key
+        // found there is the lowest of the range too.
+        let (start, level, first_hi) = if lo < self.low_span {
+            (self.low, self.low_depth, hi.min(self.low_span - 1))
+        } else {
+            (self.root, 0, hi)
+        };
+        if let Some(found) = self.claim_first(start, level, lo, first_hi) {
             return Some(found);
         }
         if let Some(found) = self.claim_in(self.root, 0, 0, lo, hi, false, &mut Path::new()) {
@@ -334,13 +393,25 @@ impl<const F: usize> Tree<F> {
     /// The common case of a hinted walk, without recursion: take the first
     /// hinted child at each level and claim in the leaf reached. `None` if
     /// that leaf has nothing free in range; the caller then walks properly.
-    fn claim_first(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
-        let mut path = Path::new();
-        let (mut node, mut base, mut lo, mut hi) = (self.root, 0u64, lo, hi);
-        for level in 0..self.levels - 1 {
-            // SAFETY: nodes above the leaf level are inner nodes of this tree.
+    /// Keeps no path: the rare propagation (a leaf filled, or found full)
+    /// walks down again for it.
+    ///
+    /// `node` is the node at `level` on the path of key 0 (the root, or the
+    /// low subtree's root), and `lo..=hi` lies below it.
+    fn claim_first(
+        &self,
+        node: *mut (),
+        level: u32,
+        lo: u64,
+        hi: u64,
+    ) -> Option<(u64, &AtomicU64)> {
+        let (mut node, mut base, mut lo, mut hi) = (node, 0u64, lo, hi);
+        let mut shift = self.shift(level);
+        let mut level = level;
+        while shift != 0 {
+            // SAFETY: nodes above the leaf level (shift > 0) are inner nodes
+            // of this tree.
             let inner = unsafe { &*node.cast::<Inner<F>>() };
-            let shift = self.shift(level);
             let (first, last) = (
                 ((lo - base) >> shift) as usize,
                 ((hi - base) >> shift) as usize,
@@ -352,15 +423,16 @@ impl<const F: usize> Tree<F> {
             }
             let i = window.trailing_zeros() as usize;
             let child_base = base + ((i as u64) << shift);
-            node = self.child_or_install(inner, i, level + 1, child_base);
-            path.push(inner, i);
+            level += 1;
+            node = self.child_or_install(inner, i, level, child_base);
             lo = lo.max(child_base);
             hi = hi.min(child_base + (1u64 << shift) - 1);
             base = child_base;
+            shift -= Self::BITS;
         }
         // SAFETY: the node at the leaf level is a leaf of this tree.
         let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-        self.claim_in_leaf(leaf, base, lo, hi, &path)
+        self.claim_in_leaf(leaf, base, lo, hi, None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -377,7 +449,7 @@ impl<const F: usize> Tree<F> {
         if self.is_leaf_level(level) {
             // SAFETY: the node at the leaf level is a leaf of this tree.
             let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            return self.claim_in_leaf(leaf, base, lo, hi, path);
+            return self.claim_in_leaf(leaf, base, lo, hi, Some(path));
         }
         // SAFETY: nodes above the leaf level are inner nodes of this tree.
         let inner = unsafe { &*node.cast::<Inner<F>>() };
@@ -422,13 +494,16 @@ impl<const F: usize> Tree<F> {
         None
     }
 
+    /// Claims the lowest free key of `leaf` in `lo..=hi`. `path`: the inner
+    /// nodes above the leaf, or `None` to look them up if a propagation
+    /// needs them.
     fn claim_in_leaf<'t>(
         &'t self,
         leaf: &'t Leaf<F>,
         base: u64,
         lo: u64,
         hi: u64,
-        path: &Path<F>,
+        path: Option<&Path<F>>,
     ) -> Option<(u64, &'t AtomicU64)> {
         let wanted = bit_range((lo - base) as usize, (hi - base) as usize);
         // Relaxed: only a guess at which bit to try; the fetch_or decides.
@@ -436,9 +511,9 @@ impl<const F: usize> Tree<F> {
         loop {
             let free = !word & wanted;
             if free == 0 {
-                if word == u64::MAX && path.len > 0 {
+                if word == u64::MAX {
                     // Reached through a stale "free" hint: repair it.
-                    self.propagate_full(path, NodeRef::Leaf(leaf));
+                    self.propagate_leaf_full(leaf, base, path);
                 }
                 return None;
             }
@@ -448,13 +523,25 @@ impl<const F: usize> Tree<F> {
             // caller publishes the new record there.
             let prev = leaf.claimed.fetch_or(bit, Ordering::Acquire);
             if prev & bit == 0 {
-                if prev | bit == u64::MAX && path.len > 0 {
-                    self.propagate_full(path, NodeRef::Leaf(leaf));
+                if prev | bit == u64::MAX {
+                    self.propagate_leaf_full(leaf, base, path);
                 }
                 let index = bit.trailing_zeros() as usize;
                 return Some((base + index as u64, &leaf.slots[index]));
             }
             word = prev | bit;
+        }
+    }
+
+    /// `leaf` (keys from `base`) was seen full: propagate, with `path` or
+    /// the path looked up again.
+    fn propagate_leaf_full(&self, leaf: &Leaf<F>, base: u64, path: Option<&Path<F>>) {
+        if self.levels == 1 {
+            return; // the root: no hint above it
+        }
+        match path {
+            Some(path) => self.propagate_full(path, NodeRef::Leaf(leaf)),
+            None => self.propagate_full(&self.path_to(base), NodeRef::Leaf(leaf)),
         }
     }
 
@@ -691,6 +778,102 @@ impl<const F: usize> Tree<F> {
     }
 }
 
+/// The invariant walk (see [`Tree::check_quiescent`]).
+impl<const F: usize> Tree<F> {
+    /// Checks the tree's invariants in a quiescent state after single-threaded
+    /// steps, and calls `visit(key, word)` for every live entry. A test aid:
+    /// costs a walk of every node.
+    ///
+    /// - geometry: invalid keys' claim bits set, invalid children's hint bits
+    ///   clear;
+    /// - claims: a valid key's claim bit is set exactly when its slot holds
+    ///   an entry (no claim left without an entry, no entry unclaimed);
+    /// - hints, exact: hint bit `i` is clear exactly when child `i` exists
+    ///   and is full. A clear bit over a free key would be a false ENOSPC
+    ///   (or a skipped lower key for Lowest); a set bit over a full child is
+    ///   a propagation that did not happen. Both directions hold after any
+    ///   single-threaded history (concurrent ones may leave set bits over
+    ///   full children, which walks repair);
+    /// - `hint_seq`: no propagation or repair active.
+    pub(crate) fn check_quiescent(&self, visit: &mut impl FnMut(u64, u64)) -> Result<(), String> {
+        // Relaxed: quiescent; the caller ordered itself after every writer.
+        let seq = self.hint_seq.load(Ordering::Relaxed);
+        if seq & SEQ_ACTIVE_MASK != 0 {
+            return Err(format!("hint_seq {seq:#x}: a hint update is active"));
+        }
+        self.check_node(self.root, 0, 0, visit).map(drop)
+    }
+
+    /// Checks the node at `level` starting at `base`; true if it is full.
+    fn check_node(
+        &self,
+        node: *mut (),
+        level: u32,
+        base: u64,
+        visit: &mut impl FnMut(u64, u64),
+    ) -> Result<bool, String> {
+        let valid = self.valid_mask(level, base);
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf of this tree.
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+            // Relaxed: quiescent (see `check_quiescent`).
+            let claimed = leaf.claimed.load(Ordering::Relaxed);
+            if claimed & !valid != !valid {
+                return Err(format!(
+                    "leaf {base}: invalid keys not claimed ({claimed:#x})"
+                ));
+            }
+            for (i, slot) in leaf.slots.iter().enumerate() {
+                // Relaxed: quiescent.
+                let word = slot.load(Ordering::Relaxed);
+                let key = base + i as u64;
+                let is_claimed = claimed & (1 << i) != 0;
+                if valid & (1 << i) == 0 {
+                    if word != 0 {
+                        return Err(format!("key {key}: entry beyond the span"));
+                    }
+                } else if is_claimed != (word != 0) {
+                    return Err(format!(
+                        "key {key}: claim bit {is_claimed} but entry word {word:#x}"
+                    ));
+                }
+                if word != 0 {
+                    visit(key, word);
+                }
+            }
+            return Ok(claimed == u64::MAX);
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        // Relaxed: quiescent.
+        let hint = inner.free_hint.load(Ordering::Relaxed);
+        if hint & !valid != 0 {
+            return Err(format!(
+                "level {level} node {base}: hint {hint:#x} marks invalid children"
+            ));
+        }
+        let shift = self.shift(level);
+        for i in 0..F {
+            if valid & (1 << i) == 0 {
+                continue;
+            }
+            // Relaxed: quiescent.
+            let child = inner.children[i].load(Ordering::Relaxed);
+            let child_base = base + ((i as u64) << shift);
+            let full = !child.is_null() && self.check_node(child, level + 1, child_base, visit)?;
+            let marked_free = hint & (1 << i) != 0;
+            if marked_free == full {
+                return Err(format!(
+                    "level {level} node {base}: hint bit {i} says {} but child {child_base} is {}",
+                    if marked_free { "free" } else { "full" },
+                    if full { "full" } else { "not full" },
+                ));
+            }
+        }
+        Ok(hint == 0)
+    }
+}
+
 impl<const F: usize> Drop for Tree<F> {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no other thread can reach the tree.
@@ -747,6 +930,34 @@ mod tests {
         tree.release(tree.slot(17).unwrap(), 17);
         assert_eq!(tree.claim(0, 36).map(|c| c.0), Some(17));
         assert_eq!(tree.claim(0, 36).map(|c| c.0), None);
+    }
+
+    #[test]
+    fn low_subtree_claims_cross_its_edge() {
+        // Fan-out 2 over 64 keys: 6 levels, the low subtree covers 0..16.
+        let tree: Tree<2> = Tree::new(64);
+        assert_eq!((tree.low_depth, tree.low_span), (2, 16));
+        let mut keys = Vec::new();
+        while let Some((key, slot)) = tree.claim(0, 63) {
+            slot.store(1, Ordering::Relaxed);
+            keys.push(key);
+        }
+        assert_eq!(keys, (0..64).collect::<Vec<_>>());
+        for key in [20, 3] {
+            let slot = tree.slot(key).unwrap();
+            slot.word().store(0, Ordering::Relaxed);
+            tree.release(slot, key);
+        }
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        // The lowest is found in the low subtree, then above it.
+        for want in [3, 20] {
+            let (key, slot) = tree.claim(0, 63).unwrap();
+            assert_eq!(key, want);
+            slot.store(1, Ordering::Relaxed);
+        }
+        assert!(tree.claim(0, 63).is_none());
+        assert!(tree.claim(10, 20).is_none());
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! plus the rules of contract §3, docs/CONTRACT.md). Every result, every error code, every
 //! ID chosen (exactly for Lowest and single-threaded Cyclic, "free and in
 //! range" for Any), every `for_each` walk and every drop of private data is
-//! compared. Private data takes both entry kinds of the core: `Tagged`
+//! compared, and the core's invariant walk (`Space::check_invariants`)
+//! runs after every step. Private data takes both entry kinds of the core: `Tagged`
 //! (boxed by the space) and `Box<Tagged>` (a pointer stored inline).
 //!
 //! The case count is `PROPTEST_CASES` (default 256, CI-sized); run more by
@@ -355,6 +356,11 @@ fn run_case_covered<D: Data, const F: usize>(
     for (step, op) in ops.iter().enumerate() {
         step_case(&space, &mut sets, &mut model, &log, op, coverage)
             .map_err(|e| format!("step {step} ({op:?}): {e}"))?;
+        // The core's invariant walk (hints exact, claims match entries,
+        // counters match): a stale hint fails here, not only in a benchmark.
+        space
+            .check_invariants()
+            .map_err(|e| format!("step {step} ({op:?}): invariant: {e}"))?;
         // After every step: no value of a live ID has been dropped.
         for (id, (_, serial)) in &model.live {
             check!(

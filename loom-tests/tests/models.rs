@@ -30,6 +30,10 @@
 //!   `allocs_race_for_the_last_id_of_a_leaf`, `cyclic_cursor_under_two_allocs`;
 //! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
 //!   `lookup_races_publish`;
+//! - no SeqCst fence in `Members::insert_published` or in
+//!   `Members::clear_stale`, or no owner re-check after the clear:
+//!   `for_each_cleaning_races_alloc_of_the_same_key` (a live ID loses its
+//!   member bit);
 //! - a custom allocator's answer recorded without claiming exactly that
 //!   ID: `custom_allocator_answers_race` (both allocs get 5).
 #![cfg(ioasid_loom)]
@@ -171,6 +175,47 @@ fn fill_races_free_in_the_same_leaf_two_levels() {
 #[test]
 fn fill_races_free_in_the_same_leaf_three_levels() {
     model(5, || fill_races_free::<2>(7));
+}
+
+/// As above in a tree with a low subtree (fan-out 2 over IDs 0..=31: five
+/// levels, keys 0..=15 walked from the node below the root): every ID but
+/// 15 taken, the alloc of 15 fills the low subtree while 14 is freed. The
+/// claim starts in the low subtree; the propagation and the repair go up
+/// to the root.
+#[test]
+fn fill_races_free_in_the_low_subtree() {
+    model(4, || {
+        // Plain data: more IDs than the ledger has tokens, and drops are
+        // not what this model checks.
+        let space: Space<u32, 2> = Space::builder()
+            .range(0, 31)
+            .domain(Domain::new())
+            .build()
+            .expect("valid range");
+        let set = Arc::new(space.new_set());
+        for id in 0..=31 {
+            assert_eq!(set.alloc(0, 31, id), Ok(id));
+        }
+        assert_eq!(set.free(15), Ok(()));
+        let filler = {
+            let set = set.clone();
+            spawn(move || set.alloc(0, 31, 32))
+        };
+        let freer = {
+            let set = set.clone();
+            spawn(move || set.free(14))
+        };
+        let got = filler
+            .join()
+            .unwrap()
+            .expect("a key was free for the whole call");
+        assert_eq!(freer.join().unwrap(), Ok(()));
+        assert!(got == 14 || got == 15, "alloc got {got}");
+        let left = if got == 15 { 14 } else { 15 };
+        let again = set.alloc(0, 31, 33);
+        assert_eq!(again, Ok(left), "false ENOSPC or wrong key after the race");
+        assert_eq!(set.alloc(0, 31, 34), Err(Error::NoSpace));
+    });
 }
 
 fn fill_races_free<const F: usize>(max: Ioasid) {
@@ -456,6 +501,40 @@ fn for_each_races_free_and_alloc() {
         assert_eq!(theirs.len(), 2);
         drop((mine, theirs, space));
         assert_all_dropped_once(&ledger, 5);
+    });
+}
+
+/// Lazily cleaned membership (members.rs): a walk that cleans a stale bit
+/// races an alloc that reuses that key in the same set. Fan-out 2 over IDs
+/// 0..=1: `mine` allocated and freed 0, so 0's member bit is stale. One
+/// thread allocates 0 again in `mine` (the bit is set, so it may skip
+/// writing it); the main thread walks `mine`, meets the stale bit and
+/// clears it. Whatever the interleaving, the bit of the live ID survives:
+/// a walk after both finish visits 0, and dropping the set frees it.
+#[test]
+fn for_each_cleaning_races_alloc_of_the_same_key() {
+    model(3, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 1, Policy::Lowest);
+        let mine = Arc::new(space.new_set());
+        assert_eq!(mine.alloc(0, 0, ledger.probe(0, 0)), Ok(0));
+        assert_eq!(mine.free(0), Ok(()));
+        let again = {
+            let (mine, ledger) = (mine.clone(), ledger.clone());
+            spawn(move || mine.alloc(0, 0, ledger.probe(1, 0)))
+        };
+        let _ = mine.for_each(|_, _| ControlFlow::<()>::Continue(()));
+        assert_eq!(again.join().unwrap(), Ok(0));
+        let mut seen = Vec::new();
+        let _ = mine.for_each(|id, probe| {
+            seen.push((id, probe.token()));
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(seen, vec![(0, 1)], "the live ID lost its member bit");
+        drop(mine);
+        assert_eq!(space.live_count(), 0, "the set's drop missed its ID");
+        drop(space);
+        assert_all_dropped_once(&ledger, 2);
     });
 }
 
