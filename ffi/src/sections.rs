@@ -6,26 +6,44 @@
 //! (`in_read_section`) and return `-EDEADLK`, or abort with a message where
 //! they return nothing.
 //!
-//! INVARIANT: a thread's `READ_DEPTH` is the number of its `READ_GUARDS`
-//! plus the live `ReadSection`s it entered.
+//! `ioasid_read_lock` nests per thread: a counter, and one cached guard
+//! pinned by the outermost lock and dropped by the outermost unlock.
+//!
+//! INVARIANT: a thread's `READ_GUARD` holds a guard exactly while its
+//! `DEPTH.locks` is non-zero; `DEPTH.locks + DEPTH.sections` is non-zero
+//! exactly while the thread is inside a read-side section.
 
 use crate::errno;
 use crate::sets::domain;
 use std::cell::{Cell, RefCell};
 use std::ffi::c_int;
 
+/// How deep this thread is in read-side sections.
+struct Depth {
+    /// Its `ioasid_read_lock()` calls not yet unlocked.
+    locks: Cell<usize>,
+    /// The library's own sections around C callbacks ([`ReadSection`]).
+    sections: Cell<usize>,
+}
+
 thread_local! {
-    /// Guards of this thread's `ioasid_read_lock()` calls, innermost last.
-    static READ_GUARDS: RefCell<Vec<ioasid_core::Guard>> = const { RefCell::new(Vec::new()) };
-    /// How many read-side sections this thread is in: its read locks plus the
-    /// library's own pins around C callbacks.
-    static READ_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Plain counters, no destructor: each access is a load from the
+    /// thread's block, with no lazy-init check.
+    static DEPTH: Depth = const {
+        Depth {
+            locks: Cell::new(0),
+            sections: Cell::new(0),
+        }
+    };
+    /// The guard of this thread's outermost read lock, if any. Touched only
+    /// by the outermost lock and unlock.
+    static READ_GUARD: RefCell<Option<ioasid_core::Guard>> = const { RefCell::new(None) };
 }
 
 /// True if this thread is inside a read-side section, where waiting for
 /// readers would wait for itself.
 pub(crate) fn in_read_section() -> bool {
-    READ_DEPTH.with(Cell::get) > 0
+    DEPTH.with(|d| d.locks.get() + d.sections.get() > 0)
 }
 
 /// Marks a read-side section of the library (around a C callback).
@@ -33,34 +51,53 @@ pub(crate) struct ReadSection(());
 
 impl ReadSection {
     pub(crate) fn enter() -> ReadSection {
-        READ_DEPTH.with(|d| d.set(d.get() + 1));
+        DEPTH.with(|d| d.sections.set(d.sections.get() + 1));
         ReadSection(())
     }
 }
 
 impl Drop for ReadSection {
     fn drop(&mut self) {
-        READ_DEPTH.with(|d| d.set(d.get() - 1));
+        DEPTH.with(|d| d.sections.set(d.sections.get() - 1));
     }
 }
 
+/// Enters a read lock: pins on the outermost one only.
 pub(crate) fn read_lock() {
-    let guard = domain().pin();
-    READ_GUARDS.with(|g| g.borrow_mut().push(guard));
-    READ_DEPTH.with(|d| d.set(d.get() + 1));
+    let outer = DEPTH.with(|d| {
+        let locks = d.locks.get();
+        d.locks.set(locks + 1);
+        locks == 0
+    });
+    if outer {
+        let guard = domain().pin();
+        READ_GUARD.with(|g| *g.borrow_mut() = Some(guard));
+    }
 }
 
-/// Ends the innermost read lock; false if this thread held none.
+/// Ends the innermost read lock (unpinning on the outermost); false if this
+/// thread held none.
 pub(crate) fn read_unlock() -> bool {
-    let guard = READ_GUARDS.with(|g| g.borrow_mut().pop());
-    match guard {
-        Some(guard) => {
-            READ_DEPTH.with(|d| d.set(d.get() - 1));
-            drop(guard);
-            true
-        }
-        None => false,
+    let Some(left) = DEPTH.with(|d| {
+        let locks = d.locks.get().checked_sub(1)?;
+        d.locks.set(locks);
+        Some(locks)
+    }) else {
+        return false;
+    };
+    if left == 0 {
+        // Taken out before the drop: unpinning may run deferred drops,
+        // which must find the cache released.
+        let guard = READ_GUARD.with(|g| g.borrow_mut().take());
+        drop(guard);
     }
+    true
+}
+
+/// True while this thread's read locks hold their cached guard.
+#[cfg(test)]
+pub(crate) fn holds_read_guard() -> bool {
+    READ_GUARD.with(|g| g.borrow().is_some())
 }
 
 /// Waits for every reader of every space, or reports that this thread would

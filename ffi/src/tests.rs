@@ -168,13 +168,17 @@ fn read_sections_nest_per_thread() {
     ioasid_read_lock();
     ioasid_read_lock();
     assert!(in_read_section());
+    assert!(crate::sections::holds_read_guard());
     // Another thread is not inside this thread's section.
     assert!(!std::thread::spawn(in_read_section).join().unwrap());
     ioasid_read_unlock();
     assert!(in_read_section());
+    // The inner unlock keeps the outermost lock's pin.
+    assert!(crate::sections::holds_read_guard());
     assert_eq!(wait_for_readers(), Err(-errno::EDEADLK));
     ioasid_read_unlock();
     assert!(!in_read_section());
+    assert!(!crate::sections::holds_read_guard());
     // An extra unlock is ignored.
     assert!(!read_unlock());
     assert_eq!(wait_for_readers(), Ok(()));
