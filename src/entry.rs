@@ -268,6 +268,23 @@ pub(crate) fn needs_drop<T: Payload>(word: u64) -> bool {
     word & BOXED != 0 || std::mem::needs_drop::<T>()
 }
 
+/// True if the word's value lives in a box (read only under a guard).
+pub(crate) fn is_boxed(word: u64) -> bool {
+    word & BOXED != 0
+}
+
+/// A copy of the inline value of a live `word`; no guard needed.
+///
+/// # Safety
+/// `word` was loaded from a slot and is not boxed (`!is_boxed(word)`).
+pub(crate) unsafe fn copy_inline<T: Payload + Copy>(word: u64) -> T {
+    debug_assert!(!is_boxed(word));
+    // SAFETY: an inline payload of a `T` (caller's contract). `T: Copy`
+    // has no drop glue, so no value is ever reclaimed: the bits alone are
+    // the value, valid even if the word left its slot since it was loaded.
+    unsafe { T::from_inline(word & PAYLOAD_MASK) }
+}
+
 /// A shared view of an ID's data, valid while the guard it came from lives.
 ///
 /// Dereferences to `T`. Never drops the value: the space owns it.

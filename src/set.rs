@@ -146,6 +146,25 @@ impl<T: Payload, const F: usize> Set<T, F> {
         Ok(unsafe { Ref::new(word) })
     }
 
+    /// A copy of the data of `id` if this set owns it, as [`Set::find`],
+    /// without a guard from the caller (see [`Space::get`]).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 10)?;
+    /// let (a, b) = (space.new_set(), space.new_set());
+    /// let id = a.alloc(0, 10, 7)?;
+    /// assert_eq!(a.get(id), Ok(7));
+    /// assert_eq!(b.get(id), Err(ioasid::Error::PermissionDenied));
+    /// assert_eq!(a.get(9), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get(&self, id: Ioasid) -> Result<T, Error>
+    where
+        T: Copy,
+    {
+        self.space.inner.get(id, Some(self.index))
+    }
+
     /// Calls `f` with the data of `id` if this set owns it, pinning for the call.
     pub fn with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
         let guard = self.space.pin();

@@ -319,6 +319,25 @@ impl<T: Payload, const F: usize> Space<T, F> {
         Some(unsafe { Ref::new(word) })
     }
 
+    /// A copy of the data of live ID `id`, whichever set owns it, without a
+    /// guard from the caller: it pins only to read a value stored boxed
+    /// (an inline value of a `Copy` type is whole in its entry word, and
+    /// nothing of it is ever reclaimed). Lock-free; writes nothing shared
+    /// for an inline value.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 10)?;
+    /// let id = space.new_set().alloc(0, 10, 7)?;
+    /// assert_eq!((space.get(id), space.get(9)), (Some(7), None));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get(&self, id: Ioasid) -> Option<T>
+    where
+        T: Copy,
+    {
+        self.inner.get(id, None).ok()
+    }
+
     /// Calls `f` with the data of live ID `id`, pinning for the call.
     ///
     /// ```
@@ -511,6 +530,40 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // boxed value's contents are visible.
         let word = slot.word().load(Ordering::Acquire);
         (word != 0).then_some(word)
+    }
+
+    /// The live word of `id`, or `None`, loaded with no guard: only its
+    /// inline part may be used unless a guard was pinned before the load.
+    fn load_unpinned(&self, id: Ioasid) -> Option<u64> {
+        // Tree nodes live as long as the tree, so the slot needs no guard.
+        let slot = self.tree.slot(self.key_of(id)?)?;
+        // Acquire: pairs with the Release publish (alloc, set_data).
+        let word = slot.word().load(Ordering::Acquire);
+        (word != 0).then_some(word)
+    }
+
+    /// A copy of the value of live `id` (with `owner`, only if that set owns
+    /// it): pins only when the word is boxed.
+    pub(crate) fn get(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
+    where
+        T: Copy,
+    {
+        let owned = |word: u64| match owner {
+            Some(owner) if entry::owner(word) != owner => Err(Error::PermissionDenied),
+            _ => Ok(word),
+        };
+        let word = owned(self.load_unpinned(id).ok_or(Error::NotFound)?)?;
+        if !entry::is_boxed(word) {
+            // SAFETY: loaded from its slot, not boxed.
+            return Ok(unsafe { entry::copy_inline(word) });
+        }
+        // A box may be freed once its word leaves the slot: load it again
+        // under a guard, which keeps the box until it goes.
+        let guard = self.pin();
+        let word = owned(self.load(id, &guard).ok_or(Error::NotFound)?)?;
+        // SAFETY: loaded under `guard`, which protects this space's domain.
+        let value = unsafe { Ref::<T>::new(word) };
+        Ok(*value)
     }
 
     fn hook<'g>(&self, _guard: &'g Guard) -> Option<&'g CustomHook> {
