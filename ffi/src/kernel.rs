@@ -11,8 +11,8 @@
 //! whose hook is installed in the global space.
 
 use crate::{
-    domain, ffi_guard, get_or_install_held, global_space, ioasid_set, ioasid_t, load_set, null_set,
-    wait_for_readers, CData, ReadSection,
+    domain, ffi_guard, get_or_install_held, global_space, ioasid_set, ioasid_t, load_declared,
+    load_set, null_set, wait_for_readers, CData, ReadSection,
 };
 use ioasid_core::{CustomAlloc, CustomAllocator, CustomHook, Error, INVALID_IOASID};
 use std::ffi::{c_int, c_void};
@@ -61,6 +61,20 @@ pub unsafe extern "C" fn ioasid_alloc(
     private_: *mut c_void,
 ) -> ioasid_t {
     ffi_guard!("ioasid_alloc", INVALID_IOASID, {
+        // A declared set in use: its state is never freed, and the core's
+        // allocation pins nothing for inline data, so no guard at all.
+        let declared = if set.is_null() {
+            None
+        } else {
+            // SAFETY: non-null, valid by the caller's contract.
+            unsafe { load_declared(set) }
+        };
+        if let Some(held) = declared.and_then(|imp| imp.hold(set)) {
+            return held
+                .set
+                .alloc(min, max, CData::new(private_))
+                .unwrap_or(INVALID_IOASID);
+        }
         let pin = crate::domain().pin();
         let imp = if set.is_null() {
             null_set()
@@ -94,10 +108,7 @@ pub unsafe extern "C" fn ioasid_alloc(
 pub extern "C" fn ioasid_free(ioasid: ioasid_t) {
     ffi_guard!("ioasid_free", crate::abort_on_panic("ioasid_free"), {
         let space = global_space();
-        // Pinned over the free and a vendor's pasid_free: iommu_pasid_exit
-        // waits for readers before it frees the consumer.
-        let pin = domain().pin();
-        let _ = crate::rfc::free_id(ioasid, &pin, || space.free(ioasid).then_some(()).ok_or(()));
+        let _ = crate::rfc::free_id(ioasid, || space.free(ioasid).then_some(()).ok_or(()));
     })
 }
 
@@ -118,6 +129,12 @@ pub unsafe extern "C" fn ioasid_find(
         "ioasid_find",
         crate::err_ptr(-crate::errno::ENOTRECOVERABLE),
         {
+            if getter.is_none() {
+                // SAFETY: as below.
+                if let Some(found) = unsafe { find_unpinned(set, ioasid) } {
+                    return found;
+                }
+            }
             let guard = domain().pin();
             let found: Result<CData, Error> = if set.is_null() {
                 global_space()
@@ -157,6 +174,30 @@ pub unsafe extern "C" fn ioasid_find(
             }
         }
     )
+}
+
+/// `ioasid_find` with no getter, with no guard: the global space's data is
+/// inline `CData`, copied out of its word. `None` when a guard is needed:
+/// `set` is neither NULL nor a declared set in use.
+///
+/// # Safety
+/// `set` is NULL or a valid `struct ioasid_set`.
+unsafe fn find_unpinned(set: *mut ioasid_set, ioasid: ioasid_t) -> Option<*mut c_void> {
+    let found = if set.is_null() {
+        global_space().get(ioasid).ok_or(Error::NotFound)
+    } else {
+        // SAFETY: non-null, valid by the caller's contract.
+        let imp = unsafe { load_declared(set) }?;
+        match imp.set.get(ioasid) {
+            // Re-checked after the lookup, as in `ioasid_find`.
+            Ok(_) if !imp.serves(set) => Err(Error::PermissionDenied),
+            found => found,
+        }
+    };
+    Some(match found {
+        Ok(data) => data.ptr,
+        Err(e) => crate::err_ptr(crate::neg(e)),
+    })
 }
 
 /// Replaces the data of live `ioasid` in the global space: 0, `-ENOENT`, or

@@ -67,8 +67,8 @@ pub(crate) use sections::{
     abort_deadlock, in_read_section, read_lock, read_unlock, wait_for_readers, ReadSection,
 };
 pub(crate) use sets::{
-    destroy_set, domain, free_in_set, get_or_install_held, global_space, install_set, load_set,
-    null_set, SetImpl,
+    destroy_set, domain, free_in_set, get_or_install_held, global_space, install_set,
+    load_declared, load_set, null_set, SetImpl,
 };
 pub(crate) use types::CData;
 

@@ -89,20 +89,21 @@ fn vendor_ids() -> MutexGuard<'static, BTreeMap<ioasid_t, usize>> {
 }
 
 /// Frees `id` with `free` (a core free); a vendor ID then goes back to its
-/// consumer's `pasid_free`. `_pin`, a guard of the global domain held over
-/// the call, keeps the consumer alive until the hook returns:
-/// `iommu_pasid_exit` waits for readers before it frees the consumer.
-pub(crate) fn free_id<E>(
-    id: ioasid_t,
-    _pin: &ioasid_core::Guard,
-    free: impl FnOnce() -> Result<(), E>,
-) -> Result<(), E> {
+/// consumer's `pasid_free`. While vendor IDs exist, a guard of the global
+/// domain is held over the free and the hook: it keeps the consumer alive
+/// until the hook returns (`iommu_pasid_exit` waits for readers before it
+/// frees the consumer). With none, nothing is pinned here.
+pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
     // Relaxed: a hint. The count is raised before a vendor ID's word is
     // published (Release); whoever learnt the ID read that word or was
-    // handed the ID afterwards, so sees the raised count.
+    // handed the ID afterwards, so sees the raised count. A zero count
+    // means `id` is no vendor ID: no consumer is touched, no pin needed.
     if VENDOR_LIVE.load(Ordering::Relaxed) == 0 {
         return free();
     }
+    // Pinned before the record is taken: a consumer's exit that frees the
+    // record's consumer after us waits for this guard.
+    let _pin = crate::domain().pin();
     let mut ids = vendor_ids();
     free()?;
     let consumer = ids.remove(&id);

@@ -11,6 +11,8 @@
 //! A declared set's state is never freed: it is reclaimed while idle and
 //! empty, and reused (see "Declared sets need no teardown" below), so a
 //! stale word is always safe to read and is recognised by `serves`.
+//! A declared set's state is installed tagged (bit 0 of the word,
+//! `DECLARED`): a word with the tag may be followed with no guard.
 //!
 //! Every space this layer makes uses the core's global reclamation domain
 //! ([`ioasid_core::Domain::global`]), so one `ioasid_read_lock()` covers them
@@ -127,6 +129,20 @@ pub(crate) fn domain() -> &'static Domain {
     Domain::global()
 }
 
+/// Bit 0 of a set word: the state is a declared set's, never freed. (A
+/// `SetImpl` is aligned to 8, so bit 0 of its address is free.)
+const DECLARED: usize = 1;
+
+/// A declared set's state as stored in a set word (tagged).
+fn tag_declared(raw: *mut SetImpl) -> *mut SetImpl {
+    raw.map_addr(|a| a | DECLARED)
+}
+
+/// The state a set word points at (tag cleared).
+fn untag(word: *mut SetImpl) -> *mut SetImpl {
+    word.map_addr(|a| a & !DECLARED)
+}
+
 /// The atomic view of a set's implementation pointer.
 ///
 /// # Safety
@@ -148,11 +164,31 @@ pub(crate) unsafe fn load_set(set: *mut ioasid_set, _pin: &ioasid_core::Guard) -
     let slot = unsafe { set_slot(set) };
     // Acquire: pairs with the Release of the installing CAS, so the SetImpl's
     // contents are visible.
-    let ptr = slot.load(Ordering::Acquire);
+    let ptr = untag(slot.load(Ordering::Acquire));
     // SAFETY: a non-null pointer in the slot is a leaked Box<SetImpl>; it is
     // freed only through the epoch after leaving the slot, and `_pin` keeps
     // it alive (module invariant).
     let imp = (!ptr.is_null()).then(|| unsafe { &*ptr })?;
+    imp.serves(set).then_some(imp)
+}
+
+/// The set's implementation if it is a declared set's state serving `set`,
+/// loaded with no guard; `None` otherwise (never used, reclaimed, or a set
+/// with an explicit life: load that one under a guard with [`load_set`]).
+///
+/// # Safety
+/// `set` is non-null and valid for the call.
+pub(crate) unsafe fn load_declared<'a>(set: *mut ioasid_set) -> Option<&'a SetImpl> {
+    // SAFETY: forwarded from the caller.
+    let slot = unsafe { set_slot(set) };
+    // Acquire: as in `load_set`.
+    let word = slot.load(Ordering::Acquire);
+    if word.addr() & DECLARED == 0 {
+        return None;
+    }
+    // SAFETY: a tagged word is a declared set's state, never freed (module
+    // invariant): no guard is needed to follow it.
+    let imp = unsafe { &*untag(word) };
     imp.serves(set).then_some(imp)
 }
 
@@ -188,7 +224,7 @@ unsafe fn replace_unused(
         }
         // SAFETY: a non-null slot value is alive under `_pin` (module
         // invariant); a declared set's state is never freed at all.
-        if !current.is_null() && unsafe { (*current).serves(set) } {
+        if !current.is_null() && unsafe { (*untag(current)).serves(set) } {
             return Err(());
         }
         // AcqRel: Release publishes the new SetImpl's contents; Acquire
@@ -224,7 +260,7 @@ pub(crate) unsafe fn install_set(
             let current = slot.load(Ordering::Acquire);
             // SAFETY: `raw` was never shared; take it back. `current` is
             // installed and protected by `_pin` (module invariant).
-            Err(unsafe { (&*current, Box::from_raw(raw)) })
+            Err(unsafe { (&*untag(current), Box::from_raw(raw)) })
         }
     }
 }
@@ -247,8 +283,8 @@ pub(crate) unsafe fn get_or_install_held(
         }
         let fresh = auto_take(set)?;
         // SAFETY: forwarded from the caller; `fresh` is bound to `set` and
-        // not installed anywhere.
-        if unsafe { replace_unused(set, fresh, pin) }.is_err() {
+        // not installed anywhere. Tagged: a declared set's state.
+        if unsafe { replace_unused(set, tag_declared(fresh), pin) }.is_err() {
             // Another thread installed first: use its state.
             auto_give_back(fresh);
         }
@@ -266,7 +302,7 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
     let slot = unsafe { set_slot(set) };
     // AcqRel: Acquire reads the SetImpl's contents; Release orders our
     // earlier use before the pointer leaves the slot.
-    let raw = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    let raw = untag(slot.swap(std::ptr::null_mut(), Ordering::AcqRel));
     if raw.is_null() {
         return;
     }
@@ -386,8 +422,7 @@ pub(crate) fn set_ids(set: &Set<CData>) -> Vec<Ioasid> {
 
 /// Checked free of `id` from a set; hands a vendor ID back to its driver.
 pub(crate) fn free_in_set(imp: &SetImpl, id: Ioasid) -> Result<(), Error> {
-    let pin = domain().pin();
-    rfc::free_id(id, &pin, || imp.set.free(id))
+    rfc::free_id(id, || imp.set.free(id))
 }
 
 /// The callback type of `ioasid_set_for_each` and `iommu_pasid_for_each`.
