@@ -76,29 +76,23 @@ pub unsafe extern "C" fn ioasid_alloc(
                 .unwrap_or(INVALID_IOASID);
         }
         let pin = crate::domain().pin();
-        let imp = if set.is_null() {
-            null_set()
-        } else {
-            // SAFETY: non-null, valid by the caller's contract.
-            match unsafe { get_or_install_held(set, &pin) } {
-                Ok(held) => {
-                    if !held.usable() {
-                        return INVALID_IOASID;
-                    }
-                    return held
-                        .set
-                        .alloc(min, max, CData::new(private_))
-                        .unwrap_or(INVALID_IOASID);
-                }
-                Err(_) => return INVALID_IOASID,
+        let alloc_in = |imp: &crate::SetImpl| {
+            if !imp.usable() {
+                return INVALID_IOASID;
             }
+            imp.set
+                .alloc(min, max, CData::new(private_))
+                .unwrap_or(INVALID_IOASID)
         };
-        if !imp.usable() {
-            return INVALID_IOASID;
+        if set.is_null() {
+            return alloc_in(null_set());
         }
-        imp.set
-            .alloc(min, max, CData::new(private_))
-            .unwrap_or(INVALID_IOASID)
+        // SAFETY: non-null, valid by the caller's contract.
+        let held = unsafe { get_or_install_held(set, &pin) };
+        match held {
+            Ok(held) => alloc_in(&held),
+            Err(_) => INVALID_IOASID,
+        }
     })
 }
 

@@ -35,7 +35,10 @@
 //!   `for_each_cleaning_races_alloc_of_the_same_key` (a live ID loses its
 //!   member bit);
 //! - a custom allocator's answer recorded without claiming exactly that
-//!   ID: `custom_allocator_answers_race` (both allocs get 5).
+//!   ID: `custom_allocator_answers_race` (both allocs get 5);
+//! - a custom ID's number released before its free hook ran, or a re-issued
+//!   answer recorded without waiting for a free under way:
+//!   `custom_free_races_reissue_of_the_same_id`.
 #![cfg(ioasid_loom)]
 
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy, Set, Space};
@@ -830,6 +833,91 @@ fn custom_allocator_answers_race() {
         assert!(space.free(5));
         assert!(!space.free(5), "freed once");
         assert_eq!(hook.freed.load(LoomOrdering::SeqCst), 2);
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// A custom allocator that answers every request with ID 5 and checks, in
+/// its `free`, that 5 is still recorded (SPEC 6.3); it notes while a free
+/// runs.
+struct ChecksRecorded {
+    space: loom::sync::Mutex<Option<Space<Probe, 4>>>,
+    in_free: AtomicBool,
+    freed: loom::sync::atomic::AtomicUsize,
+    seen_recorded: loom::sync::atomic::AtomicUsize,
+}
+
+impl CustomAllocator for ChecksRecorded {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        CustomAlloc::Id(5)
+    }
+
+    fn free(&self, id: Ioasid) {
+        assert_eq!(id, 5);
+        // SeqCst (all three): plain flags and counters of the model.
+        self.in_free.store(true, LoomOrdering::SeqCst);
+        let space = self.space.lock().unwrap().clone();
+        if space.is_some_and(|space| token_at(&space, 5).is_some()) {
+            self.seen_recorded.fetch_add(1, LoomOrdering::SeqCst);
+        }
+        self.freed.fetch_add(1, LoomOrdering::SeqCst);
+        self.in_free.store(false, LoomOrdering::SeqCst);
+    }
+}
+
+/// Custom allocators in the kernel's order: a free of custom ID 5 races an
+/// allocation that the hook answers with 5 again. Every `free` call sees 5
+/// still recorded; the allocation either is refused (5 was live: the answer
+/// goes back to the hook) or records 5 only after the free's hook returned.
+#[test]
+fn custom_free_races_reissue_of_the_same_id() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 7, Policy::Lowest);
+        let hook = Arc::new(ChecksRecorded {
+            space: loom::sync::Mutex::new(Some(space.clone())),
+            in_free: AtomicBool::new(false),
+            freed: loom::sync::atomic::AtomicUsize::new(0),
+            seen_recorded: loom::sync::atomic::AtomicUsize::new(0),
+        });
+        space.set_allocator(Some(CustomHook::new(hook.clone())));
+        let set = Arc::new(space.new_set());
+        assert_eq!(set.alloc(0, 7, ledger.probe(0, 0)), Ok(5));
+        let freer = {
+            let space = space.clone();
+            spawn(move || space.free(5))
+        };
+        let allocator = {
+            let (set, ledger, hook) = (set.clone(), ledger.clone(), hook.clone());
+            spawn(move || {
+                let got = set.alloc(0, 7, ledger.probe(1, 0));
+                // SeqCst: a plain flag.
+                let free_running = hook.in_free.load(LoomOrdering::SeqCst);
+                (got, free_running)
+            })
+        };
+        assert!(freer.join().unwrap());
+        let (got, free_running) = allocator.join().unwrap();
+        // SeqCst: read after the joins.
+        let seen = || hook.seen_recorded.load(LoomOrdering::SeqCst);
+        match got {
+            Ok(id) => {
+                assert_eq!(id, 5);
+                assert!(!free_running, "5 recorded again while its free ran");
+                assert!(space.free(5));
+                assert_eq!(seen(), 2, "a free hook ran with 5 no longer recorded");
+            }
+            // The refused answer's free may run after 5 is gone; the
+            // real free saw it.
+            Err(e) => {
+                assert_eq!(e, Error::Io);
+                assert!(seen() >= 1, "the free hook ran with 5 no longer recorded");
+            }
+        }
+        assert_eq!(hook.freed.load(LoomOrdering::SeqCst), 2);
+        assert_eq!(space.live_count(), 0);
+        *hook.space.lock().unwrap() = None;
         drop((set, space));
         assert_all_dropped_once(&ledger, 2);
     });
