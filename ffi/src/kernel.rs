@@ -62,7 +62,7 @@ pub unsafe extern "C" fn ioasid_alloc(
 ) -> ioasid_t {
     ffi_guard!("ioasid_alloc", INVALID_IOASID, {
         // A declared set in use: its state is never freed, and the core's
-        // allocation pins nothing for inline data, so no guard at all.
+        // allocation pins only around a custom allocator, so no guard here.
         let declared = if set.is_null() {
             None
         } else {
@@ -170,9 +170,10 @@ pub unsafe extern "C" fn ioasid_find(
     )
 }
 
-/// `ioasid_find` with no getter, with no guard: the global space's data is
-/// inline `CData`, copied out of its word. `None` when a guard is needed:
-/// `set` is neither NULL nor a declared set in use.
+/// `ioasid_find` with no getter and no guard of its own: the `CData` is
+/// copied out of its entry word (`get` pins only for one stored boxed), and
+/// nothing is called with it. `None` when the set needs a guard: it is
+/// neither NULL nor a declared set in use.
 ///
 /// # Safety
 /// `set` is NULL or a valid `struct ioasid_set`.
