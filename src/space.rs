@@ -327,7 +327,8 @@ impl<T: Payload, const F: usize> Space<T, F> {
     ///
     /// ```
     /// let space = ioasid::Space::<u32>::new(0, 10)?;
-    /// let id = space.new_set().alloc(0, 10, 7)?;
+    /// let set = space.new_set();
+    /// let id = set.alloc(0, 10, 7)?;
     /// assert_eq!((space.get(id), space.get(9)), (Some(7), None));
     /// # Ok::<(), ioasid::Error>(())
     /// ```
