@@ -11,9 +11,16 @@
 //! all of its garbage when the last space and guard of that domain are gone,
 //! which is what tests that count drops, and loom models, want.
 //!
+//! Identity is never an address: each domain has a serial number that no
+//! other domain of the process ever gets (a freed domain's block may be
+//! reused by a new one, its number is not). A guard records the number of
+//! the domain it pinned and keeps that domain's collector alive (a crossbeam
+//! guard holds its participant, which holds the collector), so a guard that
+//! outlives its domain is refused by every other domain's spaces.
+//!
 //! Each thread caches one crossbeam `LocalHandle` per domain it has touched.
-//! INVARIANT: a cached handle's domain is found by comparing the address of
-//! its `DomainInner` (held weakly); entries whose domain is gone are pruned on
+//! INVARIANT: a cached handle's domain is found by its serial number (the
+//! domain itself held weakly); entries whose domain is gone are pruned on
 //! the next miss in that thread, and a dropped domain removes its own entry
 //! from the dropping thread at once.
 
@@ -45,6 +52,8 @@ pub struct Domain {
 }
 
 pub(crate) struct DomainInner {
+    /// This domain's serial number: unique in the process, never reused.
+    serial: u64,
     collector: Collector,
     grace_periods: AtomicU64,
 }
@@ -52,22 +61,30 @@ pub(crate) struct DomainInner {
 /// This thread's epoch handles, one per domain it has pinned.
 struct HandleCache {
     /// The last domain pinned here and its handle: the fast path.
-    /// INVARIANT: `(null, null)`, or a pair that is an entry of `entries`
-    /// (it is reset whenever `entries` loses an entry).
-    last: Cell<(*const DomainInner, *const LocalHandle)>,
-    entries: RefCell<Vec<(Weak<DomainInner>, Box<LocalHandle>)>>,
+    /// INVARIANT: `(0, null)` (0 is no domain's serial), or a serial and
+    /// handle that are an entry of `entries` (it is reset whenever `entries`
+    /// loses an entry).
+    last: Cell<(u64, *const LocalHandle)>,
+    entries: RefCell<Vec<CachedHandle>>,
+}
+
+/// One entry of a thread's handle cache.
+struct CachedHandle {
+    serial: u64,
+    domain: Weak<DomainInner>,
+    handle: Box<LocalHandle>,
 }
 
 impl HandleCache {
     /// Drops the entries `keep` refuses, resetting the fast path. They are
     /// dropped after the cache is released: dropping a domain's last handle
     /// runs its deferred drops, which may pin on this thread.
-    fn retain(&self, keep: impl FnMut(&(Weak<DomainInner>, Box<LocalHandle>)) -> bool) {
+    fn retain(&self, keep: impl FnMut(&CachedHandle) -> bool) {
         let removed: Vec<_> = {
             let Ok(mut entries) = self.entries.try_borrow_mut() else {
                 return; // borrowed further up this stack: pruned later
             };
-            self.last.set((ptr::null(), ptr::null()));
+            self.last.set((0, ptr::null()));
             let (kept, removed) = entries.drain(..).partition(keep);
             *entries = kept;
             removed
@@ -78,7 +95,7 @@ impl HandleCache {
 
 thread_local! {
     static HANDLES: HandleCache = HandleCache {
-        last: Cell::new((ptr::null(), ptr::null())),
+        last: Cell::new((0, ptr::null())),
         entries: RefCell::new(Vec::new()),
     };
 }
@@ -86,8 +103,13 @@ thread_local! {
 impl Domain {
     /// A new domain with its own collector.
     pub fn new() -> Domain {
+        // Relaxed: only uniqueness matters. Starts at 1 (0 marks "none" in
+        // the handle cache); a u64 never wraps in practice.
+        static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let serial = NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Domain {
             inner: StdArc::new(DomainInner {
+                serial,
                 collector: Collector::new(),
                 grace_periods: AtomicU64::new(0),
             }),
@@ -105,11 +127,11 @@ impl Domain {
     ///
     /// Pinning is re-entrant and never blocks.
     pub fn pin(&self) -> Guard {
-        let key = StdArc::as_ptr(&self.inner);
+        let serial = self.inner.serial;
         let guard = HANDLES
             .try_with(|cache| {
-                let (last_key, last_handle) = cache.last.get();
-                let handle = if last_key == key {
+                let (last_serial, last_handle) = cache.last.get();
+                let handle = if last_serial == serial {
                     last_handle
                 } else {
                     self.handle_slow(cache)
@@ -127,31 +149,32 @@ impl Domain {
             .unwrap_or_else(|_| self.inner.collector.register().pin());
         Guard {
             inner: guard,
-            domain: key,
+            domain: serial,
         }
     }
 
     /// Finds (or registers) this thread's handle for this domain and makes
     /// it the fast path.
     fn handle_slow(&self, cache: &HandleCache) -> *const LocalHandle {
-        let key = StdArc::as_ptr(&self.inner);
+        let serial = self.inner.serial;
         let found = cache
             .entries
             .borrow()
             .iter()
-            .find(|(d, _)| Weak::as_ptr(d) == key)
-            .map(|(_, h)| &**h as *const LocalHandle);
+            .find(|entry| entry.serial == serial)
+            .map(|entry| &*entry.handle as *const LocalHandle);
         let handle = found.unwrap_or_else(|| {
-            cache.retain(|(d, _)| d.strong_count() > 0);
+            cache.retain(|entry| entry.domain.strong_count() > 0);
             let handle = Box::new(self.inner.collector.register());
             let ptr = &*handle as *const LocalHandle;
-            cache
-                .entries
-                .borrow_mut()
-                .push((StdArc::downgrade(&self.inner), handle));
+            cache.entries.borrow_mut().push(CachedHandle {
+                serial,
+                domain: StdArc::downgrade(&self.inner),
+                handle,
+            });
             ptr
         });
-        cache.last.set((key, handle));
+        cache.last.set((serial, handle));
         handle
     }
 
@@ -203,8 +226,9 @@ impl Domain {
         let _ = HANDLES.try_with(|cache| cache.retain(|_| false));
     }
 
-    pub(crate) fn key(&self) -> *const DomainInner {
-        StdArc::as_ptr(&self.inner)
+    /// This domain's serial number (see the module docs).
+    pub(crate) fn serial(&self) -> u64 {
+        self.inner.serial
     }
 }
 
@@ -224,12 +248,12 @@ impl fmt::Debug for Domain {
 
 impl Drop for DomainInner {
     fn drop(&mut self) {
-        let me = self as *const DomainInner;
+        let me = self.serial;
         // Remove this thread's cached handle so the collector (and all its
         // deferred drops) is released now rather than at thread exit. The
         // cache may be borrowed already (we may run inside a deferred drop
         // started by pin) or gone (thread exit): then pruning does it later.
-        let _ = HANDLES.try_with(|cache| cache.retain(|(d, _)| Weak::as_ptr(d) != me));
+        let _ = HANDLES.try_with(|cache| cache.retain(|entry| entry.serial != me));
     }
 }
 
@@ -238,15 +262,22 @@ impl Drop for DomainInner {
 /// References returned by `find` live as long as the guard; while any guard
 /// that could see a freed value lives, the value is not dropped. A guard
 /// belongs to the thread that made it.
+///
+/// INVARIANT: `domain` is the serial number of the domain whose collector
+/// `inner` pinned; `inner` keeps that collector alive (crossbeam's guard
+/// holds its participant, which holds the collector) even if the `Domain`
+/// handles are all gone, and the number is never given to another domain.
 pub struct Guard {
     pub(crate) inner: crossbeam_epoch::Guard,
-    domain: *const DomainInner,
+    domain: u64,
 }
 
 impl Guard {
-    /// True if this guard protects the given domain.
+    /// True if this guard protects the given domain: it was pinned on that
+    /// domain's collector (serial numbers are never reused, so a guard that
+    /// outlived its domain protects no other).
     pub(crate) fn protects(&self, domain: &Domain) -> bool {
-        self.domain == domain.key()
+        self.domain == domain.serial()
     }
 }
 
