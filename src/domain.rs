@@ -24,6 +24,7 @@
 //! the next miss in that thread, and a dropped domain removes its own entry
 //! from the dropping thread at once.
 
+use crate::error::Error;
 use crate::sync::{thread_local, yield_now, AtomicBool, AtomicU64, Ordering};
 use crossbeam_epoch::{Collector, LocalHandle};
 use std::cell::{Cell, RefCell};
@@ -182,7 +183,58 @@ impl Domain {
     /// the call has ended (the kernel's `synchronize_rcu()`).
     ///
     /// It blocks while another thread holds a guard that predates the call.
+    ///
+    /// # Panics
+    /// If the calling thread holds a guard of this domain (directly, or in a
+    /// `for_each` callback, a `with` closure, a custom allocator hook or a
+    /// deferred drop): it would wait for itself forever. Use
+    /// [`try_synchronize`](Domain::try_synchronize) to get an error instead.
     pub fn synchronize(&self) {
+        if self.try_synchronize().is_err() {
+            panic!(
+                "Domain::synchronize called while this thread holds a guard of the \
+                 same domain (a read-side section, for_each/with callback, hook or \
+                 deferred drop): it would wait for itself forever"
+            );
+        }
+    }
+
+    /// [`synchronize`](Domain::synchronize), or [`Error::Deadlock`] (nothing
+    /// waited) if the calling thread holds a guard of this domain.
+    ///
+    /// ```
+    /// let domain = ioasid::Domain::new();
+    /// let guard = domain.pin();
+    /// assert_eq!(domain.try_synchronize(), Err(ioasid::Error::Deadlock));
+    /// drop(guard);
+    /// assert_eq!(domain.try_synchronize(), Ok(()));
+    /// ```
+    pub fn try_synchronize(&self) -> Result<(), Error> {
+        if self.pinned_here() {
+            return Err(Error::Deadlock);
+        }
+        self.wait_for_readers();
+        Ok(())
+    }
+
+    /// True if this thread holds a guard of this domain: its cached handle
+    /// is pinned. (Guards made during thread exit, after the cache is gone,
+    /// are not seen; nothing can wait from there.)
+    fn pinned_here(&self) -> bool {
+        let serial = self.inner.serial;
+        HANDLES
+            .try_with(|cache| {
+                let Ok(entries) = cache.entries.try_borrow() else {
+                    return false;
+                };
+                entries
+                    .iter()
+                    .any(|entry| entry.serial == serial && entry.handle.is_pinned())
+            })
+            .unwrap_or(false)
+    }
+
+    fn wait_for_readers(&self) {
         let done = StdArc::new(AtomicBool::new(false));
         {
             let guard = self.pin();

@@ -20,6 +20,10 @@ pub enum Error {
     /// `EIO`: a custom allocator answered with an ID that is out of range or
     /// already live; nothing was recorded.
     BadCustomId,
+    /// `EDEADLK`: waiting for readers from a thread that is itself a reader
+    /// of the same domain (it holds a guard): it would wait forever. Nothing
+    /// was changed.
+    Deadlock,
     /// An error a custom allocator reported, as a positive errno value.
     Custom(i32),
 }
@@ -38,6 +42,8 @@ pub mod errno {
     pub const EACCES: i32 = 13;
     /// Already registered.
     pub const EEXIST: i32 = 17;
+    /// Waiting for readers would wait for this thread.
+    pub const EDEADLK: i32 = 35;
     /// Invalid argument.
     pub const EINVAL: i32 = 22;
     /// No free ID in range.
@@ -60,6 +66,7 @@ impl Error {
             Error::NotFound => errno::ENOENT,
             Error::PermissionDenied => errno::EACCES,
             Error::BadCustomId => errno::EIO,
+            Error::Deadlock => errno::EDEADLK,
             Error::Custom(e) => e,
         }
     }
@@ -79,6 +86,7 @@ impl Error {
             errno::ENOENT => Error::NotFound,
             errno::EACCES => Error::PermissionDenied,
             errno::EIO => Error::BadCustomId,
+            errno::EDEADLK => Error::Deadlock,
             other => Error::Custom(other),
         }
     }
@@ -93,6 +101,9 @@ impl fmt::Display for Error {
             Error::NotFound => f.write_str("ID is not live (ENOENT)"),
             Error::PermissionDenied => f.write_str("ID belongs to another set (EACCES)"),
             Error::BadCustomId => f.write_str("custom allocator gave a bad ID (EIO)"),
+            Error::Deadlock => {
+                f.write_str("would wait for readers from inside a read-side section (EDEADLK)")
+            }
             Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
         }
     }

@@ -279,8 +279,18 @@ impl<T: Payload, const F: usize> Space<T, F> {
     }
 
     /// Waits for every read-side section that began before the call.
+    ///
+    /// # Panics
+    /// If this thread holds a guard of the space's domain (see
+    /// [`Domain::synchronize`]; [`Space::try_synchronize`] returns an error).
     pub fn synchronize(&self) {
         self.inner.domain.synchronize()
+    }
+
+    /// [`Space::synchronize`], or [`Error::Deadlock`] if this thread holds a
+    /// guard of the space's domain.
+    pub fn try_synchronize(&self) -> Result<(), Error> {
+        self.inner.domain.try_synchronize()
     }
 
     /// The data of live ID `id`, whichever set owns it (kernel `ioasid_find`
