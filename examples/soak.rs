@@ -103,21 +103,27 @@ impl std::ops::Deref for Tag {
     }
 }
 
-// SAFETY: `to_inline` is `Some` only with the inner box's own inline
+// SAFETY: `into_inline` is `Ok` only with the inner box's own inline
 // encoding, and `from_inline` rebuilds that box; all mutable state is behind
 // the box (an atomic), so a view made by `from_inline` is a shared view.
 unsafe impl Payload for Tag {
-    fn to_inline(&self) -> Option<u64> {
+    fn into_inline(self) -> Result<u64, Self> {
         if self.serial % 2 == 0 {
-            self.0.to_inline()
+            self.0.into_inline().map_err(Tag)
         } else {
-            None
+            Err(self)
         }
     }
 
     unsafe fn from_inline(bits: u64) -> Self {
-        // SAFETY: `bits` came from `Box::to_inline` of a forgotten Tag's box.
+        // SAFETY: `bits` came from `Box::into_inline` of a Tag's box.
         Tag(unsafe { Box::from_inline(bits) })
+    }
+
+    unsafe fn write_view(bits: u64, out: *mut Self) {
+        // SAFETY: `Tag` is a one-field tuple struct around its box; the view
+        // is the box's own view, written in place.
+        unsafe { Box::write_view(bits, std::ptr::addr_of_mut!((*out).0)) }
     }
 }
 
@@ -352,7 +358,7 @@ impl Worker<'_> {
                 // Relaxed: a count checked against the quota only.
                 let held = s.held.fetch_add(1, Ordering::Relaxed) + 1;
                 ensure!(
-                    s.quota.map_or(true, |q| held <= q),
+                    s.quota.is_none_or(|q| held <= q),
                     "set {} holds {held} > quota",
                     s.tag
                 );
@@ -562,7 +568,7 @@ impl Worker<'_> {
         self.counts.for_each += 1;
         let flow = s.set.for_each(|id, data| {
             ensure!(
-                last.map_or(true, |l| l < id),
+                last.is_none_or(|l| l < id),
                 "for_each not ascending: {last:?} then {id}"
             );
             last = Some(id);

@@ -70,10 +70,30 @@ struct HandleCache {
 }
 
 /// One entry of a thread's handle cache.
+///
+/// INVARIANT: `handle` came from `Box::into_raw` and is freed only by this
+/// entry's drop. It is held raw, not as a `Box`, so that moving the entry
+/// (the vector grows, `retain` partitions it) never reasserts unique
+/// ownership over a handle that a pointer from `last`, or a `pin` running
+/// further up this thread's stack, is still using.
 struct CachedHandle {
     serial: u64,
     domain: Weak<DomainInner>,
-    handle: Box<LocalHandle>,
+    handle: ptr::NonNull<LocalHandle>,
+}
+
+impl CachedHandle {
+    fn handle(&self) -> &LocalHandle {
+        // SAFETY: live until this entry drops (type invariant).
+        unsafe { self.handle.as_ref() }
+    }
+}
+
+impl Drop for CachedHandle {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` in `handle_slow`; this is its one free.
+        drop(unsafe { Box::from_raw(self.handle.as_ptr()) });
+    }
 }
 
 impl HandleCache {
@@ -138,8 +158,9 @@ impl Domain {
                     self.handle_slow(cache)
                 };
                 // SAFETY: `handle` is an entry of this thread's cache (the
-                // `last` invariant, or just looked up): boxed, so its address
-                // is stable while the vector changes, and removed only when
+                // `last` invariant, or just looked up): heap-allocated and
+                // held raw (`CachedHandle`), so it stays valid and usable
+                // while the vector changes, and removed only when
                 // its domain is gone, while `self` keeps this one alive. No
                 // cache borrow is held here: pinning may run deferred drops,
                 // which may pin or drop other domains on this thread.
@@ -163,17 +184,17 @@ impl Domain {
             .borrow()
             .iter()
             .find(|entry| entry.serial == serial)
-            .map(|entry| &*entry.handle as *const LocalHandle);
+            .map(|entry| entry.handle.as_ptr().cast_const());
         let handle = found.unwrap_or_else(|| {
             cache.retain(|entry| entry.domain.strong_count() > 0);
-            let handle = Box::new(self.inner.collector.register());
-            let ptr = &*handle as *const LocalHandle;
+            let handle = Box::into_raw(Box::new(self.inner.collector.register()));
             cache.entries.borrow_mut().push(CachedHandle {
                 serial,
                 domain: StdArc::downgrade(&self.inner),
-                handle,
+                // SAFETY: `Box::into_raw` never returns null.
+                handle: unsafe { ptr::NonNull::new_unchecked(handle) },
             });
-            ptr
+            handle.cast_const()
         });
         cache.last.set((serial, handle));
         handle
@@ -229,7 +250,7 @@ impl Domain {
                 };
                 entries
                     .iter()
-                    .any(|entry| entry.serial == serial && entry.handle.is_pinned())
+                    .any(|entry| entry.serial == serial && entry.handle().is_pinned())
             })
             .unwrap_or(false)
     }

@@ -114,17 +114,20 @@ unsafe impl Send for CData {}
 unsafe impl Sync for CData {}
 
 // SAFETY: a CData without vendor whose pointer fits 48 bits is stored
-// inline as the pointer's bits and rebuilt from them with a null vendor: a
-// plain copy, no ownership, no drop glue, no interior mutability. Any other
-// CData is stored boxed (the provided methods).
+// inline as the pointer (provenance exposed, see `inline_pointer`) and
+// rebuilt from it with a null vendor: a plain copy, no ownership, no drop
+// glue, no interior mutability. Any other CData is given back to be stored
+// boxed.
 unsafe impl ioasid_core::Payload for CData {
-    fn to_inline(&self) -> Option<u64> {
-        let bits = self.ptr as usize as u64;
-        (self.vendor.is_null() && bits < 1 << 48).then_some(bits)
+    fn into_inline(self) -> Result<u64, Self> {
+        if !self.vendor.is_null() {
+            return Err(self);
+        }
+        ioasid_core::inline_pointer(self.ptr).ok_or(self)
     }
 
     unsafe fn from_inline(bits: u64) -> Self {
-        CData::new(bits as usize as *mut c_void)
+        CData::new(ioasid_core::pointer_from_inline(bits))
     }
 }
 
@@ -159,7 +162,7 @@ impl SetImpl {
     pub(crate) fn usable(&self) -> bool {
         self.space
             .as_ref()
-            .map_or(true, |s| !s.destroyed.load(Ordering::Acquire))
+            .is_none_or(|s| !s.destroyed.load(Ordering::Acquire))
     }
 }
 
@@ -361,17 +364,23 @@ unsafe impl Send for Grave {}
 // SAFETY: as above; a shared grave is never used.
 unsafe impl Sync for Grave {}
 
-// SAFETY: stored inline as the set's address when it fits 48 bits and
-// rebuilt from it; a rebuilt grave that is never dropped (a view) frees
-// nothing. Otherwise boxed (provided methods).
+// SAFETY: stored inline as the set's pointer (from `Box::into_raw`,
+// provenance exposed) when it fits 48 bits and rebuilt from it; a rebuilt
+// grave that is never dropped (a view) frees nothing. Otherwise given back to
+// be stored boxed.
 unsafe impl ioasid_core::Payload for Grave {
-    fn to_inline(&self) -> Option<u64> {
-        let bits = self.0 as usize as u64;
-        (bits < 1 << 48).then_some(bits)
+    fn into_inline(self) -> Result<u64, Self> {
+        match ioasid_core::inline_pointer(self.0) {
+            Some(bits) => {
+                std::mem::forget(self);
+                Ok(bits)
+            }
+            None => Err(self),
+        }
     }
 
     unsafe fn from_inline(bits: u64) -> Self {
-        Grave(bits as usize as *mut SetImpl)
+        Grave(ioasid_core::pointer_from_inline(bits))
     }
 }
 
