@@ -76,10 +76,18 @@ struct HandleCache {
 /// (the vector grows, `retain` partitions it) never reasserts unique
 /// ownership over a handle that a pointer from `last`, or a `pin` running
 /// further up this thread's stack, is still using.
+///
+/// INVARIANT: `collector` is a clone of the handle's collector, dropped after
+/// the handle (field drops follow `Drop::drop`). crossbeam frees a collector
+/// from inside the participant's own method when the participant holds its
+/// last reference, which Tree Borrows rejects; this clone, and keeping
+/// entries whose handle is pinned (a guard still lives) until a later prune,
+/// make sure the last reference is always dropped here, outside crossbeam.
 struct CachedHandle {
     serial: u64,
     domain: Weak<DomainInner>,
     handle: ptr::NonNull<LocalHandle>,
+    collector: Collector,
 }
 
 impl CachedHandle {
@@ -186,13 +194,14 @@ impl Domain {
             .find(|entry| entry.serial == serial)
             .map(|entry| entry.handle.as_ptr().cast_const());
         let handle = found.unwrap_or_else(|| {
-            cache.retain(|entry| entry.domain.strong_count() > 0);
+            cache.retain(|entry| entry.domain.strong_count() > 0 || entry.handle().is_pinned());
             let handle = Box::into_raw(Box::new(self.inner.collector.register()));
             cache.entries.borrow_mut().push(CachedHandle {
                 serial,
                 domain: StdArc::downgrade(&self.inner),
                 // SAFETY: `Box::into_raw` never returns null.
                 handle: unsafe { ptr::NonNull::new_unchecked(handle) },
+                collector: self.inner.collector.clone(),
             });
             handle.cast_const()
         });
@@ -326,7 +335,11 @@ impl Drop for DomainInner {
         // deferred drops) is released now rather than at thread exit. The
         // cache may be borrowed already (we may run inside a deferred drop
         // started by pin) or gone (thread exit): then pruning does it later.
-        let _ = HANDLES.try_with(|cache| cache.retain(|entry| entry.serial != me));
+        // A handle with a live guard stays until a later prune (see
+        // `CachedHandle`).
+        let _ = HANDLES.try_with(|cache| {
+            cache.retain(|entry| entry.serial != me || entry.handle().is_pinned())
+        });
     }
 }
 

@@ -116,5 +116,8 @@ fn dropping_spaces_and_sets_of_their_own_domain_returns_every_byte() {
     let before = balance();
     round();
     let leaked = balance() - before;
-    assert_eq!(leaked, 0, "{leaked} bytes not returned after dropping everything");
+    assert_eq!(
+        leaked, 0,
+        "{leaked} bytes not returned after dropping everything"
+    );
 }
