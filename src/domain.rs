@@ -77,7 +77,7 @@ struct HandleCache {
 /// ownership over a handle that a pointer from `last`, or a `pin` running
 /// further up this thread's stack, is still using.
 ///
-/// INVARIANT: `collector` is a clone of the handle's collector, dropped after
+/// INVARIANT: `_collector` is a clone of the handle's collector, dropped after
 /// the handle (field drops follow `Drop::drop`). crossbeam frees a collector
 /// from inside the participant's own method when the participant holds its
 /// last reference, which Tree Borrows rejects; this clone, and keeping
@@ -87,7 +87,7 @@ struct CachedHandle {
     serial: u64,
     domain: Weak<DomainInner>,
     handle: ptr::NonNull<LocalHandle>,
-    collector: Collector,
+    _collector: Collector,
 }
 
 impl CachedHandle {
@@ -143,6 +143,22 @@ impl Domain {
                 grace_periods: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Drops `value` once every read-side section of this domain running
+    /// now has ended (the kernel's `kfree_rcu`): for data that readers found
+    /// through something this domain protects and that is now unreachable.
+    /// Never blocks, never fails, and may be called inside a guard.
+    ///
+    /// ```
+    /// let domain = ioasid::Domain::new();
+    /// let reader = domain.pin();
+    /// domain.retire(String::from("old state"));
+    /// drop(reader);
+    /// domain.synchronize(); // the string is dropped by now
+    /// ```
+    pub fn retire<T: Send + 'static>(&self, value: T) {
+        self.pin().defer(move || drop(value));
     }
 
     /// The process-wide domain that spaces use unless given another.
@@ -201,7 +217,7 @@ impl Domain {
                 domain: StdArc::downgrade(&self.inner),
                 // SAFETY: `Box::into_raw` never returns null.
                 handle: unsafe { ptr::NonNull::new_unchecked(handle) },
-                collector: self.inner.collector.clone(),
+                _collector: self.inner.collector.clone(),
             });
             handle.cast_const()
         });
@@ -272,9 +288,7 @@ impl Domain {
             // Release pairs with the Acquire load below: the waiter sees the
             // grace period complete only after the collector ran this closure,
             // which it does only after every older guard was dropped.
-            guard
-                .inner
-                .defer(move || flag.store(true, Ordering::Release));
+            guard.defer(move || flag.store(true, Ordering::Release));
             guard.inner.flush();
         }
         while !done.load(Ordering::Acquire) {
@@ -354,11 +368,38 @@ impl Drop for DomainInner {
 /// holds its participant, which holds the collector) even if the `Domain`
 /// handles are all gone, and the number is never given to another domain.
 pub struct Guard {
-    pub(crate) inner: crossbeam_epoch::Guard,
+    inner: crossbeam_epoch::Guard,
     domain: u64,
 }
 
 impl Guard {
+    /// Runs `f` once every guard of this domain alive now has been dropped
+    /// (on whichever thread then collects it).
+    pub(crate) fn defer(&self, f: impl FnOnce() + Send + 'static) {
+        self.inner.defer(f);
+    }
+
+    /// [`Guard::defer`] for closures that hold raw pointers.
+    ///
+    /// # Safety
+    /// `f` may run on any thread, at any time after every guard alive now is
+    /// gone: what it captures must be valid to send and use then (typically
+    /// memory that no new reader can reach any more).
+    pub(crate) unsafe fn defer_unchecked(&self, f: impl FnOnce()) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.defer_unchecked(f) }
+    }
+
+    /// Frees a box once every guard alive now has been dropped.
+    ///
+    /// # Safety
+    /// `boxed` came from `Box::into_raw`, no new reader can reach it, and
+    /// nothing else frees it; `T`'s drop may run on any thread.
+    pub(crate) unsafe fn defer_free<T>(&self, boxed: *mut T) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.defer_unchecked(move || drop(Box::from_raw(boxed))) }
+    }
+
     /// True if this guard protects the given domain: it was pinned on that
     /// domain's collector (serial numbers are never reused, so a guard that
     /// outlived its domain protects no other).

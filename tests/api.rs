@@ -660,3 +660,27 @@ fn synchronize_from_a_hook_or_a_deferred_drop_is_refused() {
         "from the deferred drop"
     );
 }
+
+/// `Domain::retire` drops a value only after the readers running when it
+/// was retired, and it may be called inside a guard.
+#[test]
+fn retire_waits_for_the_readers_of_its_domain() {
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let domain = Domain::new();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let reader = domain.pin();
+    domain.retire(Flag(dropped.clone()));
+    for _ in 0..4 {
+        drop(domain.pin()); // collection attempts while the reader lives
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 0, "dropped under a reader");
+    drop(reader);
+    domain.synchronize();
+    domain.synchronize();
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
