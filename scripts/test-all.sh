@@ -33,6 +33,9 @@ IOASID_MEMORY_CYCLES=10000000 cargo test --profile ci -p ioasid --test memory_bo
 step "soak, 60 seconds, 16 threads"
 cargo run --profile ci --example soak -- --secs 60 --threads 16
 
+step "Miri: core unit, API, regression and leak tests, Tree and Stacked Borrows"
+bash scripts/miri.sh
+
 step "loom models of the concurrent protocols (about 1.5 minutes)"
 bash loom-tests/run.sh
 

@@ -17,9 +17,10 @@ pub enum Error {
     NotFound,
     /// `EACCES`: the ID is live but belongs to another set.
     PermissionDenied,
-    /// `EIO`: a custom allocator answered with an ID that is out of range or
-    /// already live; nothing was recorded.
-    BadCustomId,
+    /// `EIO`: a custom allocator (or an RFC vendor) answered with an ID that
+    /// is out of range or already live; the answer went back to its `free`
+    /// hook and nothing was recorded (SPEC 6.3).
+    Io,
     /// `EDEADLK`: waiting for readers from a thread that is itself a reader
     /// of the same domain (it holds a guard): it would wait forever. Nothing
     /// was changed.
@@ -65,7 +66,7 @@ impl Error {
             Error::QuotaExceeded => errno::EDQUOT,
             Error::NotFound => errno::ENOENT,
             Error::PermissionDenied => errno::EACCES,
-            Error::BadCustomId => errno::EIO,
+            Error::Io => errno::EIO,
             Error::Deadlock => errno::EDEADLK,
             Error::Custom(e) => e,
         }
@@ -85,7 +86,7 @@ impl Error {
             errno::EDQUOT => Error::QuotaExceeded,
             errno::ENOENT => Error::NotFound,
             errno::EACCES => Error::PermissionDenied,
-            errno::EIO => Error::BadCustomId,
+            errno::EIO => Error::Io,
             errno::EDEADLK => Error::Deadlock,
             other => Error::Custom(other),
         }
@@ -100,7 +101,7 @@ impl fmt::Display for Error {
             Error::QuotaExceeded => f.write_str("set quota reached (EDQUOT)"),
             Error::NotFound => f.write_str("ID is not live (ENOENT)"),
             Error::PermissionDenied => f.write_str("ID belongs to another set (EACCES)"),
-            Error::BadCustomId => f.write_str("custom allocator gave a bad ID (EIO)"),
+            Error::Io => f.write_str("custom allocator gave a bad ID (EIO)"),
             Error::Deadlock => {
                 f.write_str("would wait for readers from inside a read-side section (EDEADLK)")
             }
