@@ -107,21 +107,27 @@ impl std::ops::Deref for Tag {
     }
 }
 
-// SAFETY: `to_inline` is `Some` only with the inner box's own inline
+// SAFETY: `into_inline` is `Ok` only with the inner box's own inline
 // encoding, and `from_inline` rebuilds that box; all mutable state is behind
 // the box (an atomic), so a view made by `from_inline` is a shared view.
 unsafe impl Payload for Tag {
-    fn to_inline(&self) -> Option<u64> {
+    fn into_inline(self) -> Result<u64, Self> {
         if self.serial.is_multiple_of(2) {
-            self.0.to_inline()
+            self.0.into_inline().map_err(Tag)
         } else {
-            None
+            Err(self)
         }
     }
 
     unsafe fn from_inline(bits: u64) -> Self {
-        // SAFETY: `bits` came from `Box::to_inline` of a forgotten Tag's box.
+        // SAFETY: `bits` came from `Box::into_inline` of a Tag's box.
         Tag(unsafe { Box::from_inline(bits) })
+    }
+
+    unsafe fn write_view(bits: u64, out: *mut Self) {
+        // SAFETY: `Tag` is a one-field tuple struct around its box; the view
+        // is the box's own view, written in place.
+        unsafe { Box::write_view(bits, std::ptr::addr_of_mut!((*out).0)) }
     }
 }
 

@@ -61,6 +61,9 @@ cargo run --profile ci --example soak -- --secs 60 --threads 16 | tee target/soa
 bash scripts/check-example.sh summary target/soak.out
 bash scripts/check-example.sh help soak
 
+step "Miri: core unit, API, regression and leak tests, Tree and Stacked Borrows"
+bash scripts/miri.sh
+
 step "loom models of the concurrent protocols (about 1.5 minutes)"
 bash loom-tests/run.sh
 

@@ -16,11 +16,30 @@
 //! once, by whoever takes the word out of its slot (through the epoch, so
 //! readers that loaded it keep a valid view until they unpin), or by the
 //! space's drop.
+//!
+//! ## Provenance
+//!
+//! A word is an integer in an `AtomicU64` slot, shared with the owner index
+//! and with inline integers, so a pointer stored in it cannot keep strict
+//! provenance. Pointers therefore go in with *exposed* provenance
+//! ([`inline_pointer`]: `expose_provenance`) and come back with
+//! `with_exposed_provenance` ([`pointer_from_inline`]); every such pointer
+//! was made by `Box::into_raw` / `Arc::into_raw`, so it carries the write
+//! permission the final drop needs, never a shared borrow's.
+//!
+//! ## 48-bit addresses
+//!
+//! A pointer is stored inline only if its address fits 48 bits. Where it
+//! does not (5-level paging with 57-bit user addresses, or top-byte tags
+//! such as ARM TBI/MTE), [`inline_pointer`] answers `None`, the payload's
+//! `into_inline` gives the value back, and it is stored boxed. If even the
+//! box's address does not fit, the operation fails with
+//! `Error::InvalidArgument` and nothing changes.
 
 use crate::domain::Guard;
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
+use std::mem::MaybeUninit;
 use std::ops::Deref;
 
 /// Bits of the payload field.
@@ -32,7 +51,7 @@ pub(crate) const MAX_SETS: u16 = 0x7FFF;
 
 /// A value that can be stored as per-ID private data.
 ///
-/// A payload either has a 48-bit inline encoding ([`Payload::to_inline`]),
+/// A payload either has a 48-bit inline encoding ([`Payload::into_inline`]),
 /// which keeps lookups at one memory access and costs no allocation, or is
 /// stored in a box (the default). Implemented for small integers, `bool`,
 /// `char`, `()`, `Box<U>`, `Arc<U>` and their `Option`s, and (boxed) for
@@ -52,38 +71,71 @@ pub(crate) const MAX_SETS: u16 = 0x7FFF;
 /// # Ok::<(), ioasid::Error>(())
 /// ```
 ///
+/// A type that holds a pointer encodes it with [`inline_pointer`] and
+/// rebuilds it with [`pointer_from_inline`], which keep its provenance.
+///
 /// # Safety
 ///
-/// If `to_inline(&v)` returns `Some(bits)`:
-/// - `bits < 2^48`;
-/// - after `std::mem::forget(v)`, `from_inline(bits)` gives back a value
-///   equal to `v` that owns what `v` owned;
+/// If `v.into_inline()` returns `Ok(bits)`:
+/// - `bits < 2^48`, and `v`'s ownership passed into `bits`;
+/// - `from_inline(bits)` gives back a value equal to `v` that owns what `v`
+///   owned;
 /// - a value made by `from_inline(bits)` and never dropped is a valid shared
 ///   view of `v`: using it through `&Self` is the same as using `&v` (no
-///   inline interior mutability, no self-references).
+///   inline interior mutability, no self-references);
+/// - `write_view(bits, out)` writes such a view to `out`. A type that holds
+///   a `Box` must override it to write the box's pointer without rebuilding
+///   a `Box` value (a rebuilt `Box` asserts unique access, which concurrent
+///   views of one value cannot all have: undefined behaviour under Stacked
+///   Borrows); `Box<U>` and `Option<Box<U>>` do.
 pub unsafe trait Payload: Sized + Send + Sync + 'static {
-    /// The value's 48-bit inline encoding, or `None` to store it boxed.
-    fn to_inline(&self) -> Option<u64> {
-        None
+    /// The value's 48-bit inline encoding (ownership moves into it), or the
+    /// value back to store it boxed.
+    fn into_inline(self) -> Result<u64, Self> {
+        Err(self)
     }
 
     /// Rebuilds a value from its inline encoding.
     ///
     /// # Safety
-    /// `bits` came from [`Payload::to_inline`] of a value that was then
-    /// forgotten; see the trait's contract.
+    /// `bits` came from [`Payload::into_inline`]; see the trait's contract.
     unsafe fn from_inline(bits: u64) -> Self {
         let _ = bits;
-        unreachable!("to_inline never returned Some")
+        unreachable!("into_inline never returned Ok")
     }
+
+    /// Writes a never-dropped shared view of the value encoded by `bits` to
+    /// `out`. The default writes `from_inline(bits)`.
+    ///
+    /// # Safety
+    /// `bits` came from [`Payload::into_inline`] and its value is live;
+    /// `out` is valid for writes of `Self`.
+    unsafe fn write_view(bits: u64, out: *mut Self) {
+        // SAFETY: forwarded from the caller.
+        unsafe { out.write(Self::from_inline(bits)) }
+    }
+}
+
+/// The 48-bit inline encoding of a pointer, exposing its provenance so that
+/// [`pointer_from_inline`] can give it back; `None` if its address does not
+/// fit 48 bits (store the value boxed then).
+pub fn inline_pointer<U>(pointer: *mut U) -> Option<u64> {
+    let bits = pointer.expose_provenance() as u64;
+    (bits <= PAYLOAD_MASK).then_some(bits)
+}
+
+/// The pointer whose [`inline_pointer`] encoding is `bits`, with the
+/// provenance it had.
+pub fn pointer_from_inline<U>(bits: u64) -> *mut U {
+    std::ptr::with_exposed_provenance_mut(bits as usize)
 }
 
 macro_rules! inline_unsigned {
     ($($t:ty),*) => {$(
         // SAFETY: plain integers of at most 32 bits round-trip through u64.
         unsafe impl Payload for $t {
-            fn to_inline(&self) -> Option<u64> {
-                Some(u64::from(*self))
+            fn into_inline(self) -> Result<u64, Self> {
+                Ok(u64::from(self))
             }
             unsafe fn from_inline(bits: u64) -> Self {
                 bits as $t
@@ -98,8 +150,8 @@ macro_rules! inline_signed {
         // SAFETY: the bits of a signed integer of at most 32 bits, read as
         // unsigned, round-trip through u64.
         unsafe impl Payload for $t {
-            fn to_inline(&self) -> Option<u64> {
-                Some(u64::from(*self as $u))
+            fn into_inline(self) -> Result<u64, Self> {
+                Ok(u64::from(self as $u))
             }
             unsafe fn from_inline(bits: u64) -> Self {
                 bits as $u as $t
@@ -113,9 +165,9 @@ macro_rules! inline_if_small {
     ($($t:ty),*) => {$(
         // SAFETY: values below 2^48 round-trip; larger ones are boxed.
         unsafe impl Payload for $t {
-            fn to_inline(&self) -> Option<u64> {
-                let bits = *self as u64;
-                (bits <= PAYLOAD_MASK).then_some(bits)
+            fn into_inline(self) -> Result<u64, Self> {
+                let bits = self as u64;
+                if bits <= PAYLOAD_MASK { Ok(bits) } else { Err(self) }
             }
             unsafe fn from_inline(bits: u64) -> Self {
                 bits as $t
@@ -127,16 +179,16 @@ inline_if_small!(u64, usize);
 
 // SAFETY: `()` carries nothing.
 unsafe impl Payload for () {
-    fn to_inline(&self) -> Option<u64> {
-        Some(0)
+    fn into_inline(self) -> Result<u64, Self> {
+        Ok(0)
     }
     unsafe fn from_inline(_: u64) -> Self {}
 }
 
 // SAFETY: 0 and 1 round-trip.
 unsafe impl Payload for bool {
-    fn to_inline(&self) -> Option<u64> {
-        Some(u64::from(*self))
+    fn into_inline(self) -> Result<u64, Self> {
+        Ok(u64::from(self))
     }
     unsafe fn from_inline(bits: u64) -> Self {
         bits != 0
@@ -145,8 +197,8 @@ unsafe impl Payload for bool {
 
 // SAFETY: a char's scalar value round-trips through u64.
 unsafe impl Payload for char {
-    fn to_inline(&self) -> Option<u64> {
-        Some(u64::from(u32::from(*self)))
+    fn into_inline(self) -> Result<u64, Self> {
+        Ok(u64::from(u32::from(self)))
     }
     unsafe fn from_inline(bits: u64) -> Self {
         // SAFETY: the bits came from a char (trait contract).
@@ -154,53 +206,70 @@ unsafe impl Payload for char {
     }
 }
 
-/// The address of a heap pointer if it fits the payload field.
-fn fits(address: usize) -> Option<u64> {
-    let bits = address as u64;
-    (bits <= PAYLOAD_MASK).then_some(bits)
-}
-
-// SAFETY: a Box is its heap address; `from_raw` after `forget` restores
-// ownership, and a never-dropped copy is a shared view of the same heap value.
+// SAFETY: a Box is its heap pointer, taken with `into_raw` (write
+// provenance) and exposed; `from_raw` restores ownership. A never-dropped
+// rebuilt Box is a shared view of the same heap value (views are kept in a
+// `ManuallyDrop`; `Ref` rebuilds them once and never moves them as a Box).
 unsafe impl<U: Send + Sync + 'static> Payload for Box<U> {
-    fn to_inline(&self) -> Option<u64> {
-        fits(&**self as *const U as usize)
+    fn into_inline(self) -> Result<u64, Self> {
+        let raw = Box::into_raw(self);
+        // SAFETY: `raw` came from `into_raw` just above and was not used.
+        inline_pointer(raw).ok_or_else(|| unsafe { Box::from_raw(raw) })
     }
     unsafe fn from_inline(bits: u64) -> Self {
-        // SAFETY: the address of a forgotten Box (trait contract).
-        unsafe { Box::from_raw(bits as usize as *mut U) }
+        // SAFETY: the pointer of a Box given up by `into_inline` (contract).
+        unsafe { Box::from_raw(pointer_from_inline(bits)) }
+    }
+    unsafe fn write_view(bits: u64, out: *mut Self) {
+        // SAFETY: a `Box<U>` of a sized `U` is represented as a `*mut U`
+        // (documented by std); writing the pointer makes a Box value without
+        // a retag, so views do not claim the box for themselves.
+        unsafe { out.cast::<*mut U>().write(pointer_from_inline(bits)) }
     }
 }
 
-// SAFETY: as for Box; the forgotten Arc's strong count is handed back.
+// SAFETY: as for Box; the Arc's strong count moves into the bits and back.
 unsafe impl<U: Send + Sync + 'static> Payload for std::sync::Arc<U> {
-    fn to_inline(&self) -> Option<u64> {
-        fits(std::sync::Arc::as_ptr(self) as usize)
+    fn into_inline(self) -> Result<u64, Self> {
+        let raw = std::sync::Arc::into_raw(self);
+        // SAFETY: `raw` came from `into_raw` just above and was not used.
+        inline_pointer(raw.cast_mut()).ok_or_else(|| unsafe { std::sync::Arc::from_raw(raw) })
     }
     unsafe fn from_inline(bits: u64) -> Self {
-        // SAFETY: the pointer of a forgotten Arc (trait contract).
-        unsafe { std::sync::Arc::from_raw(bits as usize as *const U) }
+        // SAFETY: the pointer of an Arc given up by `into_inline` (contract).
+        unsafe { std::sync::Arc::from_raw(pointer_from_inline::<U>(bits).cast_const()) }
     }
 }
 
 // SAFETY: None is 0, which no Box or Arc address is; Some as above.
 unsafe impl<U: Send + Sync + 'static> Payload for Option<Box<U>> {
-    fn to_inline(&self) -> Option<u64> {
-        self.as_ref().map_or(Some(0), |b| b.to_inline())
+    fn into_inline(self) -> Result<u64, Self> {
+        match self {
+            None => Ok(0),
+            Some(b) => b.into_inline().map_err(Some),
+        }
     }
     unsafe fn from_inline(bits: u64) -> Self {
-        // SAFETY: 0 for None, else a forgotten Box (trait contract).
+        // SAFETY: 0 for None, else a Box's encoding (trait contract).
         (bits != 0).then(|| unsafe { Box::from_inline(bits) })
+    }
+    unsafe fn write_view(bits: u64, out: *mut Self) {
+        // SAFETY: `Option<Box<U>>` of a sized `U` is represented as a
+        // `*mut U`, null for None (documented by std); as for Box.
+        unsafe { out.cast::<*mut U>().write(pointer_from_inline(bits)) }
     }
 }
 
 // SAFETY: as for Option<Box<U>>.
 unsafe impl<U: Send + Sync + 'static> Payload for Option<std::sync::Arc<U>> {
-    fn to_inline(&self) -> Option<u64> {
-        self.as_ref().map_or(Some(0), |a| a.to_inline())
+    fn into_inline(self) -> Result<u64, Self> {
+        match self {
+            None => Ok(0),
+            Some(a) => a.into_inline().map_err(Some),
+        }
     }
     unsafe fn from_inline(bits: u64) -> Self {
-        // SAFETY: 0 for None, else a forgotten Arc (trait contract).
+        // SAFETY: 0 for None, else an Arc's encoding (trait contract).
         (bits != 0).then(|| unsafe { std::sync::Arc::from_inline(bits) })
     }
 }
@@ -213,16 +282,18 @@ unsafe impl<U: Send + Sync + 'static> Payload for Vec<U> {}
 /// Turns a value into the payload part of an entry word (owner bits 0), or
 /// gives it back if even its box's address does not fit 48 bits.
 pub(crate) fn encode<T: Payload>(value: T) -> Result<u64, T> {
-    if let Some(bits) = value.to_inline() {
-        debug_assert!(
-            bits <= PAYLOAD_MASK,
-            "Payload::to_inline broke its contract"
-        );
-        std::mem::forget(value);
-        return Ok(bits & PAYLOAD_MASK);
-    }
+    let value = match value.into_inline() {
+        Ok(bits) => {
+            debug_assert!(
+                bits <= PAYLOAD_MASK,
+                "Payload::into_inline broke its contract"
+            );
+            return Ok(bits & PAYLOAD_MASK);
+        }
+        Err(value) => value,
+    };
     let boxed = Box::into_raw(Box::new(value));
-    match fits(boxed as usize) {
+    match inline_pointer(boxed) {
         Some(bits) => Ok(BOXED | bits),
         // SAFETY: just leaked above, never published.
         None => Err(*unsafe { Box::from_raw(boxed) }),
@@ -254,10 +325,10 @@ pub(crate) fn payload(word: u64) -> u64 {
 pub(crate) unsafe fn drop_value<T: Payload>(word: u64) {
     let bits = word & PAYLOAD_MASK;
     if word & BOXED != 0 {
-        // SAFETY: a boxed payload is the address of a leaked `Box<T>`.
-        drop(unsafe { Box::from_raw(bits as usize as *mut T) });
+        // SAFETY: a boxed payload is the exposed pointer of a leaked `Box<T>`.
+        drop(unsafe { Box::from_raw(pointer_from_inline::<T>(bits)) });
     } else {
-        // SAFETY: an inline payload of a forgotten `T`.
+        // SAFETY: an inline payload that owns its `T` (Payload contract).
         drop(unsafe { T::from_inline(bits) });
     }
 }
@@ -293,9 +364,11 @@ pub struct Ref<'g, T: Payload> {
 }
 
 enum View<'g, T> {
-    /// A never-dropped rebuild of an inline value (a valid shared view by the
-    /// `Payload` contract), bound to the guard's lifetime.
-    Inline(ManuallyDrop<T>, PhantomData<&'g Guard>),
+    /// A never-dropped view of an inline value (written by
+    /// `Payload::write_view`), bound to the guard's lifetime. Held in a
+    /// `MaybeUninit` (always initialised) so that moving the `Ref` never
+    /// retags a `Box` inside it.
+    Inline(MaybeUninit<T>, PhantomData<&'g Guard>),
     /// The boxed value itself.
     Boxed(&'g T),
 }
@@ -311,14 +384,14 @@ impl<'g, T: Payload> Ref<'g, T> {
         let view = if word & BOXED != 0 {
             // SAFETY: a boxed payload is a leaked `Box<T>`, freed only through
             // the epoch after the guard (caller's contract).
-            View::Boxed(unsafe { &*(bits as usize as *const T) })
+            View::Boxed(unsafe { &*pointer_from_inline::<T>(bits) })
         } else {
-            // SAFETY: inline payload of a live `T`; kept in ManuallyDrop, so
-            // this is the never-dropped shared view the contract allows.
-            View::Inline(
-                ManuallyDrop::new(unsafe { T::from_inline(bits) }),
-                PhantomData,
-            )
+            let mut view = MaybeUninit::<T>::uninit();
+            // SAFETY: inline payload of a live `T`; a `MaybeUninit` is never
+            // dropped, so this is the never-dropped shared view the
+            // contract allows.
+            unsafe { T::write_view(bits, view.as_mut_ptr()) };
+            View::Inline(view, PhantomData)
         };
         Ref { view }
     }
@@ -329,7 +402,8 @@ impl<T: Payload> Deref for Ref<'_, T> {
 
     fn deref(&self) -> &T {
         match &self.view {
-            View::Inline(value, _) => value,
+            // SAFETY: initialised by `write_view` in `new`.
+            View::Inline(value, _) => unsafe { value.assume_init_ref() },
             View::Boxed(value) => value,
         }
     }
@@ -388,6 +462,37 @@ mod tests {
         round_trip(Some(Box::new(9u16)), true);
         round_trip("boxed".to_string(), false);
         round_trip(vec![1, 2, 3], false);
+    }
+
+    /// Two views of one inline Box at once, then the owner's drop: the
+    /// pointer must carry the box's own (write) provenance throughout.
+    #[test]
+    fn box_views_overlap_and_the_drop_frees_through_the_box() {
+        let word = with_owner(encode(Box::new(41u32)).ok().unwrap(), 2);
+        assert_eq!(word & BOXED, 0, "a Box is stored inline");
+        // SAFETY: test: no reclamation runs while the views live.
+        let (first, second) = unsafe { (Ref::<Box<u32>>::new(word), Ref::<Box<u32>>::new(word)) };
+        assert_eq!(**first + **second, 82);
+        assert_eq!(**first, 41);
+        let _ = (first, second);
+        // SAFETY: the one drop of the encoded value.
+        unsafe { drop_value::<Box<u32>>(word) };
+    }
+
+    /// An address above 48 bits (57-bit user space, a tagged pointer) is
+    /// never packed: the pointer types then fall back to a box.
+    #[test]
+    fn wide_addresses_are_not_packed() {
+        assert_eq!(
+            inline_pointer(std::ptr::without_provenance_mut::<u8>(1 << 48)),
+            None
+        );
+        assert_eq!(
+            inline_pointer(std::ptr::without_provenance_mut::<u8>(0xFF << 56)),
+            None
+        );
+        let low = std::ptr::without_provenance_mut::<u8>(PAYLOAD_MASK as usize);
+        assert_eq!(inline_pointer(low), Some(PAYLOAD_MASK));
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum Error {
     /// is out of range or already live; the answer went back to its `free`
     /// hook and nothing was recorded (SPEC 6.3).
     Io,
+    /// `EDEADLK`: waiting for readers from a thread that is itself a reader
+    /// of the same domain (it holds a guard): it would wait forever. Nothing
+    /// was changed.
+    Deadlock,
     /// An error a custom allocator reported, as a positive errno value.
     Custom(i32),
 }
@@ -42,6 +46,8 @@ pub mod errno {
     pub const EACCES: i32 = 13;
     /// Already registered.
     pub const EEXIST: i32 = 17;
+    /// Waiting for readers would wait for this thread.
+    pub const EDEADLK: i32 = 35;
     /// Invalid argument.
     pub const EINVAL: i32 = 22;
     /// No free ID in range.
@@ -64,6 +70,7 @@ impl Error {
             Error::NotFound => errno::ENOENT,
             Error::PermissionDenied => errno::EACCES,
             Error::Io => errno::EIO,
+            Error::Deadlock => errno::EDEADLK,
             Error::Custom(e) => e,
         }
     }
@@ -83,6 +90,7 @@ impl Error {
             errno::ENOENT => Error::NotFound,
             errno::EACCES => Error::PermissionDenied,
             errno::EIO => Error::Io,
+            errno::EDEADLK => Error::Deadlock,
             other => Error::Custom(other),
         }
     }
@@ -97,6 +105,9 @@ impl fmt::Display for Error {
             Error::NotFound => f.write_str("ID is not live (ENOENT)"),
             Error::PermissionDenied => f.write_str("ID belongs to another set (EACCES)"),
             Error::Io => f.write_str("custom allocator gave a bad ID (EIO)"),
+            Error::Deadlock => {
+                f.write_str("would wait for readers from inside a read-side section (EDEADLK)")
+            }
             Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
         }
     }

@@ -76,7 +76,7 @@ mod tree;
 
 pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
-pub use entry::{Payload, Ref};
+pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};

@@ -249,7 +249,7 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         // are pinned, and the epoch runs this after them: only then may the
         // core go and the index be reused (owners.rs invariant).
         unsafe {
-            guard.inner.defer_unchecked(move || {
+            guard.defer_unchecked(move || {
                 drop(Box::from_raw(core.cast_mut()));
                 return_index(&pool, index);
             });

@@ -20,7 +20,6 @@ use crate::set::Set;
 use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
-use crossbeam_epoch::Shared;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -304,8 +303,18 @@ impl<T: Payload, const F: usize> Space<T, F> {
     }
 
     /// Waits for every read-side section that began before the call.
+    ///
+    /// # Panics
+    /// If this thread holds a guard of the space's domain (see
+    /// [`Domain::synchronize`]; [`Space::try_synchronize`] returns an error).
     pub fn synchronize(&self) {
         self.inner.domain.synchronize()
+    }
+
+    /// [`Space::synchronize`], or [`Error::Deadlock`] if this thread holds a
+    /// guard of the space's domain.
+    pub fn try_synchronize(&self) -> Result<(), Error> {
+        self.inner.domain.try_synchronize()
     }
 
     /// The data of live ID `id`, whichever set owns it (kernel `ioasid_find`
@@ -419,11 +428,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
         let guard = self.pin();
         // SAFETY: `old` is unreachable from the slot now; readers that loaded
         // it are pinned, and the epoch frees it after them.
-        unsafe {
-            guard
-                .inner
-                .defer_destroy(Shared::from(old as *const CustomHook))
-        };
+        unsafe { guard.defer_free(old) };
         Some(previous)
     }
 
@@ -827,9 +832,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         if entry::needs_drop::<T>(word) {
             // SAFETY: the word left its slot; this is its value's one drop,
             // deferred past every guard that could have loaded it.
-            guard
-                .inner
-                .defer(move || unsafe { entry::drop_value::<T>(word) });
+            guard.defer(move || unsafe { entry::drop_value::<T>(word) });
         }
     }
 
@@ -895,7 +898,7 @@ impl<T: Payload, const F: usize> Drop for SpaceInner<T, F> {
         // of this space (a use-after-destroy we make harmless), so nodes and
         // values go through the epoch. `T: 'static` (Payload) outlives it.
         unsafe {
-            guard.inner.defer_unchecked(move || {
+            guard.defer_unchecked(move || {
                 let mut tree = Box::from_raw(tree_ptr);
                 tree.drain_live(&mut |_, word| entry::drop_value::<T>(word));
             });

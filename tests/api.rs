@@ -565,3 +565,141 @@ fn get_copies_inline_and_boxed_values_and_checks_the_owner() {
     assert_eq!(a.get(large), Err(Error::NotFound));
     assert_eq!(space.get(100), None, "beyond the space");
 }
+
+/// Waiting for readers from inside a read-side section of the same domain
+/// answers `Error::Deadlock` (and `synchronize` panics saying so), from every
+/// place user code runs under a guard; it never hangs. Outside, it waits.
+#[test]
+fn synchronize_inside_a_guard_is_a_clear_error_not_a_hang() {
+    let domain = Domain::new();
+    let space: Space<u32> = Space::builder()
+        .range(0, 99)
+        .domain(domain.clone())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    let id = set.alloc(0, 99, 5).unwrap();
+
+    let guard = space.pin();
+    assert_eq!(domain.try_synchronize(), Err(Error::Deadlock));
+    assert_eq!(Error::Deadlock.errno(), 35);
+    // Another domain's guard is no obstacle.
+    assert_eq!(Domain::new().try_synchronize(), Ok(()));
+    drop(guard);
+
+    let _ = set.for_each(|_, _| {
+        assert_eq!(space.try_synchronize(), Err(Error::Deadlock));
+        ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(
+        set.with(id, |_| space.try_synchronize()),
+        Ok(Err(Error::Deadlock))
+    );
+    assert_eq!(
+        space.with(id, |_| domain.try_synchronize()),
+        Some(Err(Error::Deadlock))
+    );
+
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = set.for_each(|_, _| {
+            space.synchronize();
+            ControlFlow::<()>::Continue(())
+        });
+    }));
+    let message = panicked.expect_err("synchronize inside for_each must panic");
+    let message = message
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| message.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("wait for itself"),
+        "unclear panic: {message}"
+    );
+
+    // No guard held: it waits and returns.
+    assert_eq!(space.try_synchronize(), Ok(()));
+    space.synchronize();
+}
+
+/// A custom allocator hook and a deferred drop run under a guard too.
+#[test]
+fn synchronize_from_a_hook_or_a_deferred_drop_is_refused() {
+    struct Waiter {
+        domain: Domain,
+        answers: Arc<Mutex<Vec<Result<(), Error>>>>,
+    }
+    impl CustomAllocator for Waiter {
+        fn alloc(&self, _min: u32, _max: u32) -> CustomAlloc {
+            self.answers
+                .lock()
+                .unwrap()
+                .push(self.domain.try_synchronize());
+            CustomAlloc::Fallback
+        }
+        fn free(&self, _id: u32) {}
+    }
+    struct WaitsOnDrop(Waiter);
+    // SAFETY: boxed (the provided methods).
+    unsafe impl ioasid::Payload for WaitsOnDrop {}
+    impl Drop for WaitsOnDrop {
+        fn drop(&mut self) {
+            let answer = self.0.domain.try_synchronize();
+            self.0.answers.lock().unwrap().push(answer);
+        }
+    }
+
+    let domain = Domain::new();
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let waiter = || Waiter {
+        domain: domain.clone(),
+        answers: answers.clone(),
+    };
+    let space: Space<WaitsOnDrop> = Space::builder()
+        .range(0, 9)
+        .domain(domain.clone())
+        .build()
+        .unwrap();
+    space.set_allocator(Some(CustomHook::new(waiter())));
+    let set = space.new_set();
+    let id = set.alloc(0, 9, WaitsOnDrop(waiter())).unwrap();
+    assert_eq!(
+        *answers.lock().unwrap(),
+        [Err(Error::Deadlock)],
+        "from the hook"
+    );
+    space.set_allocator(None);
+    set.free(id).unwrap();
+    // The deferred drop runs inside the collector, under a pin.
+    domain.synchronize();
+    domain.synchronize();
+    assert_eq!(
+        *answers.lock().unwrap(),
+        [Err(Error::Deadlock), Err(Error::Deadlock)],
+        "from the deferred drop"
+    );
+}
+
+/// `Domain::retire` drops a value only after the readers running when it
+/// was retired, and it may be called inside a guard.
+#[test]
+fn retire_waits_for_the_readers_of_its_domain() {
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let domain = Domain::new();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let reader = domain.pin();
+    domain.retire(Flag(dropped.clone()));
+    for _ in 0..4 {
+        drop(domain.pin()); // collection attempts while the reader lives
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 0, "dropped under a reader");
+    drop(reader);
+    domain.synchronize();
+    domain.synchronize();
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}

@@ -10,11 +10,15 @@
 //!   and answer ENOSPC once the ID is taken.
 //! - The Cyclic policy must wrap to the range's minimum when the last ID
 //!   handed out lies beyond the requested range (found by tests/model.rs).
+//! - A guard that outlived its domain was accepted by a space of a new
+//!   domain built at the old one's address (identity was an address): the new
+//!   domain's collector never waited for it, so values were freed under it.
 
 mod common;
 use common::space;
 use ioasid::{Error, Ioasid, Policy, MAX_IOASID};
 use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const POLICIES: [Policy; 3] = [Policy::Lowest, Policy::Cyclic, Policy::Any];
 
@@ -189,4 +193,30 @@ fn cyclic_wraps_to_min_when_cursor_is_beyond_the_range() {
     assert_eq!(set.alloc(5, 9, 0), Ok(5));
     assert_eq!(set.alloc(150, 150, 0), Ok(150));
     assert_eq!(set.alloc(5, 9, 0), Ok(6));
+}
+
+/// A guard of a dropped domain A must be refused by the spaces of a domain B
+/// built afterwards (the allocator hands B the block A had), never accepted:
+/// B's collector does not wait for it.
+#[test]
+fn guard_of_a_dropped_domain_is_refused_by_its_successor() {
+    let old_guard = {
+        let a = ioasid::Domain::new();
+        a.pin()
+    };
+    for _ in 0..16 {
+        let b = ioasid::Domain::new();
+        let space: ioasid::Space<Box<u64>> = ioasid::Space::builder()
+            .range(0, 9)
+            .domain(b.clone())
+            .build()
+            .unwrap();
+        let set = space.new_set();
+        let id = set.alloc(0, 9, Box::new(7)).unwrap();
+        let accepted = catch_unwind(AssertUnwindSafe(|| space.find(id, &old_guard).is_some()));
+        assert!(
+            accepted.is_err(),
+            "a guard of a dropped domain was accepted by a new domain's space"
+        );
+    }
 }

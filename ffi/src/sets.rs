@@ -6,7 +6,7 @@
 //! `Box<SetImpl>`, installed by one compare-and-swap (a set declared with
 //! `DECLARE_IOASID_SET` needs no init, from any thread). A `SetImpl` of a
 //! set with an explicit life leaves its `ioasid_set` by a swap to null and
-//! is then dropped through the global domain's epoch (`bury`); every
+//! is then dropped through the global domain's epoch (`bury`, one `Domain::retire`); every
 //! function that loads one holds a guard of that domain while it uses it.
 //! A declared set's state is never freed: it is reclaimed while idle and
 //! empty, and reused (see "Declared sets need no teardown" below), so a
@@ -330,84 +330,12 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
 }
 
 /// Drops a `SetImpl` once no thread can still use it: every function that
-/// loads one holds a guard of the global domain while it uses it, and the
-/// core drops freed data only after every such guard that could have seen
-/// it. So the set becomes the data ([`Grave`]) of a fresh ID of a private
-/// "graveyard" space in that domain, and the ID is freed at once.
+/// loads one holds a guard of the global domain while it uses it, and
+/// `Domain::retire` drops it only after every guard alive now. It cannot
+/// fail, so nothing is ever dropped early; the pending drop holds the box's
+/// real pointer, so leak checkers see it as reachable until then.
 fn bury(set: Box<SetImpl>) {
-    static GRAVEYARD: OnceLock<Set<Grave>> = OnceLock::new();
-    let graves = GRAVEYARD.get_or_init(|| {
-        let space: Space<Grave> = Space::builder()
-            .build()
-            .expect("the default range is valid");
-        space.new_set()
-    });
-    let grave = Grave::new(set);
-    // Cannot fail: one grave per concurrent caller is live at a time, in a
-    // space of 2^32 - 1 IDs. (On an error the core would drop the grave at
-    // once, which a concurrent reader might still use.)
-    let id = graves
-        .alloc(0, ioasid_core::MAX_IOASID, grave)
-        .expect("the graveyard has room");
-    let _ = graves.free(id);
-}
-
-/// A buried `SetImpl`, freed when the grave is dropped.
-///
-/// The core packs a value's bits with its owner into one word, which leak
-/// checkers (valgrind, LeakSanitizer) cannot read as a pointer. So the
-/// address of every buried set is also kept in `BURIED` until the set is
-/// freed: sets awaiting their grace period at exit are reachable, not leaks.
-/// INVARIANT: a grave's address is in `BURIED` from `Grave::new` to its drop.
-struct Grave(*mut SetImpl);
-
-static BURIED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-
-fn buried() -> std::sync::MutexGuard<'static, Vec<usize>> {
-    // Every change is one Vec operation: a poisoned list is still consistent.
-    BURIED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Grave {
-    fn new(set: Box<SetImpl>) -> Grave {
-        let raw = Box::into_raw(set);
-        buried().push(raw as usize);
-        Grave(raw)
-    }
-}
-
-impl Drop for Grave {
-    fn drop(&mut self) {
-        let mut list = buried();
-        if let Some(index) = list.iter().position(|&a| a == self.0 as usize) {
-            list.swap_remove(index);
-        }
-        drop(list);
-        // SAFETY: made from a Box in `Grave::new`; the core drops a value
-        // exactly once (its Payload contract), so this is the one free.
-        drop(unsafe { Box::from_raw(self.0) });
-    }
-}
-
-// SAFETY: a grave owns its SetImpl, which is Send and Sync.
-unsafe impl Send for Grave {}
-// SAFETY: as above; a shared grave is never used.
-unsafe impl Sync for Grave {}
-
-// SAFETY: stored inline as the set's address when it fits 48 bits and
-// rebuilt from it; a rebuilt grave that is never dropped (a view) frees
-// nothing. Otherwise boxed (provided methods).
-unsafe impl ioasid_core::Payload for Grave {
-    fn to_inline(&self) -> Option<u64> {
-        let bits = self.0 as usize as u64;
-        (bits < 1 << 48).then_some(bits)
-    }
-
-    unsafe fn from_inline(bits: u64) -> Self {
-        Grave(bits as usize as *mut SetImpl)
-    }
+    domain().retire(set);
 }
 
 /// The IDs a set owns, in ascending order (a snapshot).

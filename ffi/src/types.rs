@@ -63,17 +63,17 @@ unsafe impl Send for CData {}
 // SAFETY: as above; shared references only copy the pointer.
 unsafe impl Sync for CData {}
 
-// SAFETY: a pointer that fits 48 bits is stored inline as its bits and
-// rebuilt from them: a plain copy, no ownership, no drop glue, no interior
-// mutability. Any other is stored boxed (the provided methods).
+// SAFETY: a pointer that fits 48 bits is stored inline (provenance
+// exposed, see `inline_pointer`) and rebuilt from it: a plain copy, no
+// ownership, no drop glue, no interior mutability. Any other is given back
+// to be stored boxed.
 unsafe impl ioasid_core::Payload for CData {
-    fn to_inline(&self) -> Option<u64> {
-        let bits = self.ptr as usize as u64;
-        (bits < 1 << 48).then_some(bits)
+    fn into_inline(self) -> Result<u64, Self> {
+        ioasid_core::inline_pointer(self.ptr).ok_or(self)
     }
 
     unsafe fn from_inline(bits: u64) -> Self {
-        CData::new(bits as usize as *mut c_void)
+        CData::new(ioasid_core::pointer_from_inline(bits))
     }
 }
 
