@@ -147,22 +147,22 @@ impl<T: Payload, const F: usize> Set<T, F> {
     }
 
     /// A copy of the data of `id` if this set owns it, as [`Set::find`],
-    /// without a guard from the caller (see [`Space::get`]).
+    /// without a guard from the caller (see [`Space::copied`]).
     ///
     /// ```
     /// let space = ioasid::Space::<u32>::new(0, 10)?;
     /// let (a, b) = (space.new_set(), space.new_set());
     /// let id = a.alloc(0, 10, 7)?;
-    /// assert_eq!(a.get(id), Ok(7));
-    /// assert_eq!(b.get(id), Err(ioasid::Error::PermissionDenied));
-    /// assert_eq!(a.get(9), Err(ioasid::Error::NotFound));
+    /// assert_eq!(a.copied(id), Ok(7));
+    /// assert_eq!(b.copied(id), Err(ioasid::Error::PermissionDenied));
+    /// assert_eq!(a.copied(9), Err(ioasid::Error::NotFound));
     /// # Ok::<(), ioasid::Error>(())
     /// ```
-    pub fn get(&self, id: Ioasid) -> Result<T, Error>
+    pub fn copied(&self, id: Ioasid) -> Result<T, Error>
     where
         T: Copy,
     {
-        self.space.inner.get(id, Some(self.index))
+        self.space.inner.copied(id, Some(self.index))
     }
 
     /// Calls `f` with the data of `id` if this set owns it, pinning for the call.

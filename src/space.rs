@@ -338,14 +338,14 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// let space = ioasid::Space::<u32>::new(0, 10)?;
     /// let set = space.new_set();
     /// let id = set.alloc(0, 10, 7)?;
-    /// assert_eq!((space.get(id), space.get(9)), (Some(7), None));
+    /// assert_eq!((space.copied(id), space.copied(9)), (Some(7), None));
     /// # Ok::<(), ioasid::Error>(())
     /// ```
-    pub fn get(&self, id: Ioasid) -> Option<T>
+    pub fn copied(&self, id: Ioasid) -> Option<T>
     where
         T: Copy,
     {
-        self.inner.get(id, None).ok()
+        self.inner.copied(id, None).ok()
     }
 
     /// Calls `f` with the data of live ID `id`, pinning for the call.
@@ -550,7 +550,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// A copy of the value of live `id` (with `owner`, only if that set owns
     /// it): pins only when the word is boxed.
-    pub(crate) fn get(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
+    pub(crate) fn copied(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
     where
         T: Copy,
     {

@@ -548,22 +548,22 @@ fn deferred_drops_may_pin_and_drop_other_domains() {
 }
 
 #[test]
-fn get_copies_inline_and_boxed_values_and_checks_the_owner() {
+fn copied_copies_inline_and_boxed_values_and_checks_the_owner() {
     let space = Space::<u64>::new(0, 99).unwrap();
     let (a, b) = (space.new_set(), space.new_set());
     let small = a.alloc(0, 99, 5).unwrap();
     // Above 48 bits: stored boxed, read under a pin of its own.
     let large = a.alloc(0, 99, u64::MAX - 1).unwrap();
-    assert_eq!(space.get(small), Some(5));
-    assert_eq!(space.get(large), Some(u64::MAX - 1));
-    assert_eq!(a.get(large), Ok(u64::MAX - 1));
-    assert_eq!(b.get(large), Err(Error::PermissionDenied));
+    assert_eq!(space.copied(small), Some(5));
+    assert_eq!(space.copied(large), Some(u64::MAX - 1));
+    assert_eq!(a.copied(large), Ok(u64::MAX - 1));
+    assert_eq!(b.copied(large), Err(Error::PermissionDenied));
     a.set_data(large, u64::MAX - 2).unwrap();
-    assert_eq!(a.get(large), Ok(u64::MAX - 2));
+    assert_eq!(a.copied(large), Ok(u64::MAX - 2));
     a.free(large).unwrap();
-    assert_eq!(space.get(large), None);
-    assert_eq!(a.get(large), Err(Error::NotFound));
-    assert_eq!(space.get(100), None, "beyond the space");
+    assert_eq!(space.copied(large), None);
+    assert_eq!(a.copied(large), Err(Error::NotFound));
+    assert_eq!(space.copied(100), None, "beyond the space");
 }
 
 /// Waiting for readers from inside a read-side section of the same domain

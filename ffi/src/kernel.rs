@@ -171,7 +171,7 @@ pub unsafe extern "C" fn ioasid_find(
 }
 
 /// `ioasid_find` with no getter and no guard of its own: the `CData` is
-/// copied out of its entry word (`get` pins only for one stored boxed), and
+/// copied out of its entry word (`copied` pins only for one stored boxed), and
 /// nothing is called with it. `None` when the set needs a guard: it is
 /// neither NULL nor a declared set in use.
 ///
@@ -179,11 +179,11 @@ pub unsafe extern "C" fn ioasid_find(
 /// `set` is NULL or a valid `struct ioasid_set`.
 unsafe fn find_unpinned(set: *mut ioasid_set, ioasid: ioasid_t) -> Option<*mut c_void> {
     let found = if set.is_null() {
-        global_space().get(ioasid).ok_or(Error::NotFound)
+        global_space().copied(ioasid).ok_or(Error::NotFound)
     } else {
         // SAFETY: non-null, valid by the caller's contract.
         let imp = unsafe { load_declared(set) }?;
-        match imp.set.get(ioasid) {
+        match imp.set.copied(ioasid) {
             // Re-checked after the lookup, as in `ioasid_find`.
             Ok(_) if !imp.serves(set) => Err(Error::PermissionDenied),
             found => found,
