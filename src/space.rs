@@ -223,10 +223,10 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// A new set (consumer) in this space, without quota.
     ///
     /// # Panics
-    /// If the space already has 32767 sets (see [`Space::try_new_set`]).
+    /// If the space already has 16383 sets (see [`Space::try_new_set`]).
     pub fn new_set(&self) -> Set<T, F> {
         self.try_new_set(None)
-            .expect("a space holds at most 32767 sets")
+            .expect("a space holds at most 16383 sets")
     }
 
     /// A new set that may hold at most `quota` live IDs.
@@ -240,14 +240,14 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// ```
     ///
     /// # Panics
-    /// If the space already has 32767 sets (see [`Space::try_new_set`]).
+    /// If the space already has 16383 sets (see [`Space::try_new_set`]).
     pub fn new_set_with_quota(&self, quota: usize) -> Set<T, F> {
         self.try_new_set(Some(quota))
-            .expect("a space holds at most 32767 sets")
+            .expect("a space holds at most 16383 sets")
     }
 
     /// A new set with an optional quota, or [`Error::NoSpace`] when the
-    /// space already has 32767 live sets (an owner index is 15 bits of the
+    /// space already has 16383 live sets (an owner index is 14 bits of the
     /// entry word; indices of dropped sets are reused after a grace period).
     pub fn try_new_set(&self, quota: Option<usize>) -> Result<Set<T, F>, Error> {
         Set::new(self.clone(), quota.unwrap_or(usize::MAX))

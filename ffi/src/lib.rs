@@ -147,7 +147,7 @@ pub(crate) struct SetImpl {
 
 impl SetImpl {
     /// A set of the global space, or `Error::NoSpace` when the space has its
-    /// 32767 live sets already.
+    /// 16383 live sets already.
     pub(crate) fn global() -> Result<SetImpl, Error> {
         Ok(SetImpl {
             set: global_space().try_new_set(None)?,

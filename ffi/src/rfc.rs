@@ -120,7 +120,7 @@ pub unsafe extern "C" fn iommu_pasid_init(bus: *mut bus_type) -> *mut iommu_pasi
             return std::ptr::null_mut();
         }
         let Ok(fresh) = SetImpl::global() else {
-            // The global space has its 32767 sets already.
+            // The global space has its 16383 sets already.
             // SAFETY: ours, never shared; nothing installed.
             drop(unsafe { Box::from_raw(pasid) });
             return std::ptr::null_mut();

@@ -245,17 +245,17 @@ fn set_functions_on_a_private_space() {
 }
 
 #[test]
-fn a_space_holds_at_most_32767_sets() {
-    // The core packs a set index of 15 bits into each entry word.
+fn a_space_holds_at_most_16383_sets() {
+    // The core packs a set index of 14 bits into each entry word.
     let space = ioasid_space_create(0, 63, 0);
-    let mut sets: Vec<ioasid_set> = (0..32768).map(|_| ioasid_set::zeroed()).collect();
+    let mut sets: Vec<ioasid_set> = (0..16384).map(|_| ioasid_set::zeroed()).collect();
     // SAFETY: valid sets and a live space handle, used as C would.
     unsafe {
-        for set in &mut sets[..32767] {
+        for set in &mut sets[..16383] {
             assert_eq!(ioasid_set_init(set, space, 0), 0);
         }
-        assert_eq!(ioasid_set_init(&mut sets[32767], space, 0), -errno::ENOSPC);
-        assert!(sets[32767].opaque[0].is_null());
+        assert_eq!(ioasid_set_init(&mut sets[16383], space, 0), -errno::ENOSPC);
+        assert!(sets[16383].opaque[0].is_null());
         // A destroyed set's index is reused after a grace period.
         ioasid_set_destroy(&mut sets[0]);
         ioasid_synchronize();
