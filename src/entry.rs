@@ -249,9 +249,20 @@ pub(crate) fn owner(word: u64) -> u16 {
 }
 
 /// True if the ID of a live word has an extension record.
-#[allow(dead_code)] // used by the extension tables
 pub(crate) fn has_ext(word: u64) -> bool {
     word & EXT != 0
+}
+
+/// `old` with its payload replaced by `payload` (from [`encode`]); owner and
+/// ext bits kept.
+pub(crate) fn with_payload_of(payload: u64, old: u64) -> u64 {
+    payload | (old & (EXT | (OWNER_MASK << PAYLOAD_BITS)))
+}
+
+/// A word detached from its set: owner 0, ext set (never 0, so the slot
+/// stays occupied). Only IDs with an extension record are ever detached.
+pub(crate) fn detached(word: u64) -> u64 {
+    (word & !(OWNER_MASK << PAYLOAD_BITS)) | EXT
 }
 
 #[cfg(test)]

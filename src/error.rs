@@ -20,6 +20,9 @@ pub enum Error {
     /// `EIO`: a custom allocator answered with an ID that is out of range or
     /// already live; nothing was recorded.
     BadCustomId,
+    /// `EOVERFLOW`: the ID's reference count is at its maximum; the get
+    /// was refused and nothing changed.
+    Overflow,
     /// An error a custom allocator reported, as a positive errno value.
     Custom(i32),
 }
@@ -42,6 +45,8 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     /// No free ID in range.
     pub const ENOSPC: i32 = 28;
+    /// A reference count would overflow.
+    pub const EOVERFLOW: i32 = 75;
     /// Quota exceeded.
     pub const EDQUOT: i32 = 122;
 }
@@ -60,6 +65,7 @@ impl Error {
             Error::NotFound => errno::ENOENT,
             Error::PermissionDenied => errno::EACCES,
             Error::BadCustomId => errno::EIO,
+            Error::Overflow => errno::EOVERFLOW,
             Error::Custom(e) => e,
         }
     }
@@ -79,6 +85,7 @@ impl Error {
             errno::ENOENT => Error::NotFound,
             errno::EACCES => Error::PermissionDenied,
             errno::EIO => Error::BadCustomId,
+            errno::EOVERFLOW => Error::Overflow,
             other => Error::Custom(other),
         }
     }
@@ -93,6 +100,7 @@ impl fmt::Display for Error {
             Error::NotFound => f.write_str("ID is not live (ENOENT)"),
             Error::PermissionDenied => f.write_str("ID belongs to another set (EACCES)"),
             Error::BadCustomId => f.write_str("custom allocator gave a bad ID (EIO)"),
+            Error::Overflow => f.write_str("reference count at its maximum (EOVERFLOW)"),
             Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
         }
     }

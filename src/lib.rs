@@ -48,6 +48,7 @@
 //! - `owners`: set cores and the owner-index table.
 //! - `members`: a set's bitmap index of its own IDs.
 //! - `space`: policies, alloc/free/replace, the space handle.
+//! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
@@ -64,6 +65,7 @@ mod entry;
 mod error;
 mod members;
 mod owners;
+mod refs;
 mod set;
 mod space;
 mod sync;

@@ -11,6 +11,7 @@ use crate::domain::Guard;
 use crate::entry::{Payload, Ref};
 use crate::error::Error;
 use crate::owners::{return_index, SetCore};
+use crate::refs::RefDrop;
 use crate::space::{Expect, Space};
 use crate::Ioasid;
 use std::fmt;
@@ -99,12 +100,43 @@ impl<T: Payload, const F: usize> Set<T, F> {
             .alloc(self.core(), self.index, min, max, data)
     }
 
-    /// Frees an ID of this set: [`Error::NotFound`] if it is not live,
-    /// [`Error::PermissionDenied`] if another set owns it (nothing changed).
+    /// Frees an ID of this set: [`Error::NotFound`] if it is not live (or
+    /// already FREE_PENDING), [`Error::PermissionDenied`] if another set
+    /// owns it (nothing changed). With references outstanding it enters
+    /// FREE_PENDING (see [`Space::get`]).
     pub fn free(&self, id: Ioasid) -> Result<(), Error> {
         self.space
             .inner
             .remove(id, Expect::Set(self.index, self.core()))
+    }
+
+    /// Takes a reference on an ID of this set (the checked `ioasid_get`):
+    /// [`Error::NotFound`] if not live or FREE_PENDING,
+    /// [`Error::PermissionDenied`] if another set's, [`Error::Overflow`] at
+    /// the count's maximum. Nothing changes on error.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let (vm, other) = (space.new_set(), space.new_set());
+    /// let id = vm.alloc(0, 9, ())?;
+    /// assert_eq!(other.get(id), Err(ioasid::Error::PermissionDenied));
+    /// vm.get(id)?;
+    /// drop(vm); // teardown: the referenced ID stays, FREE_PENDING, detached
+    /// assert!(space.is_free_pending(id));
+    /// assert_eq!(space.put(id), Ok(true));
+    /// assert_eq!(space.ref_count(id), None);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get(&self, id: Ioasid) -> Result<(), Error> {
+        self.space.inner.get_ref(id, Some(self.index))
+    }
+
+    /// Drops one reference of an ID of this set (the checked `ioasid_put`):
+    /// `Ok(true)` if it released the ID; errors as [`Set::free`].
+    pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
+        self.space
+            .inner
+            .drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Put)
     }
 
     /// The data of `id` if this set owns it: [`Error::NotFound`] or
@@ -143,16 +175,25 @@ impl<T: Payload, const F: usize> Set<T, F> {
     ///
     /// Weakly consistent: an ID live for the whole walk is visited exactly
     /// once, one allocated or freed meanwhile may or may not be, an ID of
-    /// another set never is. `f` may alloc, free and find in this set. The
+    /// another set or a FREE_PENDING one never is. `f` may alloc, free and find in this set. The
     /// cost grows with the set's size, not the space's population.
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
         let min = self.space.min();
+        let inner = &self.space.inner;
         self.core().members.walk(|key| {
             let id = min + key as Ioasid;
-            match self.find(id, &guard) {
-                Ok(value) => f(id, &value),
-                Err(_) => ControlFlow::Continue(()),
+            match inner.load(id, &guard) {
+                Some(word)
+                    if crate::entry::owner(word) == self.index
+                        && !inner.is_pending_word(key, word) =>
+                {
+                    // SAFETY: loaded under `guard`, which protects this
+                    // space's domain.
+                    let value = unsafe { Ref::<T>::new(word) };
+                    f(id, &value)
+                }
+                _ => ControlFlow::Continue(()),
             }
         })
     }
@@ -186,8 +227,13 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         let inner = &self.space.inner;
         let min = self.space.min();
         let _ = self.core().members.walk(|key| {
-            // NotFound: a kernel-form free elsewhere beat us to it.
-            let _ = inner.remove(min + key as Ioasid, Expect::Set(self.index, self.core()));
+            // NotFound: a kernel-form free elsewhere beat us to it. A
+            // referenced ID stays FREE_PENDING, detached from this set.
+            let _ = inner.drop_ref(
+                min + key as Ioasid,
+                Expect::Set(self.index, self.core()),
+                RefDrop::Teardown,
+            );
             ControlFlow::<()>::Continue(())
         });
         let core = self.core;

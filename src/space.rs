@@ -16,9 +16,10 @@ use crate::domain::{Domain, Guard};
 use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
 use crate::owners::{SetCore, SetTable};
+use crate::refs::{RefDrop, RefState, RefTable};
 use crate::set::Set;
 use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::tree::Tree;
+use crate::tree::{Slot, Tree};
 use crate::{Ioasid, MAX_IOASID};
 use crossbeam_epoch::Shared;
 use std::cell::Cell;
@@ -70,7 +71,9 @@ pub(crate) enum Expect<'a, const F: usize> {
 }
 
 pub(crate) struct SpaceInner<T: Payload, const F: usize> {
-    tree: ManuallyDrop<Tree<F>>,
+    pub(crate) tree: ManuallyDrop<Tree<F>>,
+    /// Per-ID extension records (reference counts), made on first use.
+    pub(crate) refs: RefTable,
     pub(crate) sets: SetTable<F>,
     min: Ioasid,
     max: Ioasid,
@@ -161,6 +164,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
         Ok(Space {
             inner: Arc::new(SpaceInner {
                 tree: ManuallyDrop::new(Tree::new(span)),
+                refs: RefTable::new(span),
                 sets: SetTable::new(),
                 min: self.min,
                 max: self.max,
@@ -310,10 +314,72 @@ impl<T: Payload, const F: usize> Space<T, F> {
     }
 
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
-    /// was live. The data is dropped once no reader can see it.
+    /// was live (and not already freed). The data is dropped once no reader
+    /// can see it. If references taken by [`Space::get`] remain, the ID
+    /// enters FREE_PENDING instead: still found, never got again, not
+    /// allocatable until its last [`Space::put`].
     pub fn free(&self, id: Ioasid) -> bool {
         let guard = self.pin();
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
+    }
+
+    /// Takes a reference on live `id`, whichever set owns it (kernel
+    /// `ioasid_get`, v5.11). [`Error::NotFound`] if it is not live or is
+    /// FREE_PENDING; [`Error::Overflow`] if it already holds the most
+    /// references a count can hold (nothing changed). An ID starts with one
+    /// reference, the allocation's; IDs never got pay nothing for counts.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(1, 100)?;
+    /// let set = space.new_set();
+    /// let pasid = set.alloc(1, 100, 7)?;
+    /// space.get(pasid)?; // a second user (an IOMMU bind)
+    /// assert!(space.free(pasid)); // the driver frees: FREE_PENDING
+    /// assert!(space.is_free_pending(pasid));
+    /// assert_eq!(space.with(pasid, |v| *v), Some(7), "still found while DMA drains");
+    /// assert_eq!(space.get(pasid), Err(ioasid::Error::NotFound));
+    /// assert_eq!(set.alloc(1, 1, 8), Err(ioasid::Error::NoSpace), "not reusable yet");
+    /// assert_eq!(space.put(pasid), Ok(true)); // the last put releases it
+    /// assert_eq!(set.alloc(1, 1, 8), Ok(1));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get(&self, id: Ioasid) -> Result<(), Error> {
+        self.inner.get_ref(id, None)
+    }
+
+    /// Drops one reference of live `id` (kernel `ioasid_put`): `Ok(true)` if
+    /// it was the last one and released the ID as [`Space::free`] would,
+    /// `Ok(false)` if references remain, [`Error::NotFound`] if not live. A
+    /// put of a never-got ID drops its allocation reference: it frees it.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.new_set();
+    /// let id = set.alloc(0, 9, ())?;
+    /// space.get(id)?;
+    /// assert_eq!(space.put(id), Ok(false));
+    /// assert_eq!(space.ref_count(id), Some(1));
+    /// assert_eq!(space.put(id), Ok(true));
+    /// assert_eq!(space.put(id), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
+        let guard = self.pin();
+        self.inner.drop_ref(id, Expect::Any(&guard), RefDrop::Put)
+    }
+
+    /// The reference count of `id` (FREE_PENDING included), `None` if it is
+    /// not live. A snapshot.
+    pub fn ref_count(&self, id: Ioasid) -> Option<usize> {
+        self.inner.ref_state(id).map(|state| match state {
+            RefState::Live(n) | RefState::Pending(n) => n as usize,
+        })
+    }
+
+    /// True if `id` was freed while references remained and waits for its
+    /// last put (FREE_PENDING). A snapshot.
+    pub fn is_free_pending(&self, id: Ioasid) -> bool {
+        matches!(self.inner.ref_state(id), Some(RefState::Pending(_)))
     }
 
     /// Replaces the data of live ID `id` (any set): `Ok`, or
@@ -390,7 +456,7 @@ impl<T: Payload, const F: usize> fmt::Debug for Space<T, F> {
 }
 
 impl<T: Payload, const F: usize> SpaceInner<T, F> {
-    fn key_of(&self, id: Ioasid) -> Option<u64> {
+    pub(crate) fn key_of(&self, id: Ioasid) -> Option<u64> {
         (self.min..=self.max)
             .contains(&id)
             .then(|| u64::from(id - self.min))
@@ -570,8 +636,21 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// Frees `id`: any owner's (kernel form, under the caller's guard), or
-    /// only the given set's.
+    /// only the given set's. An ID with outstanding references enters
+    /// FREE_PENDING instead (`refs.rs`).
     pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
+        self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
+    }
+
+    /// Drops one reference of `id` as `how` says; `Ok(true)` if this
+    /// released the ID. An untracked ID (no ext bit) has exactly one
+    /// reference, so every form releases it here, as v5.5's free did.
+    pub(crate) fn drop_ref(
+        &self,
+        id: Ioasid,
+        expect: Expect<'_, F>,
+        how: RefDrop,
+    ) -> Result<bool, Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
         // Acquire: pairs with the Release publish.
@@ -581,8 +660,22 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 return Err(Error::NotFound);
             }
             let owner = entry::owner(word);
+            if let Expect::Set(index, _) = expect {
+                if index != owner {
+                    return Err(Error::PermissionDenied);
+                }
+            }
+            if entry::has_ext(word) {
+                match self.drop_tracked(id, key, slot, how) {
+                    Some(result) => return result,
+                    None => {
+                        // Acquire: as above.
+                        word = slot.word().load(Ordering::Acquire);
+                        continue;
+                    }
+                }
+            }
             let core = match expect {
-                Expect::Set(index, _) if index != owner => return Err(Error::PermissionDenied),
                 Expect::Set(_, core) => core as *const SetCore<F>,
                 // Read before the CAS, while the word still names its owner:
                 // the index cannot be reused while we are pinned (owners.rs).
@@ -590,6 +683,8 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             };
             // AcqRel: Release orders our reads before the word leaves the
             // slot; Acquire reads a newer word on failure (we re-check it).
+            // This CAS also decides a race with a first get, which CASes the
+            // same word to word|EXT (refs.rs).
             match slot
                 .word()
                 .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
@@ -602,20 +697,43 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // set, or (kernel form) one kept alive by the caller's guard
         // (owners.rs invariant).
         let core = unsafe { &*core };
-        core.members.remove(key);
+        let guard = match expect {
+            Expect::Any(guard) => Some(guard),
+            Expect::Set(..) => None,
+        };
+        self.finish_release(id, key, slot, word, Some(core), guard);
+        Ok(true)
+    }
+
+    /// The rest of a release, after `word` left the slot of `id`: the set's
+    /// member bit and quota (if it still had an owner), the claim bit, the
+    /// custom allocator, the value (through the epoch).
+    pub(crate) fn finish_release(
+        &self,
+        id: Ioasid,
+        key: u64,
+        slot: Slot<'_, F>,
+        word: u64,
+        core: Option<&SetCore<F>>,
+        guard: Option<&Guard>,
+    ) {
+        if let Some(core) = core {
+            core.members.remove(key);
+        }
         self.tree.release(slot, key);
-        core.unreserve();
+        if let Some(core) = core {
+            core.unreserve();
+        }
         // Relaxed: a hint; IDs in the map were inserted under its lock
         // before their word was published, which happens before our CAS.
         if self.custom_live.load(Ordering::Relaxed) > 0 {
             self.give_back_custom(id);
         }
-        match expect {
-            Expect::Any(guard) => self.retire(word, guard),
-            Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
-            Expect::Set(..) => {}
+        match guard {
+            Some(guard) => self.retire(word, guard),
+            None if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
+            None => {}
         }
-        Ok(())
     }
 
     /// Hands a custom-allocated ID back to the hook that chose it.
@@ -671,9 +789,10 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             }
             // AcqRel: Release publishes the new value; Acquire reads a newer
             // word on failure.
+            // Owner and ext bits kept: a tracked ID stays tracked.
             match slot.compare_exchange(
                 word,
-                entry::with_owner(payload, owner),
+                entry::with_payload_of(payload, word),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
