@@ -17,9 +17,10 @@ pub enum Error {
     NotFound,
     /// `EACCES`: the ID is live but belongs to another set.
     PermissionDenied,
-    /// `EIO`: a custom allocator answered with an ID that is out of range or
-    /// already live; nothing was recorded.
-    BadCustomId,
+    /// `EIO`: a custom allocator (or an RFC vendor) answered with an ID that
+    /// is out of range or already live; the answer went back to its `free`
+    /// hook and nothing was recorded (SPEC 6.3).
+    Io,
     /// `EOVERFLOW`: the ID's reference count is at its maximum; the get
     /// was refused and nothing changed.
     Overflow,
@@ -64,7 +65,7 @@ impl Error {
             Error::QuotaExceeded => errno::EDQUOT,
             Error::NotFound => errno::ENOENT,
             Error::PermissionDenied => errno::EACCES,
-            Error::BadCustomId => errno::EIO,
+            Error::Io => errno::EIO,
             Error::Overflow => errno::EOVERFLOW,
             Error::Custom(e) => e,
         }
@@ -84,7 +85,7 @@ impl Error {
             errno::EDQUOT => Error::QuotaExceeded,
             errno::ENOENT => Error::NotFound,
             errno::EACCES => Error::PermissionDenied,
-            errno::EIO => Error::BadCustomId,
+            errno::EIO => Error::Io,
             errno::EOVERFLOW => Error::Overflow,
             other => Error::Custom(other),
         }
@@ -99,7 +100,7 @@ impl fmt::Display for Error {
             Error::QuotaExceeded => f.write_str("set quota reached (EDQUOT)"),
             Error::NotFound => f.write_str("ID is not live (ENOENT)"),
             Error::PermissionDenied => f.write_str("ID belongs to another set (EACCES)"),
-            Error::BadCustomId => f.write_str("custom allocator gave a bad ID (EIO)"),
+            Error::Io => f.write_str("custom allocator gave a bad ID (EIO)"),
             Error::Overflow => f.write_str("reference count at its maximum (EOVERFLOW)"),
             Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
         }

@@ -28,6 +28,7 @@
 //!   CAS moved the record to `DEAD`; it resets the record to `FREE` before
 //!   the number becomes claimable again, so a new incarnation starts untracked.
 
+use crate::custom::State;
 use crate::entry::{self, Payload};
 use crate::error::Error;
 use crate::owners::SetCore;
@@ -35,6 +36,7 @@ use crate::space::{Expect, SpaceInner};
 use crate::sync::{atomic_array, install, yield_now, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::Slot;
 use crate::Ioasid;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
 
 /// How a reference is dropped.
@@ -203,6 +205,16 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 // The first get. Build the record before the word names it,
                 // so a thread that sees EXT finds the chunk.
                 let record = self.refs.record(key, true).expect("built on the way");
+                // With custom IDs about, hold their records over the CAS: a
+                // free that found the ID live and began its hook (without
+                // a CAS of the word) is then seen here, and the get fails.
+                let records = self.custom.any().then(|| self.custom.lock_for_free());
+                if records
+                    .as_ref()
+                    .is_some_and(|r| r.state(id) == Some(State::Freeing))
+                {
+                    return Err(Error::NotFound);
+                }
                 // AcqRel: Release orders the chunk's build before EXT is
                 // seen; Acquire reads a newer word on failure. This CAS is
                 // the first get's linearization point: it races a free or
@@ -213,6 +225,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 {
                     continue;
                 }
+                drop(records);
                 // We are the installer: the record is FREE and no one else
                 // writes it until this store (module invariant). Two
                 // references: the allocation's and ours. Release: pairs with
@@ -325,6 +338,17 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// out, resets the record, then releases the number.
     fn release_tracked(&self, id: Ioasid, key: u64, slot: Slot<'_, F>, record: &AtomicU64) {
         let guard = self.pin();
+        // A custom allocator's ID: its hook runs first, while the ID is
+        // still recorded and found (SPEC 6.3, FREE_PENDING included). We
+        // are the one releaser, so its record is live, not freeing.
+        let custom_hook = self.custom.any().then(|| {
+            let mut records = self.custom.lock_for_free();
+            (records.state(id) == Some(State::Live)).then(|| records.start_free(id))
+        });
+        let custom_hook = custom_hook.flatten();
+        let hook_done = custom_hook
+            .as_ref()
+            .map(|hook| catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id))));
         // Acquire: pairs with the Release publish / set_data.
         let mut word = slot.word().load(Ordering::Acquire);
         let core = loop {
@@ -351,7 +375,18 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         record.store(FREE, Ordering::Release);
         // SAFETY: read under `guard` from the word we took (owners.rs).
         let core: Option<&SetCore<F>> = core.map(|core| unsafe { &*core });
-        self.finish_release(id, key, slot, word, core, Some(&guard));
+        if let Some(core) = core {
+            core.members.remove(key);
+            core.unreserve();
+        }
+        match custom_hook {
+            Some(_) => self.custom.finish_free(id, || self.tree.release(slot, key)),
+            None => self.tree.release(slot, key),
+        }
+        self.retire(word, &guard);
+        if let Some(Err(panic)) = hook_done {
+            resume_unwind(panic);
+        }
     }
 
     /// Detaches a referenced ID from its set (teardown): owner 0, member bit

@@ -83,7 +83,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// Errors: [`Error::InvalidArgument`] for `min > max` or a range that
     /// misses the space; [`Error::QuotaExceeded`]; [`Error::NoSpace`] when no
     /// ID of the range was free for the whole call; for a custom allocator,
-    /// [`Error::BadCustomId`] or its own error. On error `data` is dropped
+    /// [`Error::Io`] or its own error. On error `data` is dropped
     /// and nothing changed.
     ///
     /// ```

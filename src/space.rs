@@ -11,22 +11,22 @@
 //! INVARIANT: see `owners.rs`: an owner index in a word a guard loaded maps
 //! to that word's set for as long as the guard lives.
 
-use crate::custom::{CustomAlloc, CustomHook};
+use crate::custom::{CustomAlloc, CustomHook, CustomIds, State};
 use crate::domain::{Domain, Guard};
 use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
 use crate::owners::{SetCore, SetTable};
 use crate::refs::{RefDrop, RefState, RefTable};
 use crate::set::Set;
-use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::tree::{Slot, Tree};
+use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, Ordering};
+use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use crossbeam_epoch::Shared;
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
 
 /// How a space chooses among free IDs.
@@ -83,9 +83,7 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
     /// IDs a custom allocator chose, with the hook to give each back to.
-    custom_ids: Mutex<BTreeMap<Ioasid, CustomHook>>,
-    /// `custom_ids.len()`, read without the lock on every free.
-    custom_live: AtomicUsize,
+    pub(crate) custom: CustomIds,
     pub(crate) domain: Domain,
     _data: PhantomData<T>,
 }
@@ -171,8 +169,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
                 policy: self.policy,
                 cursor: AtomicU64::new(0),
                 hook: AtomicPtr::new(ptr::null_mut()),
-                custom_ids: Mutex::new(BTreeMap::new()),
-                custom_live: AtomicUsize::new(0),
+                custom: CustomIds::new(),
                 domain,
                 _data: PhantomData,
             }),
@@ -314,10 +311,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
     }
 
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
-    /// was live (and not already freed). The data is dropped once no reader
-    /// can see it. If references taken by [`Space::get`] remain, the ID
-    /// enters FREE_PENDING instead: still found, never got again, not
-    /// allocatable until its last [`Space::put`].
+    /// was live. The data is dropped once no reader can see it.
     pub fn free(&self, id: Ioasid) -> bool {
         let guard = self.pin();
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
@@ -328,6 +322,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// FREE_PENDING; [`Error::Overflow`] if it already holds the most
     /// references a count can hold (nothing changed). An ID starts with one
     /// reference, the allocation's; IDs never got pay nothing for counts.
+    /// [`Space::free`] of an ID with references outstanding leaves it
+    /// FREE_PENDING: still found, never got again, not allocatable until
+    /// its last [`Space::put`].
     ///
     /// ```
     /// let space = ioasid::Space::<u32>::new(1, 100)?;
@@ -514,9 +511,17 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         }
         let payload = entry::encode(data).map_err(|_| Error::InvalidArgument)?;
         let word = entry::with_owner(payload, owner);
-        let result = set
-            .reserve()
-            .and_then(|()| self.claim(lo, hi).inspect_err(|_| set.unreserve()));
+        let result = set.reserve().and_then(|()| {
+            // A panicking custom hook: give the quota unit back, drop the
+            // value (never published), then go on unwinding.
+            let on_panic = || {
+                set.unreserve();
+                // SAFETY: never published; this is its one drop.
+                unsafe { entry::drop_value::<T>(word) };
+            };
+            self.claim(lo, hi, on_panic)
+                .inspect_err(|_| set.unreserve())
+        });
         let (id, slot) = match result {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -537,21 +542,35 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// else by policy.
     ///
     /// No guard is needed on the software path: tree nodes live as long as
-    /// the tree, and nothing epoch-managed is read.
-    fn claim(&self, lo: Ioasid, hi: Ioasid) -> Result<(Ioasid, &AtomicU64), Error> {
+    /// the tree, and nothing epoch-managed is read. If the custom hook
+    /// panics, `on_panic` runs and the panic goes on.
+    fn claim(
+        &self,
+        lo: Ioasid,
+        hi: Ioasid,
+        on_panic: impl FnOnce(),
+    ) -> Result<(Ioasid, &AtomicU64), Error> {
         // Relaxed: only "is there a hook at all"; `hook()` below loads it
         // again with Acquire under a guard before using it.
         if !self.hook.load(Ordering::Relaxed).is_null() {
             let guard = self.pin();
-            if let Some(claimed) = self.claim_custom(lo, hi, &guard) {
-                return claimed;
+            let custom = catch_unwind(AssertUnwindSafe(|| self.claim_custom(lo, hi, &guard)));
+            match custom {
+                Ok(Some(claimed)) => return claimed,
+                Ok(None) => {}
+                Err(panic) => {
+                    on_panic();
+                    resume_unwind(panic)
+                }
             }
         }
         self.claim_by_policy(lo, hi)
     }
 
     /// Asks the installed hook; `None` when there is none or it says
-    /// "fall back to software".
+    /// "fall back to software". An answer out of range or live is refused:
+    /// it goes back to the hook's `free` and the allocation fails with
+    /// `Error::Io` (SPEC 6.3).
     fn claim_custom(
         &self,
         lo: Ioasid,
@@ -559,27 +578,23 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         guard: &Guard,
     ) -> Option<Result<(Ioasid, &AtomicU64), Error>> {
         let hook = self.hook(guard)?;
-        Some(match hook.allocator().alloc(lo, hi) {
-            CustomAlloc::Id(id) if (lo..=hi).contains(&id) => {
-                let key = u64::from(id - self.min);
-                // Record the origin before the word is published: a racing
-                // free of this ID must find it.
-                let mut origins = self.custom_ids.lock().unwrap_or_else(|e| e.into_inner());
-                match self.tree.claim(key, key) {
-                    Some((_, slot)) => {
-                        origins.insert(id, hook.clone());
-                        // Relaxed: read by frees only as a hint to take the
-                        // lock, which orders the map itself.
-                        self.custom_live.fetch_add(1, Ordering::Relaxed);
-                        Ok((id, slot))
-                    }
-                    None => Err(Error::BadCustomId),
-                }
-            }
-            CustomAlloc::Id(_) => Err(Error::BadCustomId),
-            CustomAlloc::Failed(e) => Err(e),
+        let id = match hook.allocator().alloc(lo, hi) {
+            CustomAlloc::Id(id) => id,
+            CustomAlloc::Failed(e) => return Some(Err(e)),
             CustomAlloc::Fallback => return None,
-        })
+        };
+        if (lo..=hi).contains(&id) {
+            let key = u64::from(id - self.min);
+            // Recorded before the word is published: a racing free of this
+            // ID finds the record. Waits while a free of the number is
+            // under way.
+            let claimed = self.custom.record(id, hook, || self.tree.claim(key, key));
+            if let Some((_, slot)) = claimed {
+                return Some(Ok((id, slot)));
+            }
+        }
+        hook.allocator().free(id);
+        Some(Err(Error::Io))
     }
 
     fn claim_by_policy(&self, lo: Ioasid, hi: Ioasid) -> Result<(Ioasid, &AtomicU64), Error> {
@@ -636,15 +651,15 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// Frees `id`: any owner's (kernel form, under the caller's guard), or
-    /// only the given set's. An ID with outstanding references enters
-    /// FREE_PENDING instead (`refs.rs`).
+    /// only the given set's.
     pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
         self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
     }
 
     /// Drops one reference of `id` as `how` says; `Ok(true)` if this
     /// released the ID. An untracked ID (no ext bit) has exactly one
-    /// reference, so every form releases it here, as v5.5's free did.
+    /// reference, so every form releases it here, as v5.5's free did; a
+    /// tracked one goes to `refs.rs`.
     pub(crate) fn drop_ref(
         &self,
         id: Ioasid,
@@ -655,16 +670,18 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
         // Acquire: pairs with the Release publish.
         let mut word = slot.word().load(Ordering::Acquire);
-        let core = loop {
+        let (core, custom_hook) = loop {
             if word == 0 {
                 return Err(Error::NotFound);
             }
             let owner = entry::owner(word);
-            if let Expect::Set(index, _) = expect {
-                if index != owner {
-                    return Err(Error::PermissionDenied);
-                }
-            }
+            let core = match expect {
+                Expect::Set(index, _) if index != owner => return Err(Error::PermissionDenied),
+                Expect::Set(_, core) => core as *const SetCore<F>,
+                // Read before the CAS, while the word still names its owner:
+                // the index cannot be reused while we are pinned (owners.rs).
+                Expect::Any(_) => self.sets.get(owner),
+            };
             if entry::has_ext(word) {
                 match self.drop_tracked(id, key, slot, how) {
                     Some(result) => return result,
@@ -675,12 +692,27 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                     }
                 }
             }
-            let core = match expect {
-                Expect::Set(_, core) => core as *const SetCore<F>,
-                // Read before the CAS, while the word still names its owner:
-                // the index cannot be reused while we are pinned (owners.rs).
-                Expect::Any(_) => self.sets.get(owner),
-            };
+            // With custom IDs about, the records stay locked over the check
+            // and the CAS: the number cannot gain a record in between.
+            let mut records = self.custom.any().then(|| self.custom.lock_for_free());
+            if let Some(records) = records.as_mut() {
+                match records.state(id) {
+                    // Another free is under way: the ID is as good as gone.
+                    Some(State::Freeing) => return Err(Error::NotFound),
+                    Some(State::Live) => {
+                        // Acquire: as above. Under the lock, the word of a
+                        // recorded ID changes only by set_data (or from 0 by
+                        // its publish).
+                        let now = slot.word().load(Ordering::Acquire);
+                        if now != word {
+                            word = now;
+                            continue;
+                        }
+                        break (core, Some(records.start_free(id)));
+                    }
+                    None => {}
+                }
+            }
             // AcqRel: Release orders our reads before the word leaves the
             // slot; Acquire reads a newer word on failure (we re-check it).
             // This CAS also decides a race with a first get, which CASes the
@@ -689,70 +721,52 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 .word()
                 .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => break core,
+                Ok(_) => break (core, None),
                 Err(now) => word = now,
             }
         };
-        // SAFETY: `core` is the owner of the word we took: the caller's own
-        // set, or (kernel form) one kept alive by the caller's guard
-        // (owners.rs invariant).
+        // SAFETY: `core` is the owner of the word we took (or, for a custom
+        // ID, are freeing: nobody else takes it): the caller's own set, or
+        // (kernel form) one kept alive by the caller's guard (owners.rs
+        // invariant).
         let core = unsafe { &*core };
-        let guard = match expect {
-            Expect::Any(guard) => Some(guard),
-            Expect::Set(..) => None,
+        let Some(hook) = custom_hook else {
+            core.members.remove(key);
+            self.tree.release(slot, key);
+            core.unreserve();
+            self.retire_taken(word, expect);
+            return Ok(true);
         };
-        self.finish_release(id, key, slot, word, Some(core), guard);
+        // The kernel's order: the hook runs while the ID is still recorded
+        // (a hook may find it); then the word goes, and the number is
+        // released with its record dropped, so a waiting allocation of the
+        // same number goes on only now. A panicking hook still frees.
+        let hook_done = catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id)));
+        // AcqRel: as the CAS above. Only this call empties a word whose
+        // record is freeing, so the swap takes the latest data.
+        let word = slot.word().swap(0, Ordering::AcqRel);
+        core.members.remove(key);
+        core.unreserve();
+        self.custom.finish_free(id, || self.tree.release(slot, key));
+        self.retire_taken(word, expect);
+        if let Err(panic) = hook_done {
+            resume_unwind(panic);
+        }
         Ok(true)
     }
 
-    /// The rest of a release, after `word` left the slot of `id`: the set's
-    /// member bit and quota (if it still had an owner), the claim bit, the
-    /// custom allocator, the value (through the epoch).
-    pub(crate) fn finish_release(
-        &self,
-        id: Ioasid,
-        key: u64,
-        slot: Slot<'_, F>,
-        word: u64,
-        core: Option<&SetCore<F>>,
-        guard: Option<&Guard>,
-    ) {
-        if let Some(core) = core {
-            core.members.remove(key);
-        }
-        self.tree.release(slot, key);
-        if let Some(core) = core {
-            core.unreserve();
-        }
-        // Relaxed: a hint; IDs in the map were inserted under its lock
-        // before their word was published, which happens before our CAS.
-        if self.custom_live.load(Ordering::Relaxed) > 0 {
-            self.give_back_custom(id);
-        }
-        match guard {
-            Some(guard) => self.retire(word, guard),
-            None if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
-            None => {}
-        }
-    }
-
-    /// Hands a custom-allocated ID back to the hook that chose it.
-    fn give_back_custom(&self, id: Ioasid) {
-        let hook = self
-            .custom_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(hook) = hook {
-            // Relaxed: see `claim`.
-            self.custom_live.fetch_sub(1, Ordering::Relaxed);
-            hook.allocator().free(id);
+    /// Retires the value of a word a removal took out of its slot.
+    fn retire_taken(&self, word: u64, expect: Expect<'_, F>) {
+        match expect {
+            Expect::Any(guard) => self.retire(word, guard),
+            Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
+            Expect::Set(..) => {}
         }
     }
 
     /// Drops the value of a word taken out of its slot, after every reader
     /// that could have loaded it.
-    fn retire(&self, word: u64, guard: &Guard) {
+    pub(crate) fn retire(&self, word: u64, guard: &Guard) {
         if entry::needs_drop::<T>(word) {
             // SAFETY: the word left its slot; this is its value's one drop,
             // deferred past every guard that could have loaded it.
@@ -789,9 +803,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             }
             // AcqRel: Release publishes the new value; Acquire reads a newer
             // word on failure.
-            // Owner and ext bits kept: a tracked ID stays tracked.
             match slot.compare_exchange(
                 word,
+                // Owner and ext bits kept: a tracked ID stays tracked.
                 entry::with_payload_of(payload, word),
                 Ordering::AcqRel,
                 Ordering::Acquire,

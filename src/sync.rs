@@ -9,7 +9,7 @@ pub(crate) use std::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(not(ioasid_loom))]
-pub(crate) use std::sync::{Arc, Mutex};
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(ioasid_loom))]
 pub(crate) use std::thread::yield_now;
 #[cfg(not(ioasid_loom))]
@@ -20,7 +20,7 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(ioasid_loom)]
-pub(crate) use loom::sync::{Arc, Mutex};
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(ioasid_loom)]
 pub(crate) use loom::thread::yield_now;
 #[cfg(ioasid_loom)]

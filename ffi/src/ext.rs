@@ -8,12 +8,10 @@
 //! address is in `SPACES` exactly while its box is alive.
 
 use crate::{
-    domain, ffi_guard, global_space, install_set, ioasid_set, ioasid_t, load_set, neg, CData,
-    SetImpl,
+    domain, ffi_guard, global_space, install_set, ioasid_set, ioasid_t, neg, CData, SetImpl,
 };
 use ioasid_core::{Error, Policy, Space};
 use std::ffi::{c_int, c_long, c_uint, c_void};
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -166,6 +164,7 @@ pub unsafe extern "C" fn ioasid_set_init(
         let fresh = Box::new(SetImpl {
             set: core_set,
             space: shared,
+            auto: None,
         });
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
@@ -209,8 +208,9 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
         }
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
-        match unsafe { load_set(set, &pin) } {
-            Some(imp) => match crate::free_in_set(imp, ioasid) {
+        let held = unsafe { crate::sets::load_held(set, &pin) };
+        match held {
+            Some(imp) => match crate::free_in_set(&imp, ioasid) {
                 Ok(()) => 0,
                 Err(e) => neg(e),
             },
@@ -225,42 +225,6 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
             }
         }
     })
-}
-
-/// The callback type of `ioasid_set_for_each` and `iommu_pasid_for_each`.
-type ForEachFn = Option<
-    unsafe extern "C" fn(ioasid: ioasid_t, private_: *mut c_void, data: *mut c_void) -> c_int,
->;
-
-/// Walks a set (the shared body of both for_each functions).
-///
-/// # Safety
-/// `set` is non-null and valid; `func` NULL or callable as declared.
-pub(crate) unsafe fn set_for_each(
-    set: *mut ioasid_set,
-    func: ForEachFn,
-    data: *mut c_void,
-) -> c_int {
-    let Some(func) = func else {
-        return neg(Error::InvalidArgument);
-    };
-    let pin = crate::domain().pin();
-    // SAFETY: forwarded from the caller.
-    let Some(imp) = (unsafe { load_set(set, &pin) }) else {
-        return 0;
-    };
-    let _section = crate::ReadSection::enter();
-    let walk = imp.set.for_each(|id, item| {
-        // SAFETY: the caller's callback, called as its contract says.
-        match unsafe { func(id, item.ptr, data) } {
-            0 => ControlFlow::Continue(()),
-            stop => ControlFlow::Break(stop),
-        }
-    });
-    match walk {
-        ControlFlow::Break(stop) => stop,
-        ControlFlow::Continue(()) => 0,
-    }
 }
 
 /// Calls `func(id, private, data)` for each ID of `set` in ascending order;
@@ -283,7 +247,7 @@ pub unsafe extern "C" fn ioasid_set_for_each(
             return neg(Error::InvalidArgument);
         }
         // SAFETY: non-null, valid by the caller's contract.
-        unsafe { set_for_each(set, func, data) }
+        unsafe { crate::sets::set_for_each(set, func, data) }
     })
 }
 

@@ -11,7 +11,7 @@
 //! whose hook is installed in the global space.
 
 use crate::{
-    domain, ffi_guard, get_or_install_set, global_space, ioasid_set, ioasid_t, load_set, null_set,
+    domain, ffi_guard, get_or_install_held, global_space, ioasid_set, ioasid_t, load_set, null_set,
     wait_for_readers, CData, ReadSection,
 };
 use ioasid_core::{CustomAlloc, CustomAllocator, CustomHook, Error, INVALID_IOASID};
@@ -66,8 +66,16 @@ pub unsafe extern "C" fn ioasid_alloc(
             null_set()
         } else {
             // SAFETY: non-null, valid by the caller's contract.
-            match unsafe { get_or_install_set(set, &pin) } {
-                Ok(imp) => imp,
+            match unsafe { get_or_install_held(set, &pin) } {
+                Ok(held) => {
+                    if !held.usable() {
+                        return INVALID_IOASID;
+                    }
+                    return held
+                        .set
+                        .alloc(min, max, CData::new(private_))
+                        .unwrap_or(INVALID_IOASID);
+                }
                 Err(_) => return INVALID_IOASID,
             }
         };
@@ -86,18 +94,10 @@ pub unsafe extern "C" fn ioasid_alloc(
 pub extern "C" fn ioasid_free(ioasid: ioasid_t) {
     ffi_guard!("ioasid_free", crate::abort_on_panic("ioasid_free"), {
         let space = global_space();
-        let vendor = {
-            let guard = space.pin();
-            match space.find(ioasid, &guard) {
-                Some(data) => data.vendor,
-                None => return,
-            }
-        };
-        if space.free(ioasid) {
-            // SAFETY: `vendor` is null or the consumer that owned the ID,
-            // alive while it owns IDs (CData's invariant).
-            unsafe { crate::rfc::vendor_free(vendor, ioasid) };
-        }
+        // Pinned over the free and a vendor's pasid_free: iommu_pasid_exit
+        // waits for readers before it frees the consumer.
+        let pin = domain().pin();
+        let _ = crate::rfc::free_id(ioasid, &pin, || space.free(ioasid).then_some(()).ok_or(()));
     })
 }
 
@@ -127,7 +127,12 @@ pub unsafe extern "C" fn ioasid_find(
             } else {
                 // SAFETY: non-null, valid by the caller's contract.
                 match unsafe { load_set(set, &guard) } {
-                    Some(imp) => imp.set.find(ioasid, &guard).map(|data| *data),
+                    // Re-checked after the lookup: a declared set's state
+                    // reclaimed meanwhile may serve another set now.
+                    Some(imp) => match imp.set.find(ioasid, &guard).map(|data| *data) {
+                        Ok(_) if !imp.serves(set) => Err(Error::PermissionDenied),
+                        found => found,
+                    },
                     // A set that never allocated owns nothing.
                     None => match global_space().find(ioasid, &guard) {
                         Some(_) => Err(Error::PermissionDenied),
@@ -165,14 +170,7 @@ pub extern "C" fn ioasid_set_data(ioasid: ioasid_t, data: *mut c_void) -> c_int 
             return -crate::errno::EDEADLK;
         }
         let space = global_space();
-        let vendor = {
-            let guard = space.pin();
-            match space.find(ioasid, &guard) {
-                Some(old) => old.vendor,
-                None => return crate::neg(Error::NotFound),
-            }
-        };
-        if let Err(e) = space.set_data(ioasid, CData { ptr: data, vendor }) {
+        if let Err(e) = space.set_data(ioasid, CData::new(data)) {
             return crate::neg(e);
         }
         match wait_for_readers() {

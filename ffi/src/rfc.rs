@@ -6,14 +6,22 @@
 //! own range `[min, max]`, `[IOMMU_PASID_MIN, IOMMU_PASID_MAX]` unless the
 //! vendor's `pasid_init` narrows it. With a vendor `pasid_alloc`, the vendor
 //! picks the number and the library records it with an exact allocation
-//! (`min == max`) in the consumer's set, tagged so that every free path hands
-//! it back through `pasid_free`. Ranges are inclusive (SPEC section 2).
+//! (`min == max`) in the consumer's set, and in `VENDOR_IDS`, so that every
+//! free path hands it back through `pasid_free`. Ranges are inclusive (SPEC
+//! section 2).
 
 use crate::{ffi_guard, install_set, ioasid_set, ioasid_t, load_set, neg, CData, SetImpl};
 use ioasid_core::{Error, MAX_IOASID, PASID_MAX, PASID_MIN};
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-/// The PASID hooks of the kernel's `struct iommu_ops`.
+/// The PASID hooks of the kernel's `struct iommu_ops`. Code with its own
+/// definition (of this layout) defines `IOASID_NO_IOMMU_TYPES`.
+// The cfg is never set in Rust: it only makes cbindgen wrap the type in
+// `#if !defined(IOASID_NO_IOMMU_TYPES)` (cbindgen.toml, [defines]).
+#[cfg(not(ioasid_no_iommu_types))]
 #[repr(C)]
 pub struct iommu_ops {
     /// Called by `iommu_pasid_init`; may narrow `min`/`max` and set `priv`.
@@ -33,7 +41,9 @@ pub struct iommu_ops {
     pub pasid_free: Option<unsafe extern "C" fn(pasid: *mut iommu_pasid, ioasid: ioasid_t)>,
 }
 
-/// The kernel's `struct bus_type`, reduced to what the RFC uses.
+/// The kernel's `struct bus_type`, reduced to what the RFC uses (opt out
+/// as for `struct iommu_ops`).
+#[cfg(not(ioasid_no_iommu_types))]
 #[repr(C)]
 pub struct bus_type {
     /// The bus name (unused by the library).
@@ -59,14 +69,58 @@ pub struct iommu_pasid {
     pub priv_: *mut c_void,
 }
 
-/// Hands a vendor-allocated ID back to its driver (no-op for null `vendor`).
+/// IDs a vendor's `pasid_alloc` gave, each with its consumer's address.
+///
+/// A kernel-form `ioasid_free` knows no set, so the record is by ID, and
+/// only vendor IDs have one: per-ID data stays the caller's pointer alone,
+/// and `ioasid_set_data` cannot touch vendor-ness.
+/// INVARIANT: an ID has a record from its core allocation to its core
+/// free, both done under the lock together with the insert and the
+/// removal; `VENDOR_LIVE` is at least the number of records (raised before
+/// the allocation, lowered after the removal).
+static VENDOR_IDS: Mutex<BTreeMap<ioasid_t, usize>> = Mutex::new(BTreeMap::new());
+static VENDOR_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+fn vendor_ids() -> MutexGuard<'static, BTreeMap<ioasid_t, usize>> {
+    // Every change is one map operation: a poisoned map is still consistent.
+    VENDOR_IDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Frees `id` with `free` (a core free); a vendor ID then goes back to its
+/// consumer's `pasid_free`. `_pin`, a guard of the global domain held over
+/// the call, keeps the consumer alive until the hook returns:
+/// `iommu_pasid_exit` waits for readers before it frees the consumer.
+pub(crate) fn free_id<E>(
+    id: ioasid_t,
+    _pin: &ioasid_core::Guard,
+    free: impl FnOnce() -> Result<(), E>,
+) -> Result<(), E> {
+    // Relaxed: a hint. The count is raised before a vendor ID's word is
+    // published (Release); whoever learnt the ID read that word or was
+    // handed the ID afterwards, so sees the raised count.
+    if VENDOR_LIVE.load(Ordering::Relaxed) == 0 {
+        return free();
+    }
+    let mut ids = vendor_ids();
+    free()?;
+    let consumer = ids.remove(&id);
+    drop(ids);
+    if let Some(consumer) = consumer {
+        // Relaxed: see above.
+        VENDOR_LIVE.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the record's consumer, alive while `_pin` lives (above).
+        unsafe { vendor_free(consumer as *mut iommu_pasid, id) };
+    }
+    Ok(())
+}
+
+/// Hands a vendor-allocated ID back to its driver.
 ///
 /// # Safety
-/// `vendor` is null or a live consumer.
-pub(crate) unsafe fn vendor_free(vendor: *mut iommu_pasid, id: ioasid_t) {
-    if vendor.is_null() {
-        return;
-    }
+/// `vendor` is a live consumer.
+unsafe fn vendor_free(vendor: *mut iommu_pasid, id: ioasid_t) {
     // SAFETY: a live consumer, by the caller's contract.
     let ops = unsafe { (*vendor).ops };
     if ops.is_null() {
@@ -74,7 +128,7 @@ pub(crate) unsafe fn vendor_free(vendor: *mut iommu_pasid, id: ioasid_t) {
     }
     // SAFETY: the consumer's ops, valid while the consumer lives.
     if let Some(free) = unsafe { (*ops).pasid_free } {
-        // Callers may hold a guard: the hook must not wait for readers.
+        // Callers hold a guard: the hook must not wait for readers.
         let _section = crate::ReadSection::enter();
         // SAFETY: the vendor's hook, called as the RFC does.
         unsafe { free(vendor, id) }
@@ -214,20 +268,28 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
             };
             if rc == 0 {
                 if !(lo..=hi).contains(&id) {
-                    return neg(Error::BadCustomId);
+                    return neg(Error::Io);
                 }
-                let data = CData {
-                    ptr: private_,
-                    vendor: pasid,
-                };
-                return match imp.set.alloc(id, id, data) {
+                let mut ids = vendor_ids();
+                // Relaxed: see `free_id`; raised before the word is published.
+                VENDOR_LIVE.fetch_add(1, Ordering::Relaxed);
+                let recorded = imp.set.alloc(id, id, CData::new(private_));
+                match recorded {
+                    Ok(id) => {
+                        ids.insert(id, pasid as usize);
+                    }
+                    // Relaxed: see `free_id`.
+                    Err(_) => drop(VENDOR_LIVE.fetch_sub(1, Ordering::Relaxed)),
+                }
+                drop(ids);
+                return match recorded {
                     Ok(id) => {
                         // SAFETY: non-null and writable by contract.
                         unsafe { ioasid.write(id) };
                         0
                     }
                     // The vendor gave an ID that is already live.
-                    Err(Error::NoSpace) => neg(Error::BadCustomId),
+                    Err(Error::NoSpace) => neg(Error::Io),
                     Err(e) => neg(e),
                 };
             }
@@ -313,6 +375,6 @@ pub unsafe extern "C" fn iommu_pasid_for_each(
             return neg(Error::InvalidArgument);
         }
         // SAFETY: the consumer's own set, non-null.
-        unsafe { crate::ext::set_for_each(std::ptr::addr_of_mut!((*pasid).set), func, data) }
+        unsafe { crate::sets::set_for_each(std::ptr::addr_of_mut!((*pasid).set), func, data) }
     })
 }

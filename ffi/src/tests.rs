@@ -6,7 +6,8 @@
 //! own and never count the global space.
 
 use super::*;
-use ioasid_core::Policy;
+use ioasid_core::{Error, Policy};
+use std::ffi::{c_int, c_long, c_void};
 use std::mem::{offset_of, size_of};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -21,7 +22,7 @@ fn errors_map_to_negative_errno() {
         (Error::QuotaExceeded, 122),
         (Error::NotFound, 2),
         (Error::PermissionDenied, 13),
-        (Error::BadCustomId, 5),
+        (Error::Io, 5),
         (Error::Custom(16), 16),
     ];
     for (error, errno) in cases {
@@ -272,4 +273,156 @@ fn a_space_holds_at_most_16383_sets() {
         }
         ioasid_space_destroy(space);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Races between the kernel-form functions and RFC consumers.
+
+/// A vendor whose `pasid_alloc` hands out the number in `priv` and whose
+/// `pasid_free` can be made to wait.
+mod vendor {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    pub static IN_FREE: AtomicBool = AtomicBool::new(false);
+    pub static EXIT_DONE: AtomicBool = AtomicBool::new(false);
+    pub static EXIT_DONE_DURING_FREE: AtomicBool = AtomicBool::new(false);
+    /// `pasid_free` calls for `SET_DATA_ID`.
+    pub static SET_DATA_ID_FREES: AtomicUsize = AtomicUsize::new(0);
+    pub const SET_DATA_ID: ioasid_t = 0x6200_0000;
+    pub static WAIT_IN_FREE: AtomicBool = AtomicBool::new(false);
+
+    pub unsafe extern "C" fn alloc(
+        pasid: *mut iommu_pasid,
+        _start: ioasid_t,
+        _end: ioasid_t,
+        ioasid: *mut ioasid_t,
+    ) -> c_int {
+        // SAFETY: the library passes its live consumer and a writable out.
+        unsafe { *ioasid = (*pasid).priv_ as usize as ioasid_t };
+        0
+    }
+
+    pub unsafe extern "C" fn free(_pasid: *mut iommu_pasid, ioasid: ioasid_t) {
+        if ioasid == SET_DATA_ID {
+            SET_DATA_ID_FREES.fetch_add(1, Ordering::SeqCst);
+        }
+        if !WAIT_IN_FREE.load(Ordering::SeqCst) {
+            return;
+        }
+        IN_FREE.store(true, Ordering::SeqCst);
+        // Wait (bounded) for the consumer's exit; it must not complete
+        // while this hook runs.
+        let start = Instant::now();
+        while !EXIT_DONE.load(Ordering::SeqCst) && start.elapsed() < Duration::from_millis(300) {
+            std::thread::yield_now();
+        }
+        if EXIT_DONE.load(Ordering::SeqCst) {
+            EXIT_DONE_DURING_FREE.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub static OPS: iommu_ops = iommu_ops {
+        pasid_init: None,
+        pasid_alloc: Some(alloc),
+        pasid_free: Some(free),
+    };
+}
+
+/// A consumer with the vendor above, allocating `id`.
+fn vendor_consumer(id: ioasid_t) -> *mut iommu_pasid {
+    let bus = Box::leak(Box::new(bus_type {
+        name: std::ptr::null(),
+        iommu_ops: &vendor::OPS,
+    }));
+    // SAFETY: a valid bus with valid ops that live forever.
+    let pasid = unsafe { iommu_pasid_init(bus) };
+    assert!(!pasid.is_null());
+    // SAFETY: our live consumer; the vendor reads `priv` as the ID to give.
+    unsafe { (*pasid).priv_ = id as usize as *mut c_void };
+    pasid
+}
+
+/// `ioasid_free` of a vendor ID calls `pasid_free` while
+/// `iommu_pasid_exit` of the same consumer runs: the exit (which frees the
+/// consumer) must wait until the hook has returned.
+#[test]
+fn ioasid_free_keeps_the_consumer_alive_through_pasid_free() {
+    use std::sync::atomic::Ordering;
+    const ID: ioasid_t = 0x6100_0000;
+    let pasid = vendor_consumer(0x1000);
+    // Keep the ID inside the consumer's range.
+    // SAFETY: our live consumer.
+    unsafe {
+        (*pasid).min = 1;
+        (*pasid).max = ID;
+        (*pasid).priv_ = ID as usize as *mut c_void;
+    }
+    let mut out = 0;
+    // SAFETY: a live consumer and a writable out.
+    let rc = unsafe { iommu_pasid_alloc(pasid, 1, ID, std::ptr::null_mut(), &mut out) };
+    assert_eq!(rc, 0);
+    assert_eq!(out, ID);
+    vendor::WAIT_IN_FREE.store(true, Ordering::SeqCst);
+    let freer = std::thread::spawn(|| ioasid_free(ID));
+    while !vendor::IN_FREE.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    let consumer = pasid as usize;
+    let exit = std::thread::spawn(move || {
+        // SAFETY: the consumer, exited once.
+        unsafe { iommu_pasid_exit(consumer as *mut iommu_pasid) };
+        vendor::EXIT_DONE.store(true, Ordering::SeqCst);
+    });
+    freer.join().unwrap();
+    exit.join().unwrap();
+    vendor::WAIT_IN_FREE.store(false, Ordering::SeqCst);
+    assert!(
+        !vendor::EXIT_DONE_DURING_FREE.load(Ordering::SeqCst),
+        "iommu_pasid_exit freed the consumer while its pasid_free ran"
+    );
+}
+
+/// `ioasid_set_data` racing a free and a plain re-allocation of the same
+/// number: the new ID must never become a vendor ID (its free must not
+/// call the old consumer's `pasid_free`).
+#[test]
+fn set_data_never_tags_a_new_id_with_an_old_vendor() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ID: ioasid_t = vendor::SET_DATA_ID;
+    let pasid = vendor_consumer(ID);
+    // SAFETY: our live consumer.
+    unsafe {
+        (*pasid).min = ID;
+        (*pasid).max = ID;
+    }
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let writer = std::thread::spawn(|| {
+        let mut marker = 0u8;
+        while !STOP.load(Ordering::SeqCst) {
+            let _ = ioasid_set_data(ID, std::ptr::addr_of_mut!(marker).cast());
+        }
+    });
+    let mut wrong = 0;
+    for _ in 0..200_000 {
+        let mut out = 0;
+        // SAFETY: a live consumer and a writable out.
+        let rc = unsafe { iommu_pasid_alloc(pasid, ID, ID, std::ptr::null_mut(), &mut out) };
+        assert_eq!(rc, 0);
+        ioasid_free(ID);
+        // SAFETY: NULL set (the anonymous one).
+        let plain = unsafe { ioasid_alloc(std::ptr::null_mut(), ID, ID, std::ptr::null_mut()) };
+        assert_eq!(plain, ID);
+        let before = vendor::SET_DATA_ID_FREES.load(Ordering::SeqCst);
+        ioasid_free(ID);
+        if vendor::SET_DATA_ID_FREES.load(Ordering::SeqCst) != before {
+            wrong += 1;
+        }
+    }
+    STOP.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    // SAFETY: the consumer, exited once.
+    unsafe { iommu_pasid_exit(pasid) };
+    assert_eq!(wrong, 0, "plain IDs handed to the old vendor's pasid_free");
 }

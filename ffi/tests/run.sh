@@ -5,8 +5,11 @@
 #      (include/ioasid.h regenerated with the pinned cbindgen must equal the
 #      committed one), and compiles the header as C11 and C++;
 #   3. builds the C harnesses and runs them normally, then under
-#      valgrind --error-exitcode=1 --leak-check=full, then rebuilt with
-#      -fsanitize=address,undefined;
+#      valgrind --error-exitcode=1 --leak-check=full with definite and
+#      possible leaks as errors, then rebuilt with
+#      -fsanitize=address,undefined (LeakSanitizer on). Each harness frees
+#      everything, checks the live counts, and drains deferred frees before
+#      it exits (check_report), so a leak of the library is reported;
 #   4. compiles and runs the example of README.md, linked with the
 #      shared and with the static library.
 # Ends with "N passed, N failed" (the C checks of every run) and exits
@@ -61,10 +64,10 @@ run_all() {
 	local variant=$1
 	shift
 	local t bin args
-	for t in kernel allocator rfc ext threads; do
+	for t in kernel allocator rfc ext threads vcmd compat; do
 		bin="ffi/tests/build/$variant/test_$t"
 		args=()
-		if [[ $t == threads ]]; then
+		if [[ $t == threads || $t == vcmd ]]; then
 			args=("$THREAD_STEPS")
 			[[ $variant == valgrind ]] && args=("$THREAD_STEPS_VALGRIND")
 		fi

@@ -1,6 +1,7 @@
 /* Custom allocators (ioasid_register_allocator): the kernel's registration
  * rules, allocation and free through the active allocator, fallback on
- * unregister, bad answers refused (-EIO), and bad input changing nothing. */
+ * unregister, bad answers refused (-EIO) and handed back to the allocator's
+ * free, and bad input changing nothing. */
 #include <errno.h>
 #include <string.h>
 
@@ -57,11 +58,14 @@ static ioasid_t fixed_alloc(ioasid_t min, ioasid_t max, void *pdata)
 	return *(ioasid_t *)pdata;
 }
 
+/* The IDs handed back to fixed_free, in order. */
+static ioasid_t fixed_freed[16];
 static int fixed_frees;
 static void fixed_free(ioasid_t id, void *pdata)
 {
-	(void)id;
 	(void)pdata;
+	if (fixed_frees < 16)
+		fixed_freed[fixed_frees] = id;
 	fixed_frees++;
 }
 
@@ -183,18 +187,24 @@ static void test_bad_answers(void)
 	CHECK_EQ(ioasid_alloc(&other, 0, 100, NULL), 50);
 	long before = live();
 
-	/* Out of the requested range: refused, nothing recorded. */
+	/* Out of the requested range: refused, handed back to the allocator's
+	 * free (as the kernel does, SPEC 6.3), nothing recorded. */
 	answer = 7;
 	CHECK_EQ(ioasid_alloc(&s, 100, 200, NULL), INVALID_IOASID);
 	CHECK(PTR_ERR(ioasid_find(NULL, 7, NULL)) == -ENOENT);
-	/* Already live: refused, the owner keeps it. */
+	CHECK_EQ(fixed_frees, 1);
+	CHECK_EQ(fixed_freed[0], 7);
+	/* Already live: refused and handed back, the owner keeps it. */
 	answer = 50;
 	CHECK_EQ(ioasid_alloc(&s, 0, 100, NULL), INVALID_IOASID);
 	CHECK(ioasid_find(&other, 50, NULL) == NULL);
 	CHECK(PTR_ERR(ioasid_find(&s, 50, NULL)) == -EACCES);
-	/* Beyond the space: refused. */
-	answer = INVALID_IOASID - 0;
+	CHECK_EQ(fixed_frees, 2);
+	CHECK_EQ(fixed_freed[1], 50);
+	/* INVALID_IOASID is the allocator's own failure: nothing to hand back. */
+	answer = INVALID_IOASID;
 	CHECK_EQ(ioasid_alloc(&s, 0, INVALID_IOASID, NULL), INVALID_IOASID);
+	CHECK_EQ(fixed_frees, 2);
 	CHECK_EQ(live(), before);
 
 	/* The int-returning RFC form shows the error: -EIO. */
@@ -215,8 +225,12 @@ static void test_bad_answers(void)
 	ioasid_set_destroy(&other);
 	ioasid_set_destroy(&s);
 	CHECK_EQ(live(), 0);
-	/* No free was asked for the refused answers: 50 and 60 only. */
-	CHECK_EQ(fixed_frees, 2);
+	/* The four refused answers (7, 50, 7, 50), then 60 and 50 freed. */
+	CHECK_EQ(fixed_frees, 6);
+	CHECK_EQ(fixed_freed[2], 7);
+	CHECK_EQ(fixed_freed[3], 50);
+	CHECK_EQ(fixed_freed[4], 60);
+	CHECK_EQ(fixed_freed[5], 50);
 	ioasid_unregister_allocator(&fixed);
 }
 

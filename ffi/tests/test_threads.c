@@ -168,6 +168,52 @@ static void test_shared_declared_set(void)
 	CHECK_EQ(ioasid_space_live_count(NULL), 0);
 }
 
+/* Declared sets come and go in every thread (automatic storage, no
+ * teardown) while each thread also keeps one declared set that is often
+ * empty: reclaiming idle states races their use, and no call ever sees
+ * another set's ID or data. */
+static long churn_iterations;
+
+static void *churn_main(void *arg)
+{
+	long bad = 0;
+	(void)arg;
+	DECLARE_IOASID_SET(kept);
+	int kept_tag, scoped_tag;
+	for (long i = 0; i < churn_iterations; i++) {
+		ioasid_t k = ioasid_alloc(&kept, 1, 0xFFFFF, &kept_tag);
+		DECLARE_IOASID_SET(scoped);
+		ioasid_t s = ioasid_alloc(&scoped, 1, 0xFFFFF, &scoped_tag);
+		int b0 = k == INVALID_IOASID || s == INVALID_IOASID;
+		int b1 = ioasid_find(&kept, k, NULL) != &kept_tag;
+		int b2 = ioasid_find(&scoped, s, NULL) != &scoped_tag;
+		int b3 = PTR_ERR(ioasid_find(&kept, s, NULL)) != -EACCES;
+		int b4 = ioasid_set_free(&kept, s) != -EACCES;
+		int b5 = ioasid_set_free(&scoped, s) != 0;
+		int b6 = ioasid_set_free(&kept, k) != 0;
+		if (b0 || b1 || b2 || b3 || b4 || b5 || b6)
+			fprintf(stderr, "churn: %d%d%d%d%d%d%d\n", b0, b1, b2, b3, b4, b5, b6);
+		bad += b0 + b1 + b2 + b3 + b4 + b5 + b6;
+	}
+	return (void *)(intptr_t)bad;
+}
+
+static void test_declared_set_churn(long iterations)
+{
+	pthread_t threads[THREADS];
+	churn_iterations = iterations;
+	for (int i = 0; i < THREADS; i++)
+		CHECK(pthread_create(&threads[i], NULL, churn_main, NULL) == 0);
+	long bad = 0;
+	for (int i = 0; i < THREADS; i++) {
+		void *ret;
+		pthread_join(threads[i], &ret);
+		bad += (long)(intptr_t)ret;
+	}
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(ioasid_space_live_count(NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
 	long iterations = argc > 1 ? atol(argv[1]) : 20000;
@@ -207,6 +253,7 @@ int main(int argc, char **argv)
 			ioasid_set_destroy(workers[i].set);
 	CHECK_EQ(ioasid_space_live_count(NULL), 0);
 	test_shared_declared_set();
+	test_declared_set_churn(iterations / 10);
 	printf("threads: %d threads, %ld allocs, %ld frees\n", THREADS, allocs, frees);
 	return check_report("threads");
 }

@@ -1,0 +1,587 @@
+//! Set handles: the state behind a `struct ioasid_set` (`SetImpl`), the
+//! process-global space, and installing, loading, walking and destroying
+//! sets.
+//!
+//! INVARIANT: word 0 of a `struct ioasid_set` is null or a leaked
+//! `Box<SetImpl>`, installed by one compare-and-swap (a set declared with
+//! `DECLARE_IOASID_SET` needs no init, from any thread). A `SetImpl` of a
+//! set with an explicit life leaves its `ioasid_set` by a swap to null and
+//! is then dropped through the global domain's epoch (`bury`); every
+//! function that loads one holds a guard of that domain while it uses it.
+//! A declared set's state is never freed: it is reclaimed while idle and
+//! empty, and reused (see "Declared sets need no teardown" below), so a
+//! stale word is always safe to read and is recognised by `serves`.
+//!
+//! Every space this layer makes uses the core's global reclamation domain
+//! ([`ioasid_core::Domain::global`]), so one `ioasid_read_lock()` covers them
+//! all and `ioasid_synchronize()` waits for readers of every space.
+
+use crate::errno::neg;
+use crate::types::{ioasid_set, ioasid_t, CData};
+use crate::{ext, rfc, ReadSection};
+use ioasid_core::{Domain, Error, Ioasid, Set, Space};
+use std::ffi::{c_int, c_void};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// The state behind an initialised `struct ioasid_set`.
+pub(crate) struct SetImpl {
+    pub(crate) set: Set<CData>,
+    /// The space handle for a set made by `ioasid_set_init` with a space;
+    /// `None` for the global space.
+    pub(crate) space: Option<Arc<ext::SpaceShared>>,
+    /// For a set installed on first use (a declared set of the global
+    /// space): the reclaim state; `None` for sets with an explicit life
+    /// (`ioasid_set_init`, RFC consumers, the NULL set).
+    pub(crate) auto: Option<AutoState>,
+}
+
+impl SetImpl {
+    /// A set of the global space, or `Error::NoSpace` when the space has its
+    /// 16383 live sets already.
+    pub(crate) fn global() -> Result<SetImpl, Error> {
+        Ok(SetImpl {
+            set: global_space().try_new_set(None)?,
+            space: None,
+            auto: None,
+        })
+    }
+
+    /// False for a reclaimed declared set's state seen through a stale
+    /// `ioasid_set` (the state now serves another set, or none).
+    pub(crate) fn serves(&self, set: *mut ioasid_set) -> bool {
+        // Acquire: pairs with the Release store of `bind`.
+        self.auto
+            .as_ref()
+            .map_or(true, |a| a.bound.load(Ordering::Acquire) == set as usize)
+    }
+
+    /// Holds the state for a change of `set` (alloc, checked free, walk),
+    /// so it is not reclaimed meanwhile; `None` if it no longer serves
+    /// `set`.
+    pub(crate) fn hold(&self, set: *mut ioasid_set) -> Option<Hold<'_>> {
+        let Some(auto) = &self.auto else {
+            return Some(Hold(self));
+        };
+        // Acquire (load and CAS): reads the `bound` of the bind that
+        // cleared DEAD; Release: orders nothing before it (a counter).
+        let mut holds = auto.holds.load(Ordering::Acquire);
+        loop {
+            if holds & DEAD != 0 {
+                if !self.serves(set) {
+                    return None;
+                }
+                // A sweep is looking at this state (under the pool lock,
+                // without waiting for anything): it either reclaims it
+                // (then it serves no set) or clears the mark at once.
+                std::thread::yield_now();
+                // Acquire: as above.
+                holds = auto.holds.load(Ordering::Acquire);
+                continue;
+            }
+            match auto.holds.compare_exchange_weak(
+                holds,
+                holds + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => holds = now,
+            }
+        }
+        let hold = Hold(self);
+        // Checked after the hold is taken: a reclaim needs zero holds, so
+        // the binding seen here stays until the hold goes.
+        self.serves(set).then_some(hold)
+    }
+
+    /// False once the set's space was destroyed: it allocates no more.
+    pub(crate) fn usable(&self) -> bool {
+        self.space
+            .as_ref()
+            .map_or(true, |s| !s.destroyed.load(Ordering::Acquire))
+    }
+}
+
+/// The process-global space `[0, 0xFFFFFFFE]` of the kernel-form functions.
+pub(crate) fn global_space() -> &'static Space<CData> {
+    static GLOBAL: OnceLock<Space<CData>> = OnceLock::new();
+    GLOBAL.get_or_init(|| {
+        Space::builder()
+            .range(0, ioasid_core::MAX_IOASID)
+            .build()
+            .expect("the global range is valid")
+    })
+}
+
+/// The set of `ioasid_alloc(NULL, ...)`: the kernel allows a NULL set.
+pub(crate) fn null_set() -> &'static SetImpl {
+    static NULL_SET: OnceLock<SetImpl> = OnceLock::new();
+    // The first set of the global space: there is room for it.
+    NULL_SET.get_or_init(|| SetImpl::global().expect("the first set fits"))
+}
+
+/// The reclamation domain every space of this layer uses.
+pub(crate) fn domain() -> &'static Domain {
+    Domain::global()
+}
+
+/// The atomic view of a set's implementation pointer.
+///
+/// # Safety
+/// `set` is non-null, aligned, and valid for the returned lifetime.
+pub(crate) unsafe fn set_slot<'a>(set: *mut ioasid_set) -> &'a AtomicPtr<SetImpl> {
+    // SAFETY: the caller guarantees `set` is valid; word 0 of `opaque` is a
+    // pointer, so it is aligned for `AtomicPtr`, and all accesses to it from
+    // this library are atomic (C code does not touch it).
+    unsafe { AtomicPtr::from_ptr(std::ptr::addr_of_mut!((*set).opaque).cast()) }
+}
+
+/// The set's implementation, or `None` for a set never used (or destroyed).
+///
+/// # Safety
+/// `set` is non-null and valid while `pin`, a guard of the global domain,
+/// lives.
+pub(crate) unsafe fn load_set(set: *mut ioasid_set, _pin: &ioasid_core::Guard) -> Option<&SetImpl> {
+    // SAFETY: forwarded from the caller.
+    let slot = unsafe { set_slot(set) };
+    // Acquire: pairs with the Release of the installing CAS, so the SetImpl's
+    // contents are visible.
+    let ptr = slot.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer in the slot is a leaked Box<SetImpl>; it is
+    // freed only through the epoch after leaving the slot, and `_pin` keeps
+    // it alive (module invariant).
+    let imp = (!ptr.is_null()).then(|| unsafe { &*ptr })?;
+    imp.serves(set).then_some(imp)
+}
+
+/// [`load_set`], held for a change of the set (see [`SetImpl::hold`]).
+///
+/// # Safety
+/// As for [`load_set`].
+pub(crate) unsafe fn load_held(set: *mut ioasid_set, pin: &ioasid_core::Guard) -> Option<Hold<'_>> {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_set(set, pin) }?.hold(set)
+}
+
+/// Replaces an unused slot value (null, or a reclaimed state that no longer
+/// serves `set`) by `raw`; `Err` when the set is in use.
+///
+/// # Safety
+/// `set` is non-null and valid while `_pin`, a guard of the global domain,
+/// lives; `raw` is a valid `SetImpl` not yet shared.
+unsafe fn replace_unused(
+    set: *mut ioasid_set,
+    raw: *mut SetImpl,
+    _pin: &ioasid_core::Guard,
+) -> Result<(), ()> {
+    // SAFETY: forwarded from the caller.
+    let slot = unsafe { set_slot(set) };
+    // Acquire: as in `load_set`.
+    let mut current = slot.load(Ordering::Acquire);
+    loop {
+        if current == raw {
+            // A declared set's state reclaimed and taken again for the
+            // same set: it is in place already.
+            return Ok(());
+        }
+        // SAFETY: a non-null slot value is alive under `_pin` (module
+        // invariant); a declared set's state is never freed at all.
+        if !current.is_null() && unsafe { (*current).serves(set) } {
+            return Err(());
+        }
+        // AcqRel: Release publishes the new SetImpl's contents; Acquire
+        // (also on failure) reads the contents of another thread's.
+        match slot.compare_exchange(current, raw, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(now) => current = now,
+        }
+    }
+}
+
+/// Installs `fresh` in an empty set; on a lost race (or a set already in
+/// use) returns the current one and hands `fresh` back.
+///
+/// # Safety
+/// `set` is non-null and valid while `pin`, a guard of the global domain,
+/// lives.
+pub(crate) unsafe fn install_set(
+    set: *mut ioasid_set,
+    fresh: Box<SetImpl>,
+    _pin: &ioasid_core::Guard,
+) -> Result<&SetImpl, (&SetImpl, Box<SetImpl>)> {
+    let raw = Box::into_raw(fresh);
+    // SAFETY: forwarded from the caller; `raw` is ours, not shared.
+    match unsafe { replace_unused(set, raw, _pin) } {
+        // SAFETY: just installed; freed only through the epoch (invariant).
+        Ok(()) => Ok(unsafe { &*raw }),
+        Err(()) => {
+            // SAFETY: forwarded from the caller.
+            let slot = unsafe { set_slot(set) };
+            // Acquire: as in `load_set`. The set is in use: its value stays
+            // (only destroy removes it, and the caller owns that race).
+            let current = slot.load(Ordering::Acquire);
+            // SAFETY: `raw` was never shared; take it back. `current` is
+            // installed and protected by `_pin` (module invariant).
+            Err(unsafe { (&*current, Box::from_raw(raw)) })
+        }
+    }
+}
+
+/// The set's implementation, held (see [`SetImpl::hold`]), installing a
+/// declared set's state on first use or after it was reclaimed
+/// (`Error::NoSpace` if the global space has no room for another set).
+///
+/// # Safety
+/// `set` is non-null and valid while `pin`, a guard of the global domain,
+/// lives.
+pub(crate) unsafe fn get_or_install_held(
+    set: *mut ioasid_set,
+    pin: &ioasid_core::Guard,
+) -> Result<Hold<'_>, Error> {
+    loop {
+        // SAFETY: forwarded from the caller.
+        if let Some(held) = unsafe { load_held(set, pin) } {
+            return Ok(held);
+        }
+        let fresh = auto_take(set)?;
+        // SAFETY: forwarded from the caller; `fresh` is bound to `set` and
+        // not installed anywhere.
+        if unsafe { replace_unused(set, fresh, pin) }.is_err() {
+            // Another thread installed first: use its state.
+            auto_give_back(fresh);
+        }
+    }
+}
+
+/// Removes the set's implementation: frees every ID it owns (vendor IDs
+/// through their `pasid_free`) and drops it through the epoch. The
+/// `ioasid_set` is then all zero again.
+///
+/// # Safety
+/// `set` is non-null and valid for the call.
+pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
+    // SAFETY: forwarded from the caller.
+    let slot = unsafe { set_slot(set) };
+    // AcqRel: Acquire reads the SetImpl's contents; Release orders our
+    // earlier use before the pointer leaves the slot.
+    let raw = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: installed, so alive (declared sets' states are never freed).
+    let shared = unsafe { &*raw };
+    if let Some(auto) = &shared.auto {
+        if !shared.serves(set) {
+            return; // a stale value: the set was reclaimed already
+        }
+        for id in set_ids(&shared.set) {
+            let _ = free_in_set(shared, id);
+        }
+        let mut pool = auto_pool();
+        reclaim_if_idle(&mut pool, raw, auto);
+        return;
+    }
+    // SAFETY: `raw` was installed, so it is a leaked box, and the swap made
+    // this call its only owner. Other threads may still read it under their
+    // guards; `bury` drops it only after them.
+    let imp = unsafe { Box::from_raw(raw) };
+    for id in set_ids(&imp.set) {
+        let _ = free_in_set(&imp, id);
+    }
+    bury(imp);
+}
+
+/// Drops a `SetImpl` once no thread can still use it: every function that
+/// loads one holds a guard of the global domain while it uses it, and the
+/// core drops freed data only after every such guard that could have seen
+/// it. So the set becomes the data ([`Grave`]) of a fresh ID of a private
+/// "graveyard" space in that domain, and the ID is freed at once.
+fn bury(set: Box<SetImpl>) {
+    static GRAVEYARD: OnceLock<Set<Grave>> = OnceLock::new();
+    let graves = GRAVEYARD.get_or_init(|| {
+        let space: Space<Grave> = Space::builder()
+            .build()
+            .expect("the default range is valid");
+        space.new_set()
+    });
+    let grave = Grave::new(set);
+    // Cannot fail: one grave per concurrent caller is live at a time, in a
+    // space of 2^32 - 1 IDs. (On an error the core would drop the grave at
+    // once, which a concurrent reader might still use.)
+    let id = graves
+        .alloc(0, ioasid_core::MAX_IOASID, grave)
+        .expect("the graveyard has room");
+    let _ = graves.free(id);
+}
+
+/// A buried `SetImpl`, freed when the grave is dropped.
+///
+/// The core packs a value's bits with its owner into one word, which leak
+/// checkers (valgrind, LeakSanitizer) cannot read as a pointer. So the
+/// address of every buried set is also kept in `BURIED` until the set is
+/// freed: sets awaiting their grace period at exit are reachable, not leaks.
+/// INVARIANT: a grave's address is in `BURIED` from `Grave::new` to its drop.
+struct Grave(*mut SetImpl);
+
+static BURIED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn buried() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    // Every change is one Vec operation: a poisoned list is still consistent.
+    BURIED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Grave {
+    fn new(set: Box<SetImpl>) -> Grave {
+        let raw = Box::into_raw(set);
+        buried().push(raw as usize);
+        Grave(raw)
+    }
+}
+
+impl Drop for Grave {
+    fn drop(&mut self) {
+        let mut list = buried();
+        if let Some(index) = list.iter().position(|&a| a == self.0 as usize) {
+            list.swap_remove(index);
+        }
+        drop(list);
+        // SAFETY: made from a Box in `Grave::new`; the core drops a value
+        // exactly once (its Payload contract), so this is the one free.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}
+
+// SAFETY: a grave owns its SetImpl, which is Send and Sync.
+unsafe impl Send for Grave {}
+// SAFETY: as above; a shared grave is never used.
+unsafe impl Sync for Grave {}
+
+// SAFETY: stored inline as the set's address when it fits 48 bits and
+// rebuilt from it; a rebuilt grave that is never dropped (a view) frees
+// nothing. Otherwise boxed (provided methods).
+unsafe impl ioasid_core::Payload for Grave {
+    fn to_inline(&self) -> Option<u64> {
+        let bits = self.0 as usize as u64;
+        (bits < 1 << 48).then_some(bits)
+    }
+
+    unsafe fn from_inline(bits: u64) -> Self {
+        Grave(bits as usize as *mut SetImpl)
+    }
+}
+
+/// The IDs a set owns, in ascending order (a snapshot).
+pub(crate) fn set_ids(set: &Set<CData>) -> Vec<Ioasid> {
+    let mut ids = Vec::new();
+    let _ = set.for_each(|id, _| {
+        ids.push(id);
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    ids
+}
+
+/// Checked free of `id` from a set; hands a vendor ID back to its driver.
+pub(crate) fn free_in_set(imp: &SetImpl, id: Ioasid) -> Result<(), Error> {
+    let pin = domain().pin();
+    rfc::free_id(id, &pin, || imp.set.free(id))
+}
+
+/// The callback type of `ioasid_set_for_each` and `iommu_pasid_for_each`.
+type ForEachFn = Option<
+    unsafe extern "C" fn(ioasid: ioasid_t, private_: *mut c_void, data: *mut c_void) -> c_int,
+>;
+
+/// Walks a set (the shared body of both for_each functions).
+///
+/// # Safety
+/// `set` is non-null and valid; `func` NULL or callable as declared.
+pub(crate) unsafe fn set_for_each(
+    set: *mut ioasid_set,
+    func: ForEachFn,
+    data: *mut c_void,
+) -> c_int {
+    let Some(func) = func else {
+        return neg(Error::InvalidArgument);
+    };
+    let pin = domain().pin();
+    // SAFETY: forwarded from the caller.
+    let Some(imp) = (unsafe { load_held(set, &pin) }) else {
+        return 0;
+    };
+    let _section = ReadSection::enter();
+    let walk = imp.set.for_each(|id, item| {
+        // SAFETY: the caller's callback, called as its contract says.
+        match unsafe { func(id, item.ptr, data) } {
+            0 => ControlFlow::Continue(()),
+            stop => ControlFlow::Break(stop),
+        }
+    });
+    match walk {
+        ControlFlow::Break(stop) => stop,
+        ControlFlow::Continue(()) => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Declared sets need no teardown.
+//
+// A set declared with `DECLARE_IOASID_SET` gets its state on first use and
+// may go out of scope at any time with no call: the library cannot touch
+// its memory afterwards. So a declared set's state is never freed; it is
+// reclaimed while its set is empty and idle, and reused. A sweep (when the
+// pool has grown to twice the states in use at the last sweep, plus some)
+// marks each idle state DEAD, and one whose set is empty is unbound and
+// pooled, its (empty) core set kept for the next declared set. A set whose
+// state was reclaimed while still in scope holds a stale pointer: the state
+// no longer serves it (`bound`), so it reads as never used and gets a state
+// again on its next allocation. Memory and core sets stay bounded by about
+// twice the declared sets in use at once.
+//
+// INVARIANT: every declared set's state is in `AutoPool::all` for the life
+// of the process; a pooled state has `holds == DEAD` and `bound == 0`; a
+// state is bound (to one set) only with DEAD clear, and is reclaimed only
+// from zero holds, under the pool lock.
+
+/// The reclaim state of a declared set's `SetImpl`.
+pub(crate) struct AutoState {
+    /// The address of the `ioasid_set` this state serves; 0 while pooled.
+    bound: AtomicUsize,
+    /// Calls changing the set through this state (`SetImpl::hold`), with
+    /// DEAD set while pooled or being reclaimed.
+    holds: AtomicUsize,
+}
+
+const DEAD: usize = 1 << (usize::BITS - 1);
+
+/// A hold on a set's state (a declared set's state is not reclaimed while
+/// a hold lives).
+pub(crate) struct Hold<'a>(&'a SetImpl);
+
+impl std::ops::Deref for Hold<'_> {
+    type Target = SetImpl;
+    fn deref(&self) -> &SetImpl {
+        self.0
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        if let Some(auto) = &self.0.auto {
+            // Release: the change made under the hold happens before a
+            // reclaim's Acquire CAS from zero.
+            auto.holds.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+struct AutoPool {
+    /// Every declared set's state ever made (addresses of leaked boxes).
+    all: Vec<usize>,
+    /// The pooled ones.
+    free: Vec<usize>,
+    /// States in use after the last sweep.
+    in_use_after_sweep: usize,
+}
+
+static AUTO_POOL: Mutex<AutoPool> = Mutex::new(AutoPool {
+    all: Vec::new(),
+    free: Vec::new(),
+    in_use_after_sweep: 0,
+});
+
+fn auto_pool() -> MutexGuard<'static, AutoPool> {
+    // Every change keeps the lists consistent step by step.
+    AUTO_POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reclaims `raw` (a declared set's state) if it has no holds and its set
+/// is empty.
+fn reclaim_if_idle(pool: &mut AutoPool, raw: *mut SetImpl, auto: &AutoState) {
+    // AcqRel: Acquire sees the changes of released holds; Release orders
+    // nothing (the DEAD mark only refuses new holds).
+    if auto
+        .holds
+        .compare_exchange(0, DEAD, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: a declared set's state, never freed (invariant).
+    let imp = unsafe { &*raw };
+    if imp.set.is_empty() {
+        // Release: pairs with `serves`' Acquire.
+        auto.bound.store(0, Ordering::Release);
+        pool.free.push(raw as usize);
+    } else {
+        // Release: as the DEAD mark.
+        auto.holds.store(0, Ordering::Release);
+    }
+}
+
+fn sweep(pool: &mut AutoPool) {
+    for index in 0..pool.all.len() {
+        let raw = pool.all[index] as *mut SetImpl;
+        // SAFETY: a declared set's state, never freed (invariant).
+        let auto = unsafe { (*raw).auto.as_ref() }.expect("a declared set's state");
+        reclaim_if_idle(pool, raw, auto);
+    }
+    pool.in_use_after_sweep = pool.all.len() - pool.free.len();
+}
+
+/// A declared set's state bound to `set`, from the pool or new.
+fn auto_take(set: *mut ioasid_set) -> Result<*mut SetImpl, Error> {
+    let mut pool = auto_pool();
+    if pool.free.is_empty() && pool.all.len() >= 2 * pool.in_use_after_sweep + 16 {
+        sweep(&mut pool);
+    }
+    let raw = match pool.free.pop() {
+        Some(raw) => raw as *mut SetImpl,
+        None => match global_space().try_new_set(None) {
+            Ok(core) => {
+                let raw = Box::into_raw(Box::new(SetImpl {
+                    set: core,
+                    space: None,
+                    auto: Some(AutoState {
+                        bound: AtomicUsize::new(0),
+                        holds: AtomicUsize::new(DEAD),
+                    }),
+                }));
+                pool.all.push(raw as usize);
+                raw
+            }
+            // Out of sets: reclaim what can be, or give up.
+            Err(e) => {
+                sweep(&mut pool);
+                pool.free.pop().ok_or(e)? as *mut SetImpl
+            }
+        },
+    };
+    bind(raw, set);
+    Ok(raw)
+}
+
+fn bind(raw: *mut SetImpl, set: *mut ioasid_set) {
+    // SAFETY: a declared set's state, never freed (invariant).
+    let auto = unsafe { (*raw).auto.as_ref() }.expect("a declared set's state");
+    // Release (both): `bound` before DEAD clears, so a hold that reads the
+    // clear reads the binding (see `SetImpl::hold`).
+    auto.bound.store(set as usize, Ordering::Release);
+    auto.holds.store(0, Ordering::Release);
+}
+
+/// Pools a state that `auto_take` bound but that was never installed.
+fn auto_give_back(raw: *mut SetImpl) {
+    let mut pool = auto_pool();
+    // SAFETY: a declared set's state, never freed (invariant).
+    let auto = unsafe { (*raw).auto.as_ref() }.expect("a declared set's state");
+    // Release: as in `reclaim_if_idle`.
+    auto.holds.store(DEAD, Ordering::Release);
+    auto.bound.store(0, Ordering::Release);
+    pool.free.push(raw as usize);
+}

@@ -1,0 +1,318 @@
+//! Custom allocators in the kernel's order (SPEC 6.3): every freed ID goes
+//! back to the hook that gave it, the `free` hook runs while the ID is still
+//! recorded, the ID is not recorded again until that free has returned,
+//! refused answers go back to the hook, and a panicking hook leaks nothing.
+
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Space};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+fn space<T: ioasid::Payload>(min: Ioasid, max: Ioasid) -> Space<T> {
+    Space::builder()
+        .range(min, max)
+        .domain(Domain::new())
+        .build()
+        .unwrap()
+}
+
+/// A host that always hands out `id` and counts the frees it is sent.
+struct Fixed {
+    id: Ioasid,
+    freed: AtomicUsize,
+}
+
+impl Fixed {
+    fn new(id: Ioasid) -> Arc<Fixed> {
+        Arc::new(Fixed {
+            id,
+            freed: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl CustomAllocator for Fixed {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        CustomAlloc::Id(self.id)
+    }
+    fn free(&self, id: Ioasid) {
+        assert_eq!(id, self.id, "only the hook's own ID comes back to it");
+        // SeqCst: plain counters, read after the threads joined.
+        self.freed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A free of an ID of hook A races the installation of hook B, which hands
+/// out the same number as soon as it can: A's ID must go back to A, and
+/// B's, still live, must not be sent to B as freed.
+#[test]
+fn a_freed_id_goes_back_to_its_own_hook_when_the_hook_is_replaced() {
+    const ID: Ioasid = 7;
+    let space = space::<u32>(0, 63);
+    let set = Arc::new(space.new_set());
+    for round in 0..3000 {
+        let a = Fixed::new(ID);
+        space.set_allocator(Some(CustomHook::new(a.clone())));
+        assert_eq!(set.alloc(0, 63, 1), Ok(ID));
+        let freer = {
+            let set = set.clone();
+            thread::spawn(move || set.free(ID))
+        };
+        // Wait until the free has taken the ID out of find, then let B
+        // answer the same number until it is recorded.
+        let mut spins = 0u32;
+        while space.with(ID, |_| ()).is_some() {
+            spins += 1;
+            if spins % 64 == 0 {
+                thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let b = Fixed::new(ID);
+        space.set_allocator(Some(CustomHook::new(b.clone())));
+        loop {
+            match set.alloc(0, 63, 2) {
+                Ok(id) => {
+                    assert_eq!(id, ID);
+                    break;
+                }
+                Err(Error::Io) => continue,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        freer.join().unwrap().unwrap();
+        assert_eq!(
+            a.freed.load(Ordering::SeqCst),
+            1,
+            "round {round}: A got its ID back"
+        );
+        assert_eq!(
+            b.freed.load(Ordering::SeqCst),
+            0,
+            "round {round}: B was told its live ID is free"
+        );
+        set.free(ID).unwrap();
+        assert_eq!(b.freed.load(Ordering::SeqCst), 1, "round {round}");
+    }
+}
+
+/// A vcmd-style hook (Intel's `intel_vcmd_ioasid_free`): its `free` looks
+/// the ID up in the space and frees it on the host only if found.
+struct Vcmd {
+    space: OnceLock<Space<u32>>,
+    host: Mutex<Vec<Ioasid>>,
+    next: AtomicUsize,
+    seen_in_free: AtomicUsize,
+}
+
+impl CustomAllocator for Vcmd {
+    fn alloc(&self, min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        let id = min + self.next.fetch_add(1, Ordering::SeqCst) as Ioasid;
+        self.host.lock().unwrap().push(id);
+        CustomAlloc::Id(id)
+    }
+    fn free(&self, id: Ioasid) {
+        let space = self.space.get().unwrap();
+        if space.with(id, |_| ()).is_some() {
+            self.seen_in_free.fetch_add(1, Ordering::SeqCst);
+            self.host.lock().unwrap().retain(|&h| h != id);
+        }
+    }
+}
+
+#[test]
+fn the_free_hook_runs_while_the_id_is_still_recorded() {
+    let space = space::<u32>(0, 999);
+    let hook = Arc::new(Vcmd {
+        space: OnceLock::new(),
+        host: Mutex::new(Vec::new()),
+        next: AtomicUsize::new(0),
+        seen_in_free: AtomicUsize::new(0),
+    });
+    hook.space.set(space.clone()).ok().unwrap();
+    space.set_allocator(Some(CustomHook::new(hook.clone())));
+    let set = space.new_set();
+    let ids: Vec<Ioasid> = (0..10).map(|i| set.alloc(100, 999, i).unwrap()).collect();
+    assert_eq!(ids, (100..110).collect::<Vec<_>>());
+    set.free(103).unwrap();
+    assert!(space.free(105), "kernel-form free");
+    assert_eq!(hook.seen_in_free.load(Ordering::SeqCst), 2);
+    drop(set); // frees the rest through the hook
+    assert_eq!(hook.seen_in_free.load(Ordering::SeqCst), 10);
+    assert!(
+        hook.host.lock().unwrap().is_empty(),
+        "the host leaked PASIDs"
+    );
+    // Break the hook -> space cycle.
+    space.set_allocator(None);
+}
+
+/// A hook whose `free` blocks until told to go on, and which hands out one
+/// number.
+struct Slow {
+    id: Ioasid,
+    in_free: AtomicBool,
+    go_on: AtomicBool,
+    free_done: AtomicBool,
+    answered: AtomicUsize,
+}
+
+impl CustomAllocator for Slow {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        CustomAlloc::Id(self.id)
+    }
+    fn free(&self, _id: Ioasid) {
+        self.in_free.store(true, Ordering::SeqCst);
+        while !self.go_on.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        self.free_done.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_id_is_not_recorded_again_before_its_free_hook_returned() {
+    let space = space::<u32>(0, 63);
+    let hook = Arc::new(Slow {
+        id: 9,
+        in_free: AtomicBool::new(false),
+        go_on: AtomicBool::new(false),
+        free_done: AtomicBool::new(false),
+        answered: AtomicUsize::new(0),
+    });
+    space.set_allocator(Some(CustomHook::new(hook.clone())));
+    let set = Arc::new(space.new_set());
+    assert_eq!(set.alloc(0, 63, 1), Ok(9));
+    let freer = {
+        let set = set.clone();
+        thread::spawn(move || set.free(9))
+    };
+    while !hook.in_free.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+    assert_eq!(set.with(9, |d| *d), Ok(1), "still recorded during the hook");
+    let allocator = {
+        let (set, hook) = (set.clone(), hook.clone());
+        thread::spawn(move || {
+            let got = set.alloc(0, 63, 2);
+            (got, hook.free_done.load(Ordering::SeqCst))
+        })
+    };
+    while hook.answered.load(Ordering::SeqCst) < 2 {
+        thread::yield_now();
+    }
+    // Give the allocation the chance to finish early (it must not).
+    thread::sleep(Duration::from_millis(20));
+    hook.go_on.store(true, Ordering::SeqCst);
+    freer.join().unwrap().unwrap();
+    let (got, free_done_first) = allocator.join().unwrap();
+    assert_eq!(got, Ok(9), "the re-issued ID is recorded once free");
+    assert!(free_done_first, "recorded while its free hook was running");
+    assert_eq!(set.with(9, |d| *d), Ok(2));
+}
+
+/// Answers from a script, logs frees.
+struct Scripted {
+    answers: Mutex<Vec<CustomAlloc>>,
+    freed: Mutex<Vec<Ioasid>>,
+}
+
+impl CustomAllocator for Scripted {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        self.answers.lock().unwrap().remove(0)
+    }
+    fn free(&self, id: Ioasid) {
+        self.freed.lock().unwrap().push(id);
+    }
+}
+
+#[test]
+fn refused_answers_go_back_to_the_hook_and_fail_with_eio() {
+    let space = space::<u32>(0, 99);
+    let set = space.new_set();
+    let software = set.alloc(0, 99, 0).unwrap(); // 0, before the hook
+    let hook = Arc::new(Scripted {
+        answers: Mutex::new(vec![
+            CustomAlloc::Id(42),
+            CustomAlloc::Id(42),       // live (a custom ID): refused
+            CustomAlloc::Id(software), // live (a software ID): refused
+            CustomAlloc::Id(150),      // outside the space: refused
+            CustomAlloc::Id(10),       // outside the requested 20..=30
+        ]),
+        freed: Mutex::new(Vec::new()),
+    });
+    space.set_allocator(Some(CustomHook::new(hook.clone())));
+    assert_eq!(set.alloc(0, 99, 1), Ok(42));
+    assert_eq!(set.alloc(0, 99, 2), Err(Error::Io));
+    assert_eq!(set.alloc(0, 99, 3), Err(Error::Io));
+    assert_eq!(set.alloc(0, 99, 4), Err(Error::Io));
+    assert_eq!(set.alloc(20, 30, 5), Err(Error::Io));
+    assert_eq!(Error::Io.errno(), 5);
+    assert_eq!(*hook.freed.lock().unwrap(), vec![42, software, 150, 10]);
+    assert_eq!(space.live_count(), 2, "refused answers recorded nothing");
+    assert_eq!(set.with(42, |d| *d), Ok(1), "the live ID kept its data");
+    set.free(42).unwrap();
+    assert_eq!(hook.freed.lock().unwrap().last(), Some(&42));
+}
+
+/// Panics in `alloc` (or in `free`) when told to; otherwise hands out 3.
+struct Panicky {
+    panic_alloc: AtomicBool,
+    panic_free: AtomicBool,
+}
+
+impl CustomAllocator for Panicky {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        if self.panic_alloc.swap(false, Ordering::SeqCst) {
+            panic!("hook alloc");
+        }
+        CustomAlloc::Id(3)
+    }
+    fn free(&self, _id: Ioasid) {
+        if self.panic_free.swap(false, Ordering::SeqCst) {
+            panic!("hook free");
+        }
+    }
+}
+
+#[test]
+fn a_panicking_hook_leaks_neither_quota_nor_data() {
+    let space = space::<Arc<()>>(0, 63);
+    let set = space.try_new_set(Some(1)).unwrap();
+    let hook = Arc::new(Panicky {
+        panic_alloc: AtomicBool::new(true),
+        panic_free: AtomicBool::new(false),
+    });
+    space.set_allocator(Some(CustomHook::new(hook.clone())));
+    let data = Arc::new(());
+    let panicked = catch_unwind(AssertUnwindSafe(|| set.alloc(0, 63, data.clone())));
+    assert!(panicked.is_err());
+    assert_eq!(Arc::strong_count(&data), 1, "the data was dropped");
+    assert_eq!(
+        set.alloc(0, 63, data.clone()),
+        Ok(3),
+        "the quota unit came back"
+    );
+
+    hook.panic_free.store(true, Ordering::SeqCst);
+    let panicked = catch_unwind(AssertUnwindSafe(|| set.free(3)));
+    assert!(panicked.is_err());
+    assert_eq!(
+        set.with(3, |_| ()),
+        Err(Error::NotFound),
+        "freed all the same"
+    );
+    drop(space.pin()); // let the epoch move on
+    assert_eq!(
+        set.alloc(0, 63, data.clone()),
+        Ok(3),
+        "quota and number back"
+    );
+    set.free(3).unwrap();
+    space.domain().synchronize();
+    assert_eq!(Arc::strong_count(&data), 1);
+}
