@@ -198,32 +198,58 @@ impl<T: Payload, const F: usize> Set<T, F> {
         })
     }
 
-    /// Number of live IDs of this set (a counter with a quota, else a walk).
+    /// Number of live IDs of this set, FREE_PENDING ones included (they
+    /// count until released): a counter with a quota, else a walk.
     pub fn len(&self) -> usize {
         if self.core().has_quota() {
             // Relaxed: a snapshot.
             return self.core().live.load(crate::sync::Ordering::Relaxed);
         }
         let mut n = 0;
-        let _ = self.for_each(|_, _| {
+        let _ = self.walk_owned(|| {
             n += 1;
             ControlFlow::<()>::Continue(())
         });
         n
     }
 
-    /// True if the set holds no live ID.
+    /// True if the set holds no live ID (FREE_PENDING ones included).
     pub fn is_empty(&self) -> bool {
-        self.for_each(|_, _| ControlFlow::Break(())).is_continue()
+        self.walk_owned(|| ControlFlow::Break(())).is_continue()
     }
 
-    /// Frees every ID of the set and the set itself (same as dropping it).
-    pub fn destroy(self) {}
-}
-
-impl<T: Payload, const F: usize> Drop for Set<T, F> {
-    fn drop(&mut self) {
+    /// Calls `f` once per ID this set owns, FREE_PENDING ones included.
+    fn walk_owned(&self, mut f: impl FnMut() -> ControlFlow<()>) -> ControlFlow<()> {
         let guard = self.space.pin();
+        let min = self.space.min();
+        let inner = &self.space.inner;
+        self.core()
+            .members
+            .walk(|key| match inner.load(min + key as Ioasid, &guard) {
+                Some(word) if crate::entry::owner(word) == self.index => f(),
+                _ => ControlFlow::Continue(()),
+            })
+    }
+
+    /// Frees every ID of the set as dropping it would, but keeps the set:
+    /// unreferenced IDs are released, referenced ones (see [`Set::get`])
+    /// stay FREE_PENDING and are detached from the set, which then owns
+    /// nothing (for handles that reuse a set, like C's declared sets).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.new_set();
+    /// let (a, b) = (set.alloc(0, 9, ())?, set.alloc(0, 9, ())?);
+    /// set.get(b)?;
+    /// set.clear();
+    /// assert!(set.is_empty());
+    /// assert_eq!(space.with(a, |_| ()), None);
+    /// assert!(space.is_free_pending(b));
+    /// assert_eq!(set.put(b), Err(ioasid::Error::PermissionDenied), "detached");
+    /// assert_eq!(space.put(b), Ok(true));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn clear(&self) {
         let inner = &self.space.inner;
         let min = self.space.min();
         let _ = self.core().members.walk(|key| {
@@ -236,6 +262,17 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
             );
             ControlFlow::<()>::Continue(())
         });
+    }
+
+    /// Frees every ID of the set and the set itself (same as dropping it).
+    pub fn destroy(self) {}
+}
+
+impl<T: Payload, const F: usize> Drop for Set<T, F> {
+    fn drop(&mut self) {
+        let guard = self.space.pin();
+        let inner = &self.space.inner;
+        self.clear();
         let core = self.core;
         let index = self.index;
         let pool = inner.sets.pool();

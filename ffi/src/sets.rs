@@ -279,6 +279,9 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
         for id in set_ids(&shared.set) {
             let _ = free_in_set(shared, id);
         }
+        // Referenced IDs stay FREE_PENDING, detached: the state's next user
+        // must not own them.
+        shared.set.clear();
         let mut pool = auto_pool();
         reclaim_if_idle(&mut pool, raw, auto);
         return;
