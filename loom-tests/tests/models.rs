@@ -31,7 +31,10 @@
 //! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
 //!   `lookup_races_publish`;
 //! - a custom allocator's answer recorded without claiming exactly that
-//!   ID: `custom_allocator_answers_race` (both allocs get 5).
+//!   ID: `custom_allocator_answers_race` (both allocs get 5);
+//! - a tracked ID's releaser that resets its record to FREE only after
+//!   releasing the number (a new incarnation's first get then loses its
+//!   record): `get_races_the_last_put` (livelock: loom's branch limit).
 #![cfg(ioasid_loom)]
 
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy, Set, Space};
