@@ -33,7 +33,7 @@ IOASID_MEMORY_CYCLES=10000000 cargo test --profile ci -p ioasid --test memory_bo
 step "soak, 60 seconds, 16 threads"
 cargo run --profile ci --example soak -- --secs 60 --threads 16
 
-step "loom models of the concurrent protocols (about 1.5 minutes)"
+step "loom models of the concurrent protocols (about 3 minutes)"
 bash loom-tests/run.sh
 
 step "unit, integration and property tests"
