@@ -91,7 +91,7 @@ pub extern "C" fn ioasid_free(ioasid: ioasid_t) {
         // Pinned over the free and a vendor's pasid_free: iommu_pasid_exit
         // waits for readers before it frees the consumer.
         let pin = domain().pin();
-        let _ = crate::rfc::free_id(ioasid, &pin, || space.free(ioasid).then_some(()).ok_or(()));
+        let _ = crate::rfc::free_id(ioasid, &pin, || space.free_released(ioasid).ok_or(()));
     })
 }
 
