@@ -397,6 +397,75 @@ int ioasid_register_allocator(struct ioasid_allocator_ops *allocator);
 void ioasid_unregister_allocator(struct ioasid_allocator_ops *allocator);
 
 /*
+ Takes a reference on live `ioasid` (global space, any set); a no-op for
+ an ID that is not live, FREE_PENDING, or at the count's maximum (see
+ `ioasid_get_checked` for the reason).
+ */
+void ioasid_get(ioasid_t ioasid);
+
+/*
+ Drops one reference of `ioasid` (global space): true if this put
+ released it (as `ioasid_free` would), false if references remain or it
+ is not live. `ioasid_alloc` gives an ID one reference; `ioasid_free` of
+ an ID with others outstanding leaves it FREE_PENDING (found, never got,
+ not allocatable) until its last put.
+ */
+bool ioasid_put(ioasid_t ioasid);
+
+/*
+ The checked `ioasid_get`: 0; `-ENOENT` if `ioasid` is not live or is
+ FREE_PENDING; `-EACCES` if `set` (non-NULL) does not own it;
+ `-EOVERFLOW` at the count's maximum. Nothing changes on error. NULL
+ `set`: the global space, any set.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+int ioasid_get_checked(struct ioasid_set *set,
+                       ioasid_t ioasid);
+
+/*
+ The checked `ioasid_put`: 1 if this put released `ioasid`, 0 if
+ references remain; `-ENOENT` if not live; `-EACCES` if `set` (non-NULL)
+ does not own it. NULL `set`: the global space, any set.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+int ioasid_put_checked(struct ioasid_set *set,
+                       ioasid_t ioasid);
+
+/*
+ `ioasid_alloc` that tells its errors apart: 0 and the ID in `*ioasid`,
+ or `-EINVAL` (bad range, NULL `ioasid`), `-EDQUOT`, `-ENOSPC`,
+ `-ENOMEM`, `-EIO` (a custom allocator's bad answer) or a custom
+ allocator's own error; `*ioasid` is written only on success. `set`
+ NULL: the anonymous set of the global space.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`; `ioasid` is NULL or
+ valid for one write.
+ */
+int ioasid_alloc_id(struct ioasid_set *set,
+                    ioasid_t min,
+                    ioasid_t max,
+                    void *private_,
+                    ioasid_t *ioasid);
+
+/*
+ `ioasid_set_data` for an ID of `set`, in any space: 0, `-EINVAL` for a
+ NULL `set`, `-ENOENT` if not live, `-EACCES` if another set's,
+ `-EDEADLK` inside a read-side section (nothing changed). Returns once no
+ reader can still see the old data.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+int ioasid_set_attach_data(struct ioasid_set *set,
+                           ioasid_t ioasid,
+                           void *data);
+
+/*
  A new consumer for the IOMMU of `bus`, or NULL: for a NULL bus or ops,
  when `ops->pasid_init` fails, or when it leaves an empty range or one
  beyond the space.

@@ -64,7 +64,7 @@ bash scripts/check-example.sh help soak
 step "Miri: core unit, API, regression and leak tests, Tree and Stacked Borrows"
 bash scripts/miri.sh
 
-step "loom models of the concurrent protocols (about 1.5 minutes)"
+step "loom models of the concurrent protocols (about 3 minutes)"
 bash loom-tests/run.sh
 
 step "unit, integration and property tests"

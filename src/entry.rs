@@ -1,12 +1,15 @@
 //! Entry words: a live ID's owner and data in one `AtomicU64` leaf slot.
 //!
 //! ```text
-//!  63      62 ........ 48   47 .................................. 0
-//! [boxed] [owner set index] [payload: inline value, or Box address]
+//!  63      62    61 ........ 48   47 .................................. 0
+//! [boxed] [ext] [owner set index] [payload: inline value, or Box address]
 //! ```
 //!
 //! A word of 0 is an empty slot; a live word has an owner index in
-//! `1..=MAX_SETS`, so it is never 0. Owner and data travel in one load, so a
+//! `1..=MAX_SETS` (14 bits), so it is never 0. The `ext` bit says the ID has
+//! an extension record (reference count, state) in a side table owned by the
+//! space; an ID without it has exactly the allocation's one reference, so
+//! paths that use no extension pay one bit test. Owner and data travel in one load, so a
 //! reader can never pair one set's ownership with another set's data, and a
 //! lookup costs one memory access below the tree's inner nodes, like an
 //! array. Values that fit 48 bits (small integers, `Box`/`Arc` pointers,
@@ -46,8 +49,13 @@ use std::ops::Deref;
 pub(crate) const PAYLOAD_BITS: u32 = 48;
 const PAYLOAD_MASK: u64 = (1 << PAYLOAD_BITS) - 1;
 const BOXED: u64 = 1 << 63;
+/// The ID has an extension record in the space's side table.
+pub(crate) const EXT: u64 = 1 << 62;
+/// Bits of the owner field.
+const OWNER_BITS: u32 = 14;
+const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
 /// The largest owner (set) index; 0 is never an owner.
-pub(crate) const MAX_SETS: u16 = 0x7FFF;
+pub(crate) const MAX_SETS: u16 = OWNER_MASK as u16;
 
 /// A value that can be stored as per-ID private data.
 ///
@@ -308,11 +316,28 @@ pub(crate) fn with_owner(payload: u64, owner: u16) -> u64 {
 
 /// The owner index of a live word.
 pub(crate) fn owner(word: u64) -> u16 {
-    ((word & !BOXED) >> PAYLOAD_BITS) as u16
+    ((word >> PAYLOAD_BITS) & OWNER_MASK) as u16
+}
+
+/// True if the ID of a live word has an extension record.
+pub(crate) fn has_ext(word: u64) -> bool {
+    word & EXT != 0
+}
+
+/// `old` with its payload replaced by `payload` (from [`encode`]); owner and
+/// ext bits kept.
+pub(crate) fn with_payload_of(payload: u64, old: u64) -> u64 {
+    payload | (old & (EXT | (OWNER_MASK << PAYLOAD_BITS)))
+}
+
+/// A word detached from its set: owner 0, ext set (never 0, so the slot
+/// stays occupied). Only IDs with an extension record are ever detached.
+pub(crate) fn detached(word: u64) -> u64 {
+    (word & !(OWNER_MASK << PAYLOAD_BITS)) | EXT
 }
 
 #[cfg(test)]
-/// The payload part of a word (owner bits cleared, boxed flag kept).
+/// The payload part of a word (owner and ext bits cleared, boxed flag kept).
 pub(crate) fn payload(word: u64) -> u64 {
     word & (BOXED | PAYLOAD_MASK)
 }
@@ -493,6 +518,24 @@ mod tests {
         );
         let low = std::ptr::without_provenance_mut::<u8>(PAYLOAD_MASK as usize);
         assert_eq!(inline_pointer(low), Some(PAYLOAD_MASK));
+    }
+
+    #[test]
+    fn owner_and_ext_bits_are_independent() {
+        let payload_bits = encode("boxed".to_string()).ok().unwrap();
+        for owner_index in [1, 2, 0x2000, MAX_SETS] {
+            let word = with_owner(payload_bits, owner_index);
+            assert_eq!(owner(word), owner_index);
+            assert!(!has_ext(word));
+            let extended = word | EXT;
+            assert_eq!(owner(extended), owner_index, "ext never leaks into owner");
+            assert!(has_ext(extended));
+            assert_eq!(payload(extended), payload_bits);
+            assert_ne!(extended & BOXED, 0, "boxed flag kept");
+        }
+        assert_eq!(MAX_SETS, 0x3FFF);
+        // SAFETY: the one drop of the encoded value.
+        unsafe { drop_value::<String>(payload_bits) };
     }
 
     #[test]

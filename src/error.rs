@@ -28,6 +28,9 @@ pub enum Error {
     /// of the same domain (it holds a guard): it would wait forever. Nothing
     /// was changed.
     Deadlock,
+    /// `EOVERFLOW`: the ID's reference count is at its maximum; the get
+    /// was refused and nothing changed.
+    Overflow,
     /// An error a custom allocator reported, as a positive errno value.
     Custom(i32),
 }
@@ -52,6 +55,8 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     /// No free ID in range.
     pub const ENOSPC: i32 = 28;
+    /// A reference count would overflow.
+    pub const EOVERFLOW: i32 = 75;
     /// Quota exceeded.
     pub const EDQUOT: i32 = 122;
 }
@@ -71,6 +76,7 @@ impl Error {
             Error::PermissionDenied => errno::EACCES,
             Error::Io => errno::EIO,
             Error::Deadlock => errno::EDEADLK,
+            Error::Overflow => errno::EOVERFLOW,
             Error::Custom(e) => e,
         }
     }
@@ -91,6 +97,7 @@ impl Error {
             errno::EACCES => Error::PermissionDenied,
             errno::EIO => Error::Io,
             errno::EDEADLK => Error::Deadlock,
+            errno::EOVERFLOW => Error::Overflow,
             other => Error::Custom(other),
         }
     }
@@ -108,6 +115,7 @@ impl fmt::Display for Error {
             Error::Deadlock => {
                 f.write_str("would wait for readers from inside a read-side section (EDEADLK)")
             }
+            Error::Overflow => f.write_str("reference count at its maximum (EOVERFLOW)"),
             Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
         }
     }

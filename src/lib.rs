@@ -52,6 +52,7 @@
 //! - `members`: a set's bitmap index of its own IDs (a superset, cleaned
 //!   lazily by the walks).
 //! - `space`: policies, alloc/free/replace, the space handle.
+//! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
@@ -69,6 +70,7 @@ mod entry;
 mod error;
 mod members;
 mod owners;
+mod refs;
 mod set;
 mod space;
 mod sync;

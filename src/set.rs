@@ -11,6 +11,7 @@ use crate::domain::Guard;
 use crate::entry::{Payload, Ref};
 use crate::error::Error;
 use crate::owners::{return_index, SetCore};
+use crate::refs::RefDrop;
 use crate::space::{Expect, Space};
 use crate::Ioasid;
 use std::fmt;
@@ -99,37 +100,52 @@ impl<T: Payload, const F: usize> Set<T, F> {
             .alloc(self.core(), self.index, min, max, data)
     }
 
-    /// Frees an ID of this set: [`Error::NotFound`] if it is not live,
-    /// [`Error::PermissionDenied`] if another set owns it (nothing changed).
+    /// Frees an ID of this set: [`Error::NotFound`] if it is not live (or
+    /// already FREE_PENDING), [`Error::PermissionDenied`] if another set
+    /// owns it (nothing changed). With references outstanding it enters
+    /// FREE_PENDING (see [`Space::get`]).
     pub fn free(&self, id: Ioasid) -> Result<(), Error> {
         self.space
             .inner
             .remove(id, Expect::Set(self.index, self.core()))
-            .map(drop)
     }
 
-    /// Frees an ID of this set, as [`Set::free`], and calls `f` with the
-    /// data it held. One walk: no find before the free, so `f` sees exactly
-    /// the data this free took.
+    /// Frees an ID of this set as [`Set::free`] does and says whether this
+    /// released it (`Ok(true)`) or left it FREE_PENDING (`Ok(false)`);
+    /// errors as [`Set::free`].
+    pub fn free_released(&self, id: Ioasid) -> Result<bool, Error> {
+        self.space
+            .inner
+            .drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Free)
+    }
+
+    /// Takes a reference on an ID of this set (the checked `ioasid_get`):
+    /// [`Error::NotFound`] if not live or FREE_PENDING,
+    /// [`Error::PermissionDenied`] if another set's, [`Error::Overflow`] at
+    /// the count's maximum. Nothing changes on error.
     ///
     /// ```
-    /// let space = ioasid::Space::<u32>::new(0, 9)?;
-    /// let (a, b) = (space.new_set(), space.new_set());
-    /// let id = a.alloc(0, 9, 7)?;
-    /// assert_eq!(b.free_with(id, |v| *v), Err(ioasid::Error::PermissionDenied));
-    /// assert_eq!(a.free_with(id, |v| *v), Ok(7));
-    /// assert_eq!(a.free_with(id, |v| *v), Err(ioasid::Error::NotFound));
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let (vm, other) = (space.new_set(), space.new_set());
+    /// let id = vm.alloc(0, 9, ())?;
+    /// assert_eq!(other.get(id), Err(ioasid::Error::PermissionDenied));
+    /// vm.get(id)?;
+    /// drop(vm); // teardown: the referenced ID stays, FREE_PENDING, detached
+    /// assert!(space.is_free_pending(id));
+    /// assert_eq!(space.put(id), Ok(true));
+    /// assert_eq!(space.ref_count(id), None);
     /// # Ok::<(), ioasid::Error>(())
     /// ```
-    pub fn free_with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
-        let _guard = self.space.pin();
-        let expect = Expect::Set(self.index, self.core());
-        let word = self.space.inner.remove(id, expect)?;
-        // SAFETY: a value that needs a drop was retired through the epoch
-        // (under a pin that began after ours, so after `guard`); an inline
-        // value with no drop glue is a plain copy (Payload's contract).
-        let value: Ref<'_, T> = unsafe { Ref::new(word) };
-        Ok(f(&value))
+    pub fn get(&self, id: Ioasid) -> Result<(), Error> {
+        self.space.inner.get_ref(id, Some(self.index))
+    }
+
+    /// Drops one reference of an ID of this set (the checked `ioasid_put`):
+    /// `Ok(true)` if it released the ID; errors as [`Set::free`].
+    pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
+        self.space
+            .inner
+            .drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Put)
     }
 
     /// The data of `id` if this set owns it: [`Error::NotFound`] or
@@ -187,45 +203,109 @@ impl<T: Payload, const F: usize> Set<T, F> {
     ///
     /// Weakly consistent: an ID live for the whole walk is visited exactly
     /// once, one allocated or freed meanwhile may or may not be, an ID of
-    /// another set never is. `f` may alloc, free and find in this set. The
-    /// cost grows with the set's size, not the space's population: IDs the
-    /// set freed since its last walk are visited once more and forgotten
-    /// (at worst, a set that freed every ID of the space walks it once).
+    /// another set or a FREE_PENDING one never is. `f` may alloc, free and
+    /// find in this set. The cost grows with the set's size, not the space's
+    /// population: IDs the set freed since its last walk are visited once
+    /// more and forgotten (at worst, a set that freed every ID of the space
+    /// walks it once).
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
         let min = self.space.min();
+        let inner = &self.space.inner;
         let members = &self.core().members;
+        // The word of `id` if this set owns it and it is not FREE_PENDING.
+        let visible = |key: u64, id: Ioasid| match inner.load(id, &guard) {
+            Some(word)
+                if crate::entry::owner(word) == self.index && !inner.is_pending_word(key, word) =>
+            {
+                Some(word)
+            }
+            _ => None,
+        };
         members.walk(|key| {
             let id = min + key as Ioasid;
-            match self.find(id, &guard) {
-                Ok(value) => f(id, &value),
-                Err(_) => {
-                    // A stale bit (members.rs): clear it, unless the set
-                    // owns the key again by now.
-                    members.clear_stale(key, || self.find(id, &guard).is_ok());
+            match visible(key, id) {
+                Some(word) => {
+                    // SAFETY: loaded under `guard`, which protects this
+                    // space's domain.
+                    let value = unsafe { Ref::<T>::new(word) };
+                    f(id, &value)
+                }
+                None => {
+                    // A stale bit (members.rs), or a FREE_PENDING ID, which
+                    // is never visited again: clear it, unless the set owns
+                    // the key again by now.
+                    members.clear_stale(key, || visible(key, id).is_some());
                     ControlFlow::Continue(())
                 }
             }
         })
     }
 
-    /// Number of live IDs of this set (a counter with a quota, else a walk).
+    /// Number of live IDs of this set, FREE_PENDING ones included (they
+    /// count until released): a counter with a quota, else a walk.
     pub fn len(&self) -> usize {
         if self.core().has_quota() {
             // Relaxed: a snapshot.
             return self.core().live.load(crate::sync::Ordering::Relaxed);
         }
         let mut n = 0;
-        let _ = self.for_each(|_, _| {
+        let _ = self.walk_owned(|| {
             n += 1;
             ControlFlow::<()>::Continue(())
         });
         n
     }
 
-    /// True if the set holds no live ID.
+    /// True if the set holds no live ID (FREE_PENDING ones included).
     pub fn is_empty(&self) -> bool {
-        self.for_each(|_, _| ControlFlow::Break(())).is_continue()
+        self.walk_owned(|| ControlFlow::Break(())).is_continue()
+    }
+
+    /// Calls `f` once per ID this set owns, FREE_PENDING ones included.
+    fn walk_owned(&self, mut f: impl FnMut() -> ControlFlow<()>) -> ControlFlow<()> {
+        let guard = self.space.pin();
+        let min = self.space.min();
+        let inner = &self.space.inner;
+        self.core()
+            .members
+            .walk(|key| match inner.load(min + key as Ioasid, &guard) {
+                Some(word) if crate::entry::owner(word) == self.index => f(),
+                _ => ControlFlow::Continue(()),
+            })
+    }
+
+    /// Frees every ID of the set as dropping it would, but keeps the set:
+    /// unreferenced IDs are released, referenced ones (see [`Set::get`])
+    /// stay FREE_PENDING and are detached from the set, which then owns
+    /// nothing (for handles that reuse a set, like C's declared sets).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.new_set();
+    /// let (a, b) = (set.alloc(0, 9, ())?, set.alloc(0, 9, ())?);
+    /// set.get(b)?;
+    /// set.clear();
+    /// assert!(set.is_empty());
+    /// assert_eq!(space.with(a, |_| ()), None);
+    /// assert!(space.is_free_pending(b));
+    /// assert_eq!(set.put(b), Err(ioasid::Error::PermissionDenied), "detached");
+    /// assert_eq!(space.put(b), Ok(true));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn clear(&self) {
+        let inner = &self.space.inner;
+        let min = self.space.min();
+        let _ = self.core().members.walk(|key| {
+            // NotFound: a kernel-form free elsewhere beat us to it. A
+            // referenced ID stays FREE_PENDING, detached from this set.
+            let _ = inner.drop_ref(
+                min + key as Ioasid,
+                Expect::Set(self.index, self.core()),
+                RefDrop::Teardown,
+            );
+            ControlFlow::<()>::Continue(())
+        });
     }
 
     /// Frees every ID of the set and the set itself (same as dropping it).
@@ -236,12 +316,7 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
     fn drop(&mut self) {
         let guard = self.space.pin();
         let inner = &self.space.inner;
-        let min = self.space.min();
-        let _ = self.core().members.walk(|key| {
-            // NotFound: a kernel-form free elsewhere beat us to it.
-            let _ = inner.remove(min + key as Ioasid, Expect::Set(self.index, self.core()));
-            ControlFlow::<()>::Continue(())
-        });
+        self.clear();
         let core = self.core;
         let index = self.index;
         let pool = inner.sets.pool();

@@ -16,6 +16,7 @@ use crate::domain::{Domain, Guard};
 use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
 use crate::owners::{SetCore, SetTable};
+use crate::refs::{RefDrop, RefState, RefTable};
 use crate::set::Set;
 use crate::sync::{thread_local, Arc, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use crate::tree::Tree;
@@ -71,7 +72,9 @@ pub(crate) enum Expect<'a, const F: usize> {
 }
 
 pub(crate) struct SpaceInner<T: Payload, const F: usize> {
-    tree: ManuallyDrop<Tree<F>>,
+    pub(crate) tree: ManuallyDrop<Tree<F>>,
+    /// Per-ID extension records (reference counts), made on first use.
+    pub(crate) refs: RefTable,
     pub(crate) sets: SetTable<F>,
     min: Ioasid,
     max: Ioasid,
@@ -82,7 +85,7 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
     /// IDs a custom allocator chose, with the hook to give each back to.
-    custom: CustomIds,
+    pub(crate) custom: CustomIds,
     pub(crate) domain: Domain,
     _data: PhantomData<T>,
 }
@@ -186,6 +189,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
         Ok(Space {
             inner: Arc::new(SpaceInner {
                 tree: ManuallyDrop::new(Tree::new(span)),
+                refs: RefTable::new(span),
                 sets: SetTable::new(),
                 min: self.min,
                 max: self.max,
@@ -247,10 +251,10 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// A new set (consumer) in this space, without quota.
     ///
     /// # Panics
-    /// If the space already has 32767 sets (see [`Space::try_new_set`]).
+    /// If the space already has 16383 sets (see [`Space::try_new_set`]).
     pub fn new_set(&self) -> Set<T, F> {
         self.try_new_set(None)
-            .expect("a space holds at most 32767 sets")
+            .expect("a space holds at most 16383 sets")
     }
 
     /// A new set that may hold at most `quota` live IDs.
@@ -264,14 +268,14 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// ```
     ///
     /// # Panics
-    /// If the space already has 32767 sets (see [`Space::try_new_set`]).
+    /// If the space already has 16383 sets (see [`Space::try_new_set`]).
     pub fn new_set_with_quota(&self, quota: usize) -> Set<T, F> {
         self.try_new_set(Some(quota))
-            .expect("a space holds at most 32767 sets")
+            .expect("a space holds at most 16383 sets")
     }
 
     /// A new set with an optional quota, or [`Error::NoSpace`] when the
-    /// space already has 32767 live sets (an owner index is 15 bits of the
+    /// space already has 16383 live sets (an owner index is 14 bits of the
     /// entry word; indices of dropped sets are reused after a grace period).
     pub fn try_new_set(&self, quota: Option<usize>) -> Result<Set<T, F>, Error> {
         Set::new(self.clone(), quota.unwrap_or(usize::MAX))
@@ -370,27 +374,89 @@ impl<T: Payload, const F: usize> Space<T, F> {
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
     }
 
-    /// Frees `id` whichever set owns it, as [`Space::free`], and calls `f`
-    /// with the data it held: `Some(f(data))` if it was live. One walk: no
-    /// find before the free, so `f` sees exactly the data this free took.
+    /// Frees `id` as [`Space::free`] does and says what happened:
+    /// `Some(true)` if this released it, `Some(false)` if references remain
+    /// and it entered FREE_PENDING, `None` if it was not live (or already
+    /// FREE_PENDING). For callers that hand a released ID on (a vendor's
+    /// free hook) only once it is really gone.
     ///
     /// ```
-    /// let space = ioasid::Space::<u32>::new(0, 9)?;
-    /// let id = space.new_set().alloc(0, 9, 7).map(|id| {
-    ///     assert_eq!(space.free_with(id, |v| *v), Some(7));
-    ///     assert_eq!(space.free_with(id, |v| *v), None);
-    ///     id
-    /// })?;
-    /// # let _ = id;
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let (a, b) = (space.new_set().alloc(0, 9, ())?, space.new_set().alloc(0, 9, ())?);
+    /// space.get(b)?;
+    /// assert_eq!(space.free_released(a), Some(true));
+    /// assert_eq!(space.free_released(b), Some(false));
+    /// assert_eq!(space.free_released(b), None);
+    /// assert_eq!(space.put(b), Ok(true));
     /// # Ok::<(), ioasid::Error>(())
     /// ```
-    pub fn free_with<R>(&self, id: Ioasid, f: impl FnOnce(&T) -> R) -> Option<R> {
+    pub fn free_released(&self, id: Ioasid) -> Option<bool> {
         let guard = self.pin();
-        let word = self.inner.remove(id, Expect::Any(&guard)).ok()?;
-        // SAFETY: `remove` retired the word's value through `guard`'s epoch,
-        // so it is not dropped before `guard` goes, after this view.
-        let value: Ref<'_, T> = unsafe { Ref::new(word) };
-        Some(f(&value))
+        self.inner
+            .drop_ref(id, Expect::Any(&guard), RefDrop::Free)
+            .ok()
+    }
+
+    /// Takes a reference on live `id`, whichever set owns it (kernel
+    /// `ioasid_get`, v5.11). [`Error::NotFound`] if it is not live or is
+    /// FREE_PENDING; [`Error::Overflow`] if it already holds the most
+    /// references a count can hold (nothing changed). An ID starts with one
+    /// reference, the allocation's; IDs never got pay nothing for counts.
+    /// [`Space::free`] of an ID with references outstanding leaves it
+    /// FREE_PENDING: still found, never got again, not allocatable until
+    /// its last [`Space::put`].
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(1, 100)?;
+    /// let set = space.new_set();
+    /// let pasid = set.alloc(1, 100, 7)?;
+    /// space.get(pasid)?; // a second user (an IOMMU bind)
+    /// assert!(space.free(pasid)); // the driver frees: FREE_PENDING
+    /// assert!(space.is_free_pending(pasid));
+    /// assert_eq!(space.with(pasid, |v| *v), Some(7), "still found while DMA drains");
+    /// assert_eq!(space.get(pasid), Err(ioasid::Error::NotFound));
+    /// assert_eq!(set.alloc(1, 1, 8), Err(ioasid::Error::NoSpace), "not reusable yet");
+    /// assert_eq!(space.put(pasid), Ok(true)); // the last put releases it
+    /// assert_eq!(set.alloc(1, 1, 8), Ok(1));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get(&self, id: Ioasid) -> Result<(), Error> {
+        self.inner.get_ref(id, None)
+    }
+
+    /// Drops one reference of live `id` (kernel `ioasid_put`): `Ok(true)` if
+    /// it was the last one and released the ID as [`Space::free`] would,
+    /// `Ok(false)` if references remain, [`Error::NotFound`] if not live. A
+    /// put of a never-got ID drops its allocation reference: it frees it.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.new_set();
+    /// let id = set.alloc(0, 9, ())?;
+    /// space.get(id)?;
+    /// assert_eq!(space.put(id), Ok(false));
+    /// assert_eq!(space.ref_count(id), Some(1));
+    /// assert_eq!(space.put(id), Ok(true));
+    /// assert_eq!(space.put(id), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
+        let guard = self.pin();
+        self.inner.drop_ref(id, Expect::Any(&guard), RefDrop::Put)
+    }
+
+    /// The reference count of `id` (FREE_PENDING included), `None` if it is
+    /// not live. A snapshot.
+    pub fn ref_count(&self, id: Ioasid) -> Option<usize> {
+        self.inner.ref_state(id).map(|state| match state {
+            RefState::Live(n) | RefState::Pending(n) => n as usize,
+        })
+    }
+
+    /// True if `id` was freed while references remained and waits for its
+    /// last put (FREE_PENDING). A snapshot.
+    pub fn is_free_pending(&self, id: Ioasid) -> bool {
+        matches!(self.inner.ref_state(id), Some(RefState::Pending(_)))
     }
 
     /// Replaces the data of live ID `id` (any set): `Ok`, or
@@ -466,6 +532,14 @@ impl<T: Payload, const F: usize> Space<T, F> {
         let mut error = None;
         inner.tree.check_quiescent(&mut |key, word| {
             let owner = entry::owner(word);
+            if owner == 0 {
+                // Detached by its set's teardown, referenced, FREE_PENDING:
+                // no set counts it.
+                if !inner.is_pending_word(key, word) {
+                    error.get_or_insert(format!("key {key}: detached but not FREE_PENDING"));
+                }
+                return;
+            }
             *owned.entry(owner).or_default() += 1;
             let core = inner.sets.get(owner);
             if core.is_null() {
@@ -474,7 +548,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
             }
             // SAFETY: a registered core lives while its set owns words
             // (owners.rs); the caller keeps the space quiescent.
-            if !unsafe { &*core }.members.contains(key) {
+            // A FREE_PENDING ID is never visited again, so a walk may have
+            // cleared its bit already.
+            if !inner.is_pending_word(key, word) && !unsafe { &*core }.members.contains(key) {
                 error.get_or_insert(format!("key {key}: owner {owner} lacks its member bit"));
             }
         })?;
@@ -506,7 +582,7 @@ impl<T: Payload, const F: usize> fmt::Debug for Space<T, F> {
 }
 
 impl<T: Payload, const F: usize> SpaceInner<T, F> {
-    fn key_of(&self, id: Ioasid) -> Option<u64> {
+    pub(crate) fn key_of(&self, id: Ioasid) -> Option<u64> {
         (self.min..=self.max)
             .contains(&id)
             .then(|| u64::from(id - self.min))
@@ -737,10 +813,21 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// Frees `id`: any owner's (kernel form, under the caller's guard), or
-    /// only the given set's. Returns the word taken out of the slot; its
-    /// value is retired through the epoch of the guard pinned here (or the
-    /// caller's), so a caller still pinned may read it.
-    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<u64, Error> {
+    /// only the given set's.
+    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
+        self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
+    }
+
+    /// Drops one reference of `id` as `how` says; `Ok(true)` if this
+    /// released the ID. An untracked ID (no ext bit) has exactly one
+    /// reference, so every form releases it here, as v5.5's free did; a
+    /// tracked one goes to `refs.rs`.
+    pub(crate) fn drop_ref(
+        &self,
+        id: Ioasid,
+        expect: Expect<'_, F>,
+        how: RefDrop,
+    ) -> Result<bool, Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
         // Acquire: pairs with the Release publish.
@@ -757,6 +844,16 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 // the index cannot be reused while we are pinned (owners.rs).
                 Expect::Any(_) => self.sets.get(owner),
             };
+            if entry::has_ext(word) {
+                match self.drop_tracked(id, key, slot, how) {
+                    Some(result) => return result,
+                    None => {
+                        // Acquire: as above.
+                        word = slot.word().load(Ordering::Acquire);
+                        continue;
+                    }
+                }
+            }
             // With custom IDs about, the records stay locked over the check
             // and the CAS: the number cannot gain a record in between.
             let mut records = self.custom.any().then(|| self.custom.lock_for_free());
@@ -780,6 +877,8 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             }
             // AcqRel: Release orders our reads before the word leaves the
             // slot; Acquire reads a newer word on failure (we re-check it).
+            // This CAS also decides a race with a first get, which CASes the
+            // same word to word|EXT (refs.rs).
             match slot
                 .word()
                 .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
@@ -798,7 +897,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             self.tree.release(slot, key);
             core.unreserve();
             self.retire_taken(word, expect);
-            return Ok(word);
+            return Ok(true);
         };
         // The kernel's order: the hook runs while the ID is still recorded
         // (a hook may find it); then the word goes, and the number is
@@ -814,7 +913,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         if let Err(panic) = hook_done {
             resume_unwind(panic);
         }
-        Ok(word)
+        Ok(true)
     }
 
     /// Retires the value of a word a removal took out of its slot.
@@ -828,7 +927,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// Drops the value of a word taken out of its slot, after every reader
     /// that could have loaded it.
-    fn retire(&self, word: u64, guard: &Guard) {
+    pub(crate) fn retire(&self, word: u64, guard: &Guard) {
         if entry::needs_drop::<T>(word) {
             // SAFETY: the word left its slot; this is its value's one drop,
             // deferred past every guard that could have loaded it.
@@ -865,7 +964,8 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             // word on failure.
             match slot.compare_exchange(
                 word,
-                entry::with_owner(payload, owner),
+                // Owner and ext bits kept: a tracked ID stays tracked.
+                entry::with_payload_of(payload, word),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {

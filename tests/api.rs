@@ -319,6 +319,22 @@ fn dropping_a_set_frees_its_ids_only() {
     );
 }
 
+#[test]
+fn a_space_holds_at_most_16383_sets_and_the_last_one_owns_ids() {
+    // The entry word packs a 14-bit set index; the highest one must still
+    // name its owner exactly (no bleed into the EXT or boxed bits).
+    let space = make_space::<64>(0, 63, Policy::Lowest);
+    let sets: Vec<_> = (0..16383)
+        .map(|_| space.try_new_set(None).unwrap())
+        .collect();
+    assert_eq!(space.try_new_set(None).err(), Some(Error::NoSpace));
+    let last = sets.last().unwrap();
+    let id = last.alloc(0, 63, 7).unwrap();
+    assert_eq!(last.with(id, |v| *v), Ok(7));
+    assert_eq!(sets[0].free(id), Err(Error::PermissionDenied));
+    assert_eq!(last.free(id), Ok(()));
+}
+
 /// Data that counts its drops.
 struct Tracked {
     id: u32,

@@ -136,6 +136,10 @@ enum Op {
     Count { slot: usize },
     /// `space.synchronize()`: then every retired value must be dropped.
     Synchronize,
+    /// `set.get(id)` (checked) or, without a slot, `space.get(id)`.
+    Get { slot: Option<usize>, id: Target },
+    /// `set.put(id)` (checked) or, without a slot, `space.put(id)`.
+    Put { slot: Option<usize>, id: Target },
 }
 
 // ---------------------------------------------------------------------------
@@ -164,7 +168,13 @@ struct Model {
     /// Serials no longer reachable (freed, replaced, refused): each must be
     /// dropped after a grace period, and exactly once overall.
     retired: Vec<u64>,
+    /// SPEC 6.2: live IDs whose count is not the allocation's lone
+    /// reference, or that are FREE_PENDING: (references, pending).
+    refs: BTreeMap<Ioasid, (u32, bool)>,
 }
+
+/// The owner of a FREE_PENDING ID whose set was torn down.
+const DETACHED: SetIdent = SetIdent(u64::MAX);
 
 /// What the model expects of an alloc.
 #[derive(Debug, PartialEq, Eq)]
@@ -187,6 +197,7 @@ impl Model {
             slots: Default::default(),
             next_ident: 0,
             retired: Vec::new(),
+            refs: BTreeMap::new(),
         }
     }
 
@@ -270,23 +281,68 @@ impl Model {
 
     fn remove(&mut self, id: Ioasid) {
         let (owner, serial) = self.live.remove(&id).unwrap();
-        let slot = self.slot_of(owner);
-        self.slots[slot].as_mut().unwrap().count -= 1;
+        self.refs.remove(&id);
+        if owner != DETACHED {
+            let slot = self.slot_of(owner);
+            self.slots[slot].as_mut().unwrap().count -= 1;
+        }
         self.retired.push(serial);
+    }
+
+    fn pending(&self, id: Ioasid) -> bool {
+        self.refs.get(&id).is_some_and(|r| r.1)
+    }
+
+    fn ref_count(&self, id: Ioasid) -> u32 {
+        self.refs.get(&id).map_or(1, |r| r.0)
+    }
+
+    /// Drops one reference: `pend` for a free (FREE_PENDING if others
+    /// remain). True if the ID was released.
+    fn drop_ref(&mut self, id: Ioasid, pend: bool) -> bool {
+        let (count, pending) = self.refs.get(&id).copied().unwrap_or((1, false));
+        if count == 1 {
+            self.remove(id);
+            return true;
+        }
+        self.refs.insert(id, (count - 1, pending || pend));
+        false
+    }
+
+    /// The checked (with `slot`) or any-set get/put's error, if any.
+    fn ref_target(&self, slot: Option<usize>, id: Ioasid) -> Result<(), Error> {
+        match slot {
+            Some(slot) => self.owned(slot, id).map(|_| ()),
+            None if self.live.contains_key(&id) => Ok(()),
+            None => Err(Error::NotFound),
+        }
     }
 
     fn members(&self, slot: usize) -> Vec<(Ioasid, u64)> {
         let ident = self.slots[slot].as_ref().unwrap().ident;
         self.live
             .iter()
-            .filter(|(_, (owner, _))| *owner == ident)
+            .filter(|(id, (owner, _))| *owner == ident && !self.pending(**id))
             .map(|(id, (_, serial))| (*id, *serial))
             .collect()
     }
 
+    /// A set's teardown: unreferenced IDs go, referenced ones stay
+    /// FREE_PENDING, detached.
     fn destroy(&mut self, slot: usize) {
-        for (id, _) in self.members(slot) {
-            self.remove(id);
+        let ident = self.slots[slot].as_ref().unwrap().ident;
+        let owned: Vec<Ioasid> = self
+            .live
+            .iter()
+            .filter(|(_, (owner, _))| *owner == ident)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in owned {
+            let released = !self.pending(id) && self.drop_ref(id, true);
+            if !released {
+                self.live.get_mut(&id).unwrap().0 = DETACHED;
+                self.slots[slot].as_mut().unwrap().count -= 1;
+            }
         }
         self.slots[slot] = None;
     }
@@ -374,6 +430,18 @@ fn run_case_covered<D: Data, const F: usize>(
     // is then dropped exactly once.
     for set in &mut sets {
         drop(set.take());
+    }
+    for slot in 0..SLOTS {
+        if model.slots[slot].is_some() {
+            model.destroy(slot);
+        }
+    }
+    // Referenced IDs outlive their sets (FREE_PENDING, detached) until
+    // their last put.
+    for (&id, &(count, _)) in &model.refs {
+        for n in 1..=count {
+            check_eq!(space.put(id), Ok(n == count), "final put {n} of {id}");
+        }
     }
     check_eq!(
         space.live_count(),
@@ -470,20 +538,26 @@ fn step_case<D: Data, const F: usize>(
                 return Ok(());
             };
             let id = model.resolve(id);
-            let want = model.owned(slot, id).map(|_| ());
+            let want = model.owned(slot, id).map(|_| ()).and_then(|()| {
+                if model.pending(id) {
+                    Err(Error::NotFound)
+                } else {
+                    Ok(())
+                }
+            });
             let real = set.free(id);
             coverage.insert(label("free", &real));
             check_eq!(real, want, "free({id})");
-            if want.is_ok() {
-                model.remove(id);
+            if want.is_ok() && !model.drop_ref(id, true) {
+                coverage.insert("free FREE_PENDING".to_string());
             }
         }
         Op::KernelFree { id } => {
             let id = model.resolve(id);
-            let want = model.live.contains_key(&id);
+            let want = model.live.contains_key(&id) && !model.pending(id);
             check_eq!(space.free(id), want, "space.free({id})");
             if want {
-                model.remove(id);
+                model.drop_ref(id, true);
             }
         }
         Op::Find { slot, id } => {
@@ -593,6 +667,60 @@ fn step_case<D: Data, const F: usize>(
             check_eq!(set.len(), count, "set.len()");
             check_eq!(set.is_empty(), count == 0, "set.is_empty()");
         }
+        Op::Get { slot, id } => {
+            let slot = slot.map(slot_of);
+            if slot.is_some_and(|slot| sets[slot].is_none()) {
+                return Ok(());
+            }
+            let id = model.resolve(id);
+            let want = model.ref_target(slot, id).and_then(|()| {
+                if model.pending(id) {
+                    Err(Error::NotFound)
+                } else {
+                    Ok(())
+                }
+            });
+            let real = match slot {
+                Some(slot) => sets[slot].as_ref().unwrap().get(id),
+                None => space.get(id),
+            };
+            coverage.insert(label("get", &real));
+            check_eq!(real, want, "get({id})");
+            if want.is_ok() {
+                let count = model.ref_count(id);
+                model.refs.insert(id, (count + 1, false));
+            }
+            let want_count = model
+                .live
+                .contains_key(&id)
+                .then(|| model.ref_count(id) as usize);
+            check_eq!(space.ref_count(id), want_count, "ref_count({id})");
+            check_eq!(
+                space.is_free_pending(id),
+                model.pending(id),
+                "is_free_pending({id})"
+            );
+        }
+        Op::Put { slot, id } => {
+            let slot = slot.map(slot_of);
+            if slot.is_some_and(|slot| sets[slot].is_none()) {
+                return Ok(());
+            }
+            let id = model.resolve(id);
+            let want = model.ref_target(slot, id);
+            let real = match slot {
+                Some(slot) => sets[slot].as_ref().unwrap().put(id),
+                None => space.put(id),
+            };
+            coverage.insert(label("put", &real));
+            match want {
+                Ok(()) => {
+                    let released = model.drop_ref(id, false);
+                    check_eq!(real, Ok(released), "put({id})");
+                }
+                Err(e) => check_eq!(real, Err(e), "put({id})"),
+            }
+        }
         Op::Synchronize => {
             space.synchronize();
             for serial in &model.retired {
@@ -654,6 +782,8 @@ fn op(min: Ioasid, max: Ioasid) -> impl Strategy<Value = Op> {
             .prop_map(|(slot, stop_after)| Op::ForEach { slot, stop_after }),
         1 => slot.clone().prop_map(|slot| Op::Count { slot }),
         1 => Just(Op::Synchronize),
+        3 => (prop::option::of(slot.clone()), target(min, max)).prop_map(|(slot, id)| Op::Get { slot, id }),
+        3 => (prop::option::of(slot.clone()), target(min, max)).prop_map(|(slot, id)| Op::Put { slot, id }),
     ]
 }
 
@@ -806,6 +936,13 @@ fn generators_reach_every_outcome() {
         "set_data E13",
         "for_each Break",
         "for_each Continue",
+        "get Ok",
+        "get E2",
+        "get E13",
+        "put Ok",
+        "put E2",
+        "put E13",
+        "free FREE_PENDING",
     ];
     for outcome in wanted {
         assert!(

@@ -158,7 +158,7 @@ pub unsafe extern "C" fn ioasid_set_init(
         let quota = (quota != 0).then_some(quota as usize);
         let core_set = match target.try_new_set(quota) {
             Ok(set) => set,
-            // The space has its 32767 live sets already.
+            // The space has its 16383 live sets already.
             Err(e) => return neg(e),
         };
         let fresh = Box::new(SetImpl {

@@ -102,7 +102,7 @@ pub unsafe extern "C" fn ioasid_alloc(
 pub extern "C" fn ioasid_free(ioasid: ioasid_t) {
     ffi_guard!("ioasid_free", crate::abort_on_panic("ioasid_free"), {
         let space = global_space();
-        let _ = crate::rfc::free_id(ioasid, || space.free(ioasid).then_some(()).ok_or(()));
+        let _ = crate::rfc::free_id(ioasid, || space.free_released(ioasid).ok_or(()));
     })
 }
 

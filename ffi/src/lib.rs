@@ -52,10 +52,12 @@ mod sets;
 
 mod ext;
 mod kernel;
+mod refs;
 mod rfc;
 
 pub use ext::*;
 pub use kernel::*;
+pub use refs::*;
 pub use rfc::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 

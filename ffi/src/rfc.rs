@@ -88,12 +88,14 @@ fn vendor_ids() -> MutexGuard<'static, BTreeMap<ioasid_t, usize>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Frees `id` with `free` (a core free); a vendor ID then goes back to its
-/// consumer's `pasid_free`. While vendor IDs exist, a guard of the global
-/// domain is held over the free and the hook: it keeps the consumer alive
-/// until the hook returns (`iommu_pasid_exit` waits for readers before it
-/// frees the consumer). With none, nothing is pinned here.
-pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+/// Frees `id` with `free` (a core free or put, answering whether it
+/// released the ID); a released vendor ID then goes back to its consumer's
+/// `pasid_free` (one left FREE_PENDING goes back at its last put). While
+/// vendor IDs exist, a guard of the global domain is held over the free and
+/// the hook: it keeps the consumer alive until the hook returns
+/// (`iommu_pasid_exit` waits for readers before it frees the consumer).
+/// With none, nothing is pinned here.
+pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -> Result<bool, E> {
     // Relaxed: a hint. The count is raised before a vendor ID's word is
     // published (Release); whoever learnt the ID read that word or was
     // handed the ID afterwards, so sees the raised count. A zero count
@@ -105,7 +107,9 @@ pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<(), E>) -> 
     // record's consumer after us waits for this guard.
     let _pin = crate::domain().pin();
     let mut ids = vendor_ids();
-    free()?;
+    if !free()? {
+        return Ok(false);
+    }
     let consumer = ids.remove(&id);
     drop(ids);
     if let Some(consumer) = consumer {
@@ -114,7 +118,7 @@ pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<(), E>) -> 
         // SAFETY: the record's consumer, alive while `_pin` lives (above).
         unsafe { vendor_free(consumer as *mut iommu_pasid, id) };
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Hands a vendor-allocated ID back to its driver.
@@ -175,7 +179,7 @@ pub unsafe extern "C" fn iommu_pasid_init(bus: *mut bus_type) -> *mut iommu_pasi
             return std::ptr::null_mut();
         }
         let Ok(fresh) = SetImpl::global() else {
-            // The global space has its 32767 sets already.
+            // The global space has its 16383 sets already.
             // SAFETY: ours, never shared; nothing installed.
             drop(unsafe { Box::from_raw(pasid) });
             return std::ptr::null_mut();

@@ -41,7 +41,7 @@ pub(crate) struct SetImpl {
 
 impl SetImpl {
     /// A set of the global space, or `Error::NoSpace` when the space has its
-    /// 32767 live sets already.
+    /// 16383 live sets already.
     pub(crate) fn global() -> Result<SetImpl, Error> {
         Ok(SetImpl {
             set: global_space().try_new_set(None)?,
@@ -315,6 +315,9 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
         for id in set_ids(&shared.set) {
             let _ = free_in_set(shared, id);
         }
+        // Referenced IDs stay FREE_PENDING, detached: the state's next user
+        // must not own them.
+        shared.set.clear();
         let mut pool = auto_pool();
         reclaim_if_idle(&mut pool, raw, auto);
         return;
@@ -350,7 +353,7 @@ pub(crate) fn set_ids(set: &Set<CData>) -> Vec<Ioasid> {
 
 /// Checked free of `id` from a set; hands a vendor ID back to its driver.
 pub(crate) fn free_in_set(imp: &SetImpl, id: Ioasid) -> Result<(), Error> {
-    rfc::free_id(id, || imp.set.free(id))
+    rfc::free_id(id, || imp.set.free_released(id)).map(drop)
 }
 
 /// The callback type of `ioasid_set_for_each` and `iommu_pasid_for_each`.

@@ -250,17 +250,17 @@ fn set_functions_on_a_private_space() {
 }
 
 #[test]
-fn a_space_holds_at_most_32767_sets() {
-    // The core packs a set index of 15 bits into each entry word.
+fn a_space_holds_at_most_16383_sets() {
+    // The core packs a set index of 14 bits into each entry word.
     let space = ioasid_space_create(0, 63, 0);
-    let mut sets: Vec<ioasid_set> = (0..32768).map(|_| ioasid_set::zeroed()).collect();
+    let mut sets: Vec<ioasid_set> = (0..16384).map(|_| ioasid_set::zeroed()).collect();
     // SAFETY: valid sets and a live space handle, used as C would.
     unsafe {
-        for set in &mut sets[..32767] {
+        for set in &mut sets[..16383] {
             assert_eq!(ioasid_set_init(set, space, 0), 0);
         }
-        assert_eq!(ioasid_set_init(&mut sets[32767], space, 0), -errno::ENOSPC);
-        assert!(sets[32767].opaque[0].is_null());
+        assert_eq!(ioasid_set_init(&mut sets[16383], space, 0), -errno::ENOSPC);
+        assert!(sets[16383].opaque[0].is_null());
         // A destroyed set's index is reused after a grace period.
         ioasid_set_destroy(&mut sets[0]);
         ioasid_synchronize();
@@ -295,6 +295,9 @@ mod vendor {
     /// `pasid_free` calls for `SET_DATA_ID`.
     pub static SET_DATA_ID_FREES: AtomicUsize = AtomicUsize::new(0);
     pub const SET_DATA_ID: ioasid_t = 0x6200_0000;
+    /// `pasid_free` calls for `PUT_ID`.
+    pub static PUT_ID_FREES: AtomicUsize = AtomicUsize::new(0);
+    pub const PUT_ID: ioasid_t = 0x6300_0000;
     pub static WAIT_IN_FREE: AtomicBool = AtomicBool::new(false);
 
     pub unsafe extern "C" fn alloc(
@@ -311,6 +314,9 @@ mod vendor {
     pub unsafe extern "C" fn free(_pasid: *mut iommu_pasid, ioasid: ioasid_t) {
         if ioasid == SET_DATA_ID {
             SET_DATA_ID_FREES.fetch_add(1, Ordering::SeqCst);
+        }
+        if ioasid == PUT_ID {
+            PUT_ID_FREES.fetch_add(1, Ordering::SeqCst);
         }
         if !WAIT_IN_FREE.load(Ordering::SeqCst) {
             return;
@@ -429,4 +435,41 @@ fn set_data_never_tags_a_new_id_with_an_old_vendor() {
     // SAFETY: the consumer, exited once.
     unsafe { iommu_pasid_exit(pasid) };
     assert_eq!(wrong, 0, "plain IDs handed to the old vendor's pasid_free");
+}
+
+/// A vendor ID with a reference outstanding: `ioasid_free` leaves it
+/// FREE_PENDING and must not hand it back to the vendor yet; the last
+/// `ioasid_put` releases it and hands it back, exactly once.
+#[test]
+fn a_vendor_id_goes_back_to_its_driver_at_the_last_put() {
+    use std::sync::atomic::Ordering;
+    const ID: ioasid_t = vendor::PUT_ID;
+    let frees = || vendor::PUT_ID_FREES.load(Ordering::SeqCst);
+    let pasid = vendor_consumer(ID);
+    // SAFETY: our live consumer.
+    unsafe {
+        (*pasid).min = ID;
+        (*pasid).max = ID;
+    }
+    for checked in [false, true] {
+        let mut out = 0;
+        // SAFETY: a live consumer and a writable out.
+        let rc = unsafe { iommu_pasid_alloc(pasid, ID, ID, std::ptr::null_mut(), &mut out) };
+        assert_eq!((rc, out), (0, ID));
+        let before = frees();
+        ioasid_get(ID);
+        ioasid_free(ID);
+        assert_eq!(frees(), before, "handed back while still referenced");
+        if checked {
+            // SAFETY: a NULL set means any set.
+            assert_eq!(unsafe { ioasid_put_checked(std::ptr::null_mut(), ID) }, 1);
+        } else {
+            assert!(ioasid_put(ID), "the last put releases it");
+        }
+        assert_eq!(frees(), before + 1, "the last put hands it back once");
+        assert!(!ioasid_put(ID));
+        assert_eq!(frees(), before + 1);
+    }
+    // SAFETY: the consumer, exited once.
+    unsafe { iommu_pasid_exit(pasid) };
 }

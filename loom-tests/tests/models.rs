@@ -38,7 +38,10 @@
 //!   ID: `custom_allocator_answers_race` (both allocs get 5);
 //! - a custom ID's number released before its free hook ran, or a re-issued
 //!   answer recorded without waiting for a free under way:
-//!   `custom_free_races_reissue_of_the_same_id`.
+//!   `custom_free_races_reissue_of_the_same_id`;
+//! - a tracked ID's releaser that resets its record to FREE only after
+//!   releasing the number (a new incarnation's first get then loses its
+//!   record): `get_races_the_last_put` (livelock: loom's branch limit).
 #![cfg(ioasid_loom)]
 
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy, Set, Space};
@@ -919,6 +922,118 @@ fn custom_free_races_reissue_of_the_same_id() {
         assert_eq!(space.live_count(), 0);
         *hook.space.lock().unwrap() = None;
         drop((set, space));
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// SPEC 6.2: a get races the last put of a tracked ID (count 1, EXT set),
+/// while a third thread tries to allocate the same number. The get either
+/// wins against the put (then its own put releases the first incarnation),
+/// or comes after the release and fails or gets the new incarnation; it
+/// never revives a released ID, and the number is never handed out again
+/// while the get's reference exists (the holder sees one incarnation's data
+/// for its whole hold).
+#[test]
+fn get_races_the_last_put() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 3, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        assert_eq!(set.alloc(0, 0, ledger.probe(0, 0)), Ok(0));
+        space.get(0).unwrap();
+        assert_eq!(space.put(0), Ok(false)); // tracked, one reference left
+        let last_put = {
+            let space = space.clone();
+            spawn(move || space.put(0))
+        };
+        let getter = {
+            let space = space.clone();
+            spawn(move || match space.get(0) {
+                Ok(()) => {
+                    let seen = token_at(&space, 0).expect("held: found");
+                    thread::yield_now();
+                    assert_eq!(token_at(&space, 0), Some(seen), "held: not reused");
+                    Some((seen, space.put(0).expect("our reference")))
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::NotFound);
+                    None
+                }
+            })
+        };
+        let realloc = {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 0, ledger.probe(1, 0)))
+        };
+        let last_put = last_put
+            .join()
+            .unwrap()
+            .expect("the allocation's reference");
+        let getter = getter.join().unwrap();
+        let realloc = realloc.join().unwrap();
+        match getter {
+            // Got the first incarnation: exactly one of the two puts released it.
+            Some((0, released)) => assert!(released != last_put),
+            // Got the new one: its allocation reference remains.
+            Some((1, released)) => {
+                assert!(last_put && !released);
+                assert_eq!(realloc, Ok(0));
+            }
+            Some(other) => panic!("bad token {other:?}"),
+            None => assert!(last_put),
+        }
+        match realloc {
+            Ok(0) => assert_eq!(token_at(&space, 0), Some(1)),
+            Err(Error::NoSpace) => assert_eq!(token_at(&space, 0), None),
+            other => panic!("bad realloc {other:?}"),
+        }
+        drop(set);
+        drop(space);
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// SPEC 6.2: a first get of an untracked ID races its free. Either the
+/// free wins (the get fails: NotFound) or the get's CAS to word|EXT wins
+/// and the free leaves the ID FREE_PENDING until the getter's put, which
+/// releases it. Exactly one release, the value dropped once.
+#[test]
+fn first_get_races_free() {
+    model(3, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 3, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        assert_eq!(set.alloc(0, 0, ledger.probe(0, 0)), Ok(0));
+        let freer = {
+            let set = set.clone();
+            spawn(move || set.free(0))
+        };
+        let getter = {
+            let space = space.clone();
+            spawn(move || match space.get(0) {
+                Ok(()) => {
+                    assert_eq!(token_at(&space, 0), Some(0), "still found while held");
+                    Some(space.put(0).expect("our reference"))
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::NotFound);
+                    None
+                }
+            })
+        };
+        assert_eq!(freer.join().unwrap(), Ok(()));
+        // The getter's put released the ID if it came after the free
+        // (Some(true)), else the free did; either way it is gone now.
+        let _ = getter.join().unwrap();
+        assert_eq!(token_at(&space, 0), None);
+        assert_eq!(space.ref_count(0), None);
+        assert_eq!(
+            set.alloc(0, 0, ledger.probe(1, 0)),
+            Ok(0),
+            "released: reusable"
+        );
+        drop(set);
+        drop(space);
         assert_all_dropped_once(&ledger, 2);
     });
 }

@@ -126,6 +126,20 @@ fn ioasid_row(span: u64, n: u64, stride: u64) -> Option<(f64, f64)> {
     }))
 }
 
+/// As `ioasid_row`, with every ID got once: each carries a reference-count
+/// record (SPEC 6.2).
+fn ioasid_refs_row(span: u64, n: u64, stride: u64) -> Option<(f64, f64)> {
+    Some(cost(|| {
+        let space: Space<u64> = Space::new(0, (span - 1) as u32).unwrap();
+        let set = space.new_set();
+        for key in keys(n, stride) {
+            let id = set.alloc(key as u32, key as u32, key).unwrap();
+            set.get(id).unwrap();
+        }
+        set
+    }))
+}
+
 fn ida_row(span: u64, n: u64, stride: u64) -> Option<(f64, f64)> {
     Some(cost(|| {
         let mut ida = Ida::new(span);
@@ -193,8 +207,9 @@ fn papaya_row(_span: u64, n: u64, stride: u64) -> Option<(f64, f64)> {
     }))
 }
 
-const ROWS: [(&str, Builder); 7] = [
+const ROWS: [(&str, Builder); 8] = [
     ("ioasid", ioasid_row),
+    ("ioasid, each ID got once (ref counts)", ioasid_refs_row),
     ("mutex-ida (Ida<u64>)", ida_row),
     ("mutex-btreemap", btree_row),
     ("kernel-model", kernel_row),
