@@ -213,18 +213,17 @@ impl<T: Payload, const F: usize> Set<T, F> {
         let min = self.space.min();
         let inner = &self.space.inner;
         let members = &self.core().members;
-        // The word of `id` if this set owns it and it is not FREE_PENDING.
-        let visible = |key: u64, id: Ioasid| match inner.load(id, &guard) {
-            Some(word)
-                if crate::entry::owner(word) == self.index && !inner.is_pending_word(key, word) =>
-            {
-                Some(word)
-            }
-            _ => None,
+        // The word of `id` if this set owns it (FREE_PENDING included).
+        let owned = |id: Ioasid| {
+            inner
+                .load(id, &guard)
+                .filter(|&word| crate::entry::owner(word) == self.index)
         };
         members.walk(|key| {
             let id = min + key as Ioasid;
-            match visible(key, id) {
+            match owned(id) {
+                // Still owned, so its bit stays; never visited again.
+                Some(word) if inner.is_pending_word(key, word) => ControlFlow::Continue(()),
                 Some(word) => {
                     // SAFETY: loaded under `guard`, which protects this
                     // space's domain.
@@ -232,10 +231,9 @@ impl<T: Payload, const F: usize> Set<T, F> {
                     f(id, &value)
                 }
                 None => {
-                    // A stale bit (members.rs), or a FREE_PENDING ID, which
-                    // is never visited again: clear it, unless the set owns
-                    // the key again by now.
-                    members.clear_stale(key, || visible(key, id).is_some());
+                    // A stale bit (members.rs): clear it, unless the set
+                    // owns the key again by now.
+                    members.clear_stale(key, || owned(id).is_some());
                     ControlFlow::Continue(())
                 }
             }

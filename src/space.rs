@@ -548,9 +548,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
             }
             // SAFETY: a registered core lives while its set owns words
             // (owners.rs); the caller keeps the space quiescent.
-            // A FREE_PENDING ID is never visited again, so a walk may have
-            // cleared its bit already.
-            if !inner.is_pending_word(key, word) && !unsafe { &*core }.members.contains(key) {
+            if !unsafe { &*core }.members.contains(key) {
                 error.get_or_insert(format!("key {key}: owner {owner} lacks its member bit"));
             }
         })?;
