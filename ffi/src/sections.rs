@@ -63,6 +63,7 @@ impl Drop for ReadSection {
 }
 
 /// Enters a read lock: pins on the outermost one only.
+#[inline]
 pub(crate) fn read_lock() {
     let outer = DEPTH.with(|d| {
         let locks = d.locks.get();
@@ -77,6 +78,7 @@ pub(crate) fn read_lock() {
 
 /// Ends the innermost read lock (unpinning on the outermost); false if this
 /// thread held none.
+#[inline]
 pub(crate) fn read_unlock() -> bool {
     let Some(left) = DEPTH.with(|d| {
         let locks = d.locks.get().checked_sub(1)?;
