@@ -382,7 +382,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
     ///
     /// ```
     /// let space = ioasid::Space::<()>::new(0, 9)?;
-    /// let set = space.new_set();
+    /// let set = space.new_set(); // a dropped set frees its IDs: keep it
     /// let (a, b) = (set.alloc(0, 9, ())?, set.alloc(0, 9, ())?);
     /// space.get(b)?;
     /// assert_eq!(space.free_released(a), Some(true));
