@@ -1,6 +1,7 @@
 //! Single-threaded semantics of the Rust API (contract §3, docs/CONTRACT.md), at tiny and
 //! default fan-out.
 
+mod common;
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,15 +13,6 @@ fn make_space<const F: usize>(min: u32, max: u32, policy: Policy) -> Space<u32, 
         .policy(policy)
         .build()
         .unwrap()
-}
-
-fn ids_of<T: ioasid::Payload, const F: usize>(set: &ioasid::Set<T, F>) -> Vec<u32> {
-    let mut ids = Vec::new();
-    let _ = set.for_each(|id, _| {
-        ids.push(id);
-        ControlFlow::<()>::Continue(())
-    });
-    ids
 }
 
 #[test]
@@ -84,7 +76,7 @@ fn edge_ids_are_allocatable_exactly() {
         assert_eq!(set.alloc(id, id, id), Err(Error::NoSpace), "{id:#x} taken");
         assert_eq!(set.with(id, |d| *d), Ok(id));
     }
-    assert_eq!(ids_of(&set), edges.to_vec());
+    assert_eq!(common::ids_of(&set), edges.to_vec());
     // A 20-bit PASID space: inclusive bounds at both ends.
     let pasids = make_space::<64>(1, 0xFFFFF, Policy::Lowest);
     let set = pasids.new_set();
@@ -210,7 +202,7 @@ fn foreign_sets_are_refused_and_nothing_changes() {
         Some(&7),
         "any-set lookup"
     );
-    assert_eq!(ids_of(&b), Vec::<u32>::new());
+    assert_eq!(common::ids_of(&b), Vec::<u32>::new());
     assert_eq!(b.find(40, &guard), Err(Error::NotFound));
     assert_eq!(b.free(40), Err(Error::NotFound));
     assert_eq!(b.free(1000), Err(Error::NotFound), "outside the space");
@@ -294,9 +286,9 @@ fn for_each_is_ascending_stops_early_and_tolerates_mutation() {
         visited.iter().all(|v| ![1, 2, 100].contains(v)),
         "never a foreign ID"
     );
-    let left = ids_of(&mine);
+    let left = common::ids_of(&mine);
     assert!(left.is_empty() || left == vec![150], "{left:?}");
-    assert_eq!(ids_of(&other), vec![1, 2, 100]);
+    assert_eq!(common::ids_of(&other), vec![1, 2, 100]);
 }
 
 #[test]

@@ -3,18 +3,8 @@
 
 mod common;
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space};
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-fn ids_of<T: ioasid::Payload>(set: &ioasid::Set<T>) -> Vec<u32> {
-    let mut ids = Vec::new();
-    let _ = set.for_each(|id, _| {
-        ids.push(id);
-        ControlFlow::<()>::Continue(())
-    });
-    ids
-}
 
 #[test]
 fn counts_go_up_and_down_and_the_last_put_releases() {
@@ -59,7 +49,10 @@ fn free_with_references_is_pending_until_the_last_put() {
     assert_eq!(space.get(id), Err(Error::NotFound));
     assert_eq!(set.free(id), Err(Error::NotFound));
     assert!(!space.free(id));
-    assert!(ids_of(&set).is_empty(), "for_each skips FREE_PENDING IDs");
+    assert!(
+        common::ids_of(&set).is_empty(),
+        "for_each skips FREE_PENDING IDs"
+    );
     assert!(!set.is_empty(), "a FREE_PENDING ID counts until released");
     assert_eq!(set.len(), 1);
     assert_eq!(set.alloc(id, id, 6), Err(Error::NoSpace));
@@ -119,7 +112,7 @@ fn teardown_leaves_referenced_ids_pending_and_detached() {
     // the detached IDs as its own.
     let next = space.new_set();
     assert_eq!(next.with(held, |v| *v), Err(Error::PermissionDenied));
-    assert!(ids_of(&next).is_empty());
+    assert!(common::ids_of(&next).is_empty());
     assert_eq!(next.free(held), Err(Error::PermissionDenied));
     assert_eq!(space.with(held, |v| *v), Some(1));
     assert_eq!(space.put(held), Ok(true));
