@@ -69,20 +69,52 @@ pub struct iommu_pasid {
     pub priv_: *mut c_void,
 }
 
-/// IDs a vendor's `pasid_alloc` gave, each with its consumer's address.
+/// IDs a vendor's `pasid_alloc` gave, each with its consumer's address,
+/// and per consumer the number of its vendor IDs not yet handed back.
 ///
 /// A kernel-form `ioasid_free` knows no set, so the record is by ID, and
 /// only vendor IDs have one: per-ID data stays the caller's pointer alone,
 /// and `ioasid_set_data` cannot touch vendor-ness.
-/// INVARIANT: an ID has a record from its core allocation to its core
-/// free, both done under the lock together with the insert and the
-/// removal; `VENDOR_LIVE` is at least the number of records (raised before
-/// the allocation, lowered after the removal).
-static VENDOR_IDS: Mutex<BTreeMap<ioasid_t, usize>> = Mutex::new(BTreeMap::new());
+///
+/// A consumer that exits while some of its vendor IDs are still referenced
+/// (`ioasid_get`) leaves them FREE_PENDING; each goes back through the
+/// consumer's `pasid_free` at its last put, so the consumer (the memory
+/// behind `struct iommu_pasid`) lives until the last of them has been
+/// handed back, and is freed by whoever hands it back.
+///
+/// INVARIANTS:
+/// - An ID has a record from its core allocation to its core free, both
+///   done under the lock together with the insert and the removal;
+///   `VENDOR_LIVE` is at least the number of records (raised before the
+///   allocation, lowered after the removal).
+/// - `owed[c]` counts the records of consumer `c` plus the removed ones
+///   whose `pasid_free` has not returned; it is lowered only after the hook
+///   returns. An entry with `exited` is freed by the thread that brings its
+///   count to zero, and only then.
+static VENDOR_IDS: Mutex<Vendors> = Mutex::new(Vendors {
+    ids: BTreeMap::new(),
+    owed: BTreeMap::new(),
+});
 static VENDOR_LIVE: AtomicUsize = AtomicUsize::new(0);
 
-fn vendor_ids() -> MutexGuard<'static, BTreeMap<ioasid_t, usize>> {
-    // Every change is one map operation: a poisoned map is still consistent.
+struct Vendors {
+    /// Vendor ID -> its consumer's address.
+    ids: BTreeMap<ioasid_t, usize>,
+    /// Consumer's address -> what it is owed back.
+    owed: BTreeMap<usize, Owed>,
+}
+
+#[derive(Default)]
+struct Owed {
+    /// Vendor IDs not yet handed back (see the invariants).
+    count: usize,
+    /// `iommu_pasid_exit` has run: free the consumer when `count` is zero.
+    exited: bool,
+}
+
+fn vendor_ids() -> MutexGuard<'static, Vendors> {
+    // Every change keeps the maps consistent at each step: a poisoned lock
+    // still guards consistent maps.
     VENDOR_IDS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -90,11 +122,11 @@ fn vendor_ids() -> MutexGuard<'static, BTreeMap<ioasid_t, usize>> {
 
 /// Frees `id` with `free` (a core free or put, answering whether it
 /// released the ID); a released vendor ID then goes back to its consumer's
-/// `pasid_free` (one left FREE_PENDING goes back at its last put). While
-/// vendor IDs exist, a guard of the global domain is held over the free and
-/// the hook: it keeps the consumer alive until the hook returns
-/// (`iommu_pasid_exit` waits for readers before it frees the consumer).
-/// With none, nothing is pinned here.
+/// `pasid_free` (one left FREE_PENDING goes back at its last put, even
+/// after its consumer's exit). While vendor IDs exist, a guard of the
+/// global domain is held over the free and the hook, so the hook runs in a
+/// read-side section as every vendor hook does. With none, nothing is
+/// pinned here.
 pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -> Result<bool, E> {
     // Relaxed: a hint. The count is raised before a vendor ID's word is
     // published (Release); whoever learnt the ID read that word or was
@@ -103,22 +135,44 @@ pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -
     if VENDOR_LIVE.load(Ordering::Relaxed) == 0 {
         return free();
     }
-    // Pinned before the record is taken: a consumer's exit that frees the
-    // record's consumer after us waits for this guard.
     let _pin = crate::domain().pin();
-    let mut ids = vendor_ids();
+    let mut vendors = vendor_ids();
     if !free()? {
         return Ok(false);
     }
-    let consumer = ids.remove(&id);
-    drop(ids);
+    let consumer = vendors.ids.remove(&id);
+    drop(vendors);
     if let Some(consumer) = consumer {
         // Relaxed: see above.
         VENDOR_LIVE.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: the record's consumer, alive while `_pin` lives (above).
+        // SAFETY: the record's consumer: its `owed` count includes this ID
+        // until `handed_back` below, so it is not freed before.
         unsafe { vendor_free(consumer as *mut iommu_pasid, id) };
+        handed_back(consumer);
     }
     Ok(true)
+}
+
+/// One vendor ID of `consumer` has gone back through its `pasid_free`;
+/// frees an exited consumer that is owed nothing more.
+fn handed_back(consumer: usize) {
+    let mut vendors = vendor_ids();
+    let Some(owed) = vendors.owed.get_mut(&consumer) else {
+        return;
+    };
+    owed.count -= 1;
+    if owed.count > 0 {
+        return;
+    }
+    let exited = owed.exited;
+    vendors.owed.remove(&consumer);
+    drop(vendors);
+    if exited {
+        // SAFETY: made by iommu_pasid_init as a Box; its exit has run (its
+        // set is destroyed and its readers waited for) and it is owed no
+        // more hook calls (invariant above): this is its last use.
+        drop(unsafe { Box::from_raw(consumer as *mut iommu_pasid) });
+    }
 }
 
 /// Hands a vendor-allocated ID back to its driver.
@@ -199,12 +253,16 @@ pub unsafe extern "C" fn iommu_pasid_init(bus: *mut bus_type) -> *mut iommu_pasi
 }
 
 /// Frees every ID the consumer still owns (vendor IDs through
-/// `ops->pasid_free`), waits for readers, frees the consumer. NULL is a
-/// no-op. Aborts if called inside a read-side section (it would wait for
-/// itself).
+/// `ops->pasid_free`), waits for readers, frees the consumer. An ID that is
+/// still referenced (`ioasid_get`) is left FREE_PENDING (contract §6.2); a
+/// vendor one goes back through this consumer's `pasid_free` at its last
+/// `ioasid_put`, so the library frees the consumer after that hook returns.
+/// NULL is a no-op. Aborts if called inside a read-side section (it would
+/// wait for itself).
 ///
 /// # Safety
-/// `pasid` is NULL or a consumer from `iommu_pasid_init`, not used again.
+/// `pasid` is NULL or a consumer from `iommu_pasid_init`, not used again by
+/// the caller; its `ops` stay valid until its last vendor ID is handed back.
 #[no_mangle]
 pub unsafe extern "C" fn iommu_pasid_exit(pasid: *mut iommu_pasid) {
     ffi_guard!(
@@ -221,8 +279,18 @@ pub unsafe extern "C" fn iommu_pasid_exit(pasid: *mut iommu_pasid) {
             unsafe { crate::destroy_set(std::ptr::addr_of_mut!((*pasid).set)) };
             // Not inside a read-side section (checked above): this returns.
             crate::domain().synchronize();
-            // SAFETY: made by iommu_pasid_init as a Box; its IDs are freed
-            // and no reader can still see them.
+            {
+                let mut vendors = vendor_ids();
+                if let Some(owed) = vendors.owed.get_mut(&(pasid as usize)) {
+                    // Vendor IDs left FREE_PENDING (still referenced) go
+                    // back through this consumer at their last put: the
+                    // last one hands it back frees it (`handed_back`).
+                    owed.exited = true;
+                    return;
+                }
+            }
+            // SAFETY: made by iommu_pasid_init as a Box; its IDs are freed,
+            // no reader can still see them, and no vendor ID of it is left.
             drop(unsafe { Box::from_raw(pasid) });
         }
     )
@@ -275,18 +343,19 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
                 if !(lo..=hi).contains(&id) {
                     return neg(Error::Io);
                 }
-                let mut ids = vendor_ids();
+                let mut vendors = vendor_ids();
                 // Relaxed: see `free_id`; raised before the word is published.
                 VENDOR_LIVE.fetch_add(1, Ordering::Relaxed);
                 let recorded = imp.set.alloc(id, id, CData::new(private_));
                 match recorded {
                     Ok(id) => {
-                        ids.insert(id, pasid as usize);
+                        vendors.ids.insert(id, pasid as usize);
+                        vendors.owed.entry(pasid as usize).or_default().count += 1;
                     }
                     // Relaxed: see `free_id`.
                     Err(_) => drop(VENDOR_LIVE.fetch_sub(1, Ordering::Relaxed)),
                 }
-                drop(ids);
+                drop(vendors);
                 return match recorded {
                     Ok(id) => {
                         // SAFETY: non-null and writable by contract.

@@ -299,6 +299,11 @@ mod vendor {
     pub static PUT_ID_FREES: AtomicUsize = AtomicUsize::new(0);
     pub const PUT_ID: ioasid_t = 0x6300_0000;
     pub static WAIT_IN_FREE: AtomicBool = AtomicBool::new(false);
+    /// `pasid_free` calls for `EXITED_ID`, and the consumer's `priv` the
+    /// last one read.
+    pub static EXITED_ID_FREES: AtomicUsize = AtomicUsize::new(0);
+    pub static EXITED_ID_PRIV: AtomicUsize = AtomicUsize::new(0);
+    pub const EXITED_ID: ioasid_t = 0x6400_0000;
 
     pub unsafe extern "C" fn alloc(
         pasid: *mut iommu_pasid,
@@ -311,7 +316,13 @@ mod vendor {
         0
     }
 
-    pub unsafe extern "C" fn free(_pasid: *mut iommu_pasid, ioasid: ioasid_t) {
+    pub unsafe extern "C" fn free(pasid: *mut iommu_pasid, ioasid: ioasid_t) {
+        if ioasid == EXITED_ID {
+            // SAFETY: the library passes a consumer that is still allocated.
+            let priv_ = unsafe { (*pasid).priv_ } as usize;
+            EXITED_ID_PRIV.store(priv_, Ordering::SeqCst);
+            EXITED_ID_FREES.fetch_add(1, Ordering::SeqCst);
+        }
         if ioasid == SET_DATA_ID {
             SET_DATA_ID_FREES.fetch_add(1, Ordering::SeqCst);
         }
@@ -472,4 +483,54 @@ fn a_vendor_id_goes_back_to_its_driver_at_the_last_put() {
     }
     // SAFETY: the consumer, exited once.
     unsafe { iommu_pasid_exit(pasid) };
+}
+
+/// A consumer exits while one of its vendor IDs is still referenced: the
+/// ID stays FREE_PENDING, and its last put hands it back through the
+/// exited consumer's `pasid_free`, with the consumer still readable
+/// (its ops and `priv`), exactly once; the consumer is freed after.
+#[test]
+fn a_referenced_vendor_id_outlives_its_consumers_exit() {
+    use std::sync::atomic::Ordering;
+    const ID: ioasid_t = vendor::EXITED_ID;
+    let frees = || vendor::EXITED_ID_FREES.load(Ordering::SeqCst);
+    for round in 0..3 {
+        let pasid = vendor_consumer(ID);
+        // SAFETY: our live consumer.
+        unsafe {
+            (*pasid).min = ID;
+            (*pasid).max = ID;
+        }
+        let mut out = 0;
+        // SAFETY: a live consumer and a writable out.
+        let rc = unsafe { iommu_pasid_alloc(pasid, ID, ID, std::ptr::null_mut(), &mut out) };
+        assert_eq!((rc, out), (0, ID), "round {round}");
+        let before = frees();
+        ioasid_get(ID);
+        // SAFETY: the consumer, exited once; not used by us again.
+        unsafe { iommu_pasid_exit(pasid) };
+        assert_eq!(frees(), before, "handed back while still referenced");
+        // FREE_PENDING: found, not got, not allocatable.
+        // SAFETY: a NULL set means any set.
+        let got = unsafe { ioasid_get_checked(std::ptr::null_mut(), ID) };
+        assert_eq!(got, -crate::errno::ENOENT);
+        // SAFETY: NULL set (the anonymous one).
+        let plain = unsafe { ioasid_alloc(std::ptr::null_mut(), ID, ID, std::ptr::null_mut()) };
+        assert_eq!(plain, ioasid_core::INVALID_IOASID);
+        assert!(ioasid_put(ID), "the last put releases it");
+        assert_eq!(frees(), before + 1, "handed back once, at the last put");
+        // The hook saw the exited consumer intact.
+        assert_eq!(
+            vendor::EXITED_ID_PRIV.load(Ordering::SeqCst),
+            ID as usize,
+            "pasid_free read the consumer's priv"
+        );
+        assert!(!ioasid_put(ID));
+        assert_eq!(frees(), before + 1);
+        // The number is free again.
+        // SAFETY: NULL set (the anonymous one).
+        let plain = unsafe { ioasid_alloc(std::ptr::null_mut(), ID, ID, std::ptr::null_mut()) };
+        assert_eq!(plain, ID);
+        ioasid_free(ID);
+    }
 }

@@ -327,12 +327,52 @@ static void test_vendor_alloc(void)
 	CHECK_EQ(live(), 0);
 }
 
+/* A consumer exits while one of its vendor IDs is still referenced: the ID
+ * stays FREE_PENDING (found, not got, not allocatable), and its last put
+ * hands it back through the exited consumer's pasid_free, once, with the
+ * consumer still intact (valgrind and ASan see any use after free). */
+static void test_referenced_vendor_id_outlives_exit(void)
+{
+	struct bus_type bus = { "pci", &vendor_ops };
+	struct iommu_pasid *p = iommu_pasid_init(&bus);
+	int x = 7;
+	ioasid_t id = 0;
+
+	memset(&vendor, 0, sizeof(vendor));
+	p->priv = &vendor;
+	vendor.mode = MODE_TABLE;
+	CHECK_EQ(iommu_pasid_alloc(p, 1, 0xFFFFF, &x, &id), 0);
+	CHECK_EQ(id, 500);
+	ioasid_get(500);
+	iommu_pasid_exit(p);
+	CHECK_EQ(vendor.frees, 0);
+	CHECK(ioasid_find(NULL, 500, NULL) == &x);
+	CHECK_EQ(ioasid_get_checked(NULL, 500), -ENOENT);
+	CHECK_EQ(ioasid_alloc(NULL, 500, 500, NULL), INVALID_IOASID);
+	CHECK_EQ(live(), 1);
+	CHECK(ioasid_put(500));
+	CHECK(vendor.frees == 1 && vendor.last_freed == 500);
+	CHECK(vendor.used[0] == 0);
+	CHECK_EQ(live(), 0);
+	CHECK(!ioasid_put(500));
+	CHECK_EQ(vendor.frees, 1);
+	/* The vendor may hand the number out again, to a new consumer. */
+	struct iommu_pasid *q = iommu_pasid_init(&bus);
+	q->priv = &vendor;
+	CHECK_EQ(iommu_pasid_alloc(q, 1, 0xFFFFF, &x, &id), 0);
+	CHECK_EQ(id, 500);
+	iommu_pasid_exit(q);
+	CHECK_EQ(vendor.frees, 2);
+	CHECK_EQ(live(), 0);
+}
+
 int main(void)
 {
 	test_init();
 	test_software_alloc();
 	test_narrowed_range();
 	test_vendor_alloc();
+	test_referenced_vendor_id_outlives_exit();
 	CHECK_EQ(live(), 0);
 	return check_report("rfc");
 }
