@@ -251,15 +251,17 @@ impl<T: Payload, const F: usize> Set<T, F> {
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
         let min = self.space.min();
-        self.core().members.walk(|key| match self.visible(key, &guard) {
-            Some(word) => {
-                // SAFETY: loaded under `guard`, which protects this space's
-                // domain.
-                let value = unsafe { Ref::<T>::new(word) };
-                f(min + key as Ioasid, &value)
-            }
-            None => ControlFlow::Continue(()),
-        })
+        self.core()
+            .members
+            .walk(|key| match self.visible(key, &guard) {
+                Some(word) => {
+                    // SAFETY: loaded under `guard`, which protects this space's
+                    // domain.
+                    let value = unsafe { Ref::<T>::new(word) };
+                    f(min + key as Ioasid, &value)
+                }
+                None => ControlFlow::Continue(()),
+            })
     }
 
     /// The word of member key `key` if a walk shows it: this set owns it

@@ -759,7 +759,8 @@ impl<const F: usize> Tree<F> {
             let child = child.load(Ordering::Acquire);
             if !child.is_null() {
                 let child_base = base + ((i as u64) << shift);
-                let found = self.next_claimed_in(child, level + 1, child_base, from.max(child_base));
+                let found =
+                    self.next_claimed_in(child, level + 1, child_base, from.max(child_base));
                 if found.is_some() {
                     return found;
                 }
