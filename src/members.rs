@@ -208,10 +208,11 @@ impl<const F: usize> Members<F> {
             // Acquire: as in `walk_in` (a bit is only a candidate; the
             // caller re-checks the owner with an Acquire load).
             let mut bits = word.load(Ordering::Acquire);
-            // `from` is inside this leaf here (`from - base < F <= 64`).
-            if from > base {
-                bits &= u64::MAX << (from - base);
+            // Past this leaf only when it is the root (one level).
+            if from - base >= F as u64 {
+                return None;
             }
+            bits &= u64::MAX << (from - base);
             return (bits != 0).then_some((base, bits));
         }
         // SAFETY: nodes above the leaf level are `BitInner`s owned by self.
@@ -328,5 +329,7 @@ mod tests {
         m.insert_published(9);
         m.insert_published(0);
         assert_eq!(keys(&m), vec![0, 9]);
+        assert_eq!(m.next_bits(1), Some((0, 1 << 9)));
+        assert_eq!(m.next_bits(64), None, "past the only leaf");
     }
 }

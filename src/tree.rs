@@ -745,9 +745,11 @@ impl<const F: usize> Tree<F> {
             // Acquire: a candidate only; the caller's Acquire load of the
             // slot is what orders the entry.
             let mut bits = leaf.claimed.load(Ordering::Acquire) & self.valid_mask(level, base);
-            if from > base {
-                bits &= u64::MAX << (from - base);
+            // Past this leaf only when it is the root (one level).
+            if from - base >= F as u64 {
+                return None;
             }
+            bits &= u64::MAX << (from - base);
             return (bits != 0).then_some((base, bits, &leaf.slots));
         }
         // SAFETY: nodes above the leaf level are inner nodes, alive while the tree is.

@@ -321,7 +321,9 @@ impl SpaceModel {
                 } else {
                     None
                 };
-                after.or_else(|| self.lowest_free(lo, hi)).map(Choice::Exactly)
+                after
+                    .or_else(|| self.lowest_free(lo, hi))
+                    .map(Choice::Exactly)
             }
             Policy::Any => self.lowest_free(lo, hi).map(|_| Choice::AnyFree(lo, hi)),
         };
@@ -464,7 +466,10 @@ impl SpaceModel {
     fn release(&mut self, id: Id) {
         let entry = self.live.remove(&id).unwrap();
         if let Some(set) = entry.owner {
-            self.sets.get_mut(&set).expect("an owner the model has").count -= 1;
+            self.sets
+                .get_mut(&set)
+                .expect("an owner the model has")
+                .count -= 1;
         }
         self.retired.push(entry.data);
         self.released.push(id);
@@ -503,7 +508,11 @@ mod tests {
         model.record_alloc(a, 1, 2);
         assert_eq!(model.get(Some(b), 0), Err(EACCES));
         assert_eq!(model.get(None, 0), Ok(()));
-        assert_eq!(model.free(Some(a), 0), Ok(false), "referenced: FREE_PENDING");
+        assert_eq!(
+            model.free(Some(a), 0),
+            Ok(false),
+            "referenced: FREE_PENDING"
+        );
         assert!(model.is_pending(0));
         assert_eq!(model.get(None, 0), Err(ENOENT));
         assert_eq!(model.free(None, 0), Err(ENOENT));
