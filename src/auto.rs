@@ -52,8 +52,14 @@ use std::ops::{Deref, DerefMut};
 
 /// Any `Send + Sync + 'static` value as per-ID data: stored inline when the
 /// crate knows a sound inline encoding for `T` (small integers, `bool`,
-/// `char`, `()`), boxed otherwise. Dereferences to `T`. See the
-/// [module docs](self) for why a wrapper.
+/// `char`, `()`), boxed otherwise. Dereferences to `T`.
+///
+/// Why a wrapper: a blanket `Payload` impl for every `T` would conflict
+/// with the specific ones (`u32`, `Box<U>`, the C layer's pointer type)
+/// without specialization, and inlining any small `T` by copying its bytes
+/// is unsound for a generic `T` (padding bytes, interior mutability seen
+/// through a reader's copy, pointer provenance). `Auto` is one type with
+/// one impl: it inlines only the types the crate knows, by `TypeId`.
 ///
 /// ```
 /// use ioasid::{Auto, Space};

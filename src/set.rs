@@ -418,7 +418,10 @@ mod tests {
         assert_eq!(inclusive_bounds(&(..1)), Some((0, 0)));
         assert_eq!(inclusive_bounds(&(..0)), None);
         assert_eq!(inclusive_bounds(&(5..5)), None);
-        assert_eq!(inclusive_bounds(&(6..=5)), None);
+        assert_eq!(
+            inclusive_bounds(&(Bound::Included(6), Bound::Included(5))),
+            None
+        );
         let excluded = (Bound::Excluded(u32::MAX), Bound::Unbounded);
         assert_eq!(inclusive_bounds(&excluded), None);
         let excluded = (Bound::Excluded(0), Bound::Included(1));

@@ -931,7 +931,7 @@ fn iterators_race_writers_from_other_threads() {
             while !stop.load(Ordering::Relaxed) {
                 round += 1;
                 // The other set's data carries bit 7: never seen through `mine`.
-                let (set, tag) = if (round + w) % 2 == 0 {
+                let (set, tag) = if (round + w).is_multiple_of(2) {
                     (&mine, 0)
                 } else {
                     (&theirs, 0x80)

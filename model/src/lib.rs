@@ -39,7 +39,7 @@
 //! Errno>`) and applies its effect on success, nothing on error. State it
 //! needs (a SPID map, a notifier list, ...) is a field of [`SpaceModel`]
 //! or [`Entry`], initialised in [`SpaceModel::new`] / at alloc, and
-//! cleaned in [`SpaceModel::release`], the one place an ID leaves the
+//! cleaned in `SpaceModel::release`, the one place an ID leaves the
 //! model. Then each driver adds its own variant and arm; nothing else
 //! moves.
 
