@@ -754,72 +754,52 @@ unsafe fn run_op(
                 unsafe { ioasid_space_destroy(0x3000 as *mut ioasid_space) };
             }
         }
-        // ioasid_get(id), or ioasid_get_checked(set | NULL, id)
-        20 => {
+        // ioasid_get(id) / ioasid_put(id), or their checked forms on
+        // (set | NULL, id).
+        20 | 21 => {
+            let is_get = op % OPS == 20;
             let checked = bytes.u8() % 2 == 0;
             let null = bytes.u8() % 4 == 0;
-            let (home, key) = if null {
+            let (home, key) = if null || !checked {
                 (Where::Global, None)
             } else {
                 let (home, key) = model.home(slot);
                 (home, Some(key))
             };
             let id = pick_id(bytes, model.space(home), model.space(home).min());
-            if checked {
-                let set_arg = if null { ptr::null_mut() } else { set };
-                // SAFETY: forwarded.
-                let got = unsafe { ioasid_get_checked(set_arg, id) };
-                let want = model
-                    .space_mut(home)
-                    .get(key, id)
-                    .map_or_else(|e| -e, |()| 0);
-                note("ioasid_get_checked", want);
-                expect_eq!(
-                    step,
-                    format!("ioasid_get_checked(slot {slot} null {null}, {id})"),
-                    got,
-                    want
-                );
-            } else {
-                // The kernel form: the global space, any set, silent.
-                let id = pick_id(bytes, &model.global, 0);
-                ioasid_get(id);
-                let _ = model.global.get(None, id);
-            }
-        }
-        // ioasid_put(id), or ioasid_put_checked(set | NULL, id)
-        21 => {
-            let checked = bytes.u8() % 2 == 0;
-            let null = bytes.u8() % 4 == 0;
-            let (home, key) = if null {
-                (Where::Global, None)
-            } else {
-                let (home, key) = model.home(slot);
-                (home, Some(key))
+            let set_arg = if null { ptr::null_mut() } else { set };
+            let space = model.space_mut(home);
+            let (name, got, want) = match (is_get, checked) {
+                // The kernel forms: the global space, any set; get is silent.
+                (true, false) => {
+                    ioasid_get(id);
+                    let _ = space.get(None, id);
+                    return;
+                }
+                (false, false) => {
+                    let got = ioasid_put(id);
+                    let want = space.put(None, id) == Ok(true);
+                    ("ioasid_put", c_int::from(got), c_int::from(want))
+                }
+                // SAFETY (both): forwarded.
+                (true, true) => (
+                    "ioasid_get_checked",
+                    unsafe { ioasid_get_checked(set_arg, id) },
+                    space.get(key, id).map_or_else(|e| -e, |()| 0),
+                ),
+                (false, true) => (
+                    "ioasid_put_checked",
+                    unsafe { ioasid_put_checked(set_arg, id) },
+                    space.put(key, id).map_or_else(|e| -e, c_int::from),
+                ),
             };
-            let id = pick_id(bytes, model.space(home), model.space(home).min());
-            if checked {
-                let set_arg = if null { ptr::null_mut() } else { set };
-                // SAFETY: forwarded.
-                let got = unsafe { ioasid_put_checked(set_arg, id) };
-                let want = model
-                    .space_mut(home)
-                    .put(key, id)
-                    .map_or_else(|e| -e, c_int::from);
-                note("ioasid_put_checked", want);
-                expect_eq!(
-                    step,
-                    format!("ioasid_put_checked(slot {slot} null {null}, {id})"),
-                    got,
-                    want
-                );
-            } else {
-                let id = pick_id(bytes, &model.global, 0);
-                let got = ioasid_put(id);
-                let want = model.global.put(None, id) == Ok(true);
-                note("ioasid_put", want);
-                expect_eq!(step, format!("ioasid_put({id})"), got, want);
-            }
+            note(name, want);
+            expect_eq!(
+                step,
+                format!("{name}(slot {slot} null {null}, {id})"),
+                got,
+                want
+            );
         }
         _ => unreachable!(),
     }
