@@ -2,6 +2,7 @@
 //! default fan-out.
 
 mod common;
+use common::Scripted;
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -431,21 +432,6 @@ fn a_guard_of_another_domain_is_refused() {
     let id = set.alloc(0, 9, 1).unwrap();
     let foreign = Domain::new().pin();
     let _ = space.find(id, &foreign);
-}
-
-/// A custom allocator that answers from a script and logs frees.
-struct Scripted {
-    answers: Mutex<Vec<CustomAlloc>>,
-    freed: Mutex<Vec<u32>>,
-}
-
-impl CustomAllocator for Scripted {
-    fn alloc(&self, _min: u32, _max: u32) -> CustomAlloc {
-        self.answers.lock().unwrap().remove(0)
-    }
-    fn free(&self, id: u32) {
-        self.freed.lock().unwrap().push(id);
-    }
 }
 
 #[test]
