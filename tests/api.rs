@@ -2,7 +2,7 @@
 //! default fan-out.
 
 mod common;
-use common::Scripted;
+use common::{Scripted, Tag};
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -328,33 +328,19 @@ fn a_space_holds_at_most_16383_sets_and_the_last_one_owns_ids() {
     assert_eq!(last.free(id), Ok(()));
 }
 
-/// Data that counts its drops.
-struct Tracked {
-    id: u32,
-    drops: Arc<AtomicUsize>,
-}
-
-// SAFETY: the provided methods store it boxed.
-unsafe impl ioasid::Payload for Tracked {}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn every_value_is_dropped_exactly_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     let domain = Domain::new();
-    let space: Space<Tracked, 4> = Space::builder()
+    let space: Space<Tag, 4> = Space::builder()
         .range(0, 99)
         .domain(domain.clone())
         .build()
         .unwrap();
     let set = space.new_set();
-    let make = |id| Tracked {
+    let make = |id| Tag {
         id,
+        mark: 0,
         drops: drops.clone(),
     };
     for i in 0..50 {

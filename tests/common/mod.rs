@@ -2,7 +2,8 @@
 //! this module, hence the `dead_code` allowances.
 
 use ioasid::{CustomAlloc, CustomAllocator, Domain, Ioasid, Policy, Space};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A space `[min, max]` with `policy`, in a domain of its own (so dropping
 /// it runs every deferred drop).
@@ -41,5 +42,24 @@ impl CustomAllocator for Scripted {
     }
     fn free(&self, id: Ioasid) {
         self.freed.lock().unwrap().push(id);
+    }
+}
+
+/// Data that counts its drops in `drops`; `id` and `mark` say what it was
+/// made for (an ID, and a thread or a round), for readers to check.
+#[allow(dead_code)]
+#[derive(Debug)]
+pub struct Tag {
+    pub id: u32,
+    pub mark: usize,
+    pub drops: Arc<AtomicUsize>,
+}
+
+// SAFETY: the provided methods store it boxed.
+unsafe impl ioasid::Payload for Tag {}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
     }
 }
