@@ -29,7 +29,8 @@
 //!   inline encoding the crate itself defines and knows to be sound (the
 //!   plain integers of at most 32 bits, `u64`/`usize` below 2^48, `bool`,
 //!   `char`, `()`: no padding, no interior mutability, no pointers); the
-//!   check is a `TypeId` comparison that the compiler folds away per `T`.
+//!   check is a `TypeId` comparison that the compiler folds away per `T`
+//!   (in a release build, encoding an `Auto<u32>` is one register move).
 //!   Any other `T` is boxed, as a `Payload` with the provided methods is.
 //!   Existing impls, the C layer's `void *` path and the inline types keep
 //!   their encodings and their speed: nothing they run changed.

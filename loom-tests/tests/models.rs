@@ -450,6 +450,49 @@ fn lookup_races_set_data() {
     });
 }
 
+/// The scenario of the walk models: fan-out 2 over IDs 0..=3, `mine` owns
+/// 0 and 1, `theirs` owns 2. `churn` frees 1 from `mine` and allocates
+/// again in `mine`; `stranger` allocates in `theirs` (taking 1 or 3) and
+/// hands `theirs` back. Probes 0..=4, in that order.
+struct Churn {
+    ledger: Ledger,
+    space: Space<Probe, 2>,
+    mine: Arc<Set<Probe, 2>>,
+    churn: JoinHandle<Result<Ioasid, Error>>,
+    stranger: JoinHandle<(Set<Probe, 2>, Result<Ioasid, Error>)>,
+}
+
+fn churn_free_and_alloc() -> Churn {
+    let ledger = Ledger::new();
+    let space = new_space::<2>(0, 3, Policy::Lowest);
+    let mine = Arc::new(space.new_set());
+    let theirs = space.new_set();
+    assert_eq!(mine.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
+    assert_eq!(mine.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
+    assert_eq!(theirs.alloc(0, 3, ledger.probe(2, 0)), Ok(2));
+    let churn = {
+        let (mine, ledger) = (mine.clone(), ledger.clone());
+        spawn(move || {
+            assert_eq!(mine.free(1), Ok(()));
+            mine.alloc(0, 3, ledger.probe(3, 0))
+        })
+    };
+    let stranger = {
+        let ledger = ledger.clone();
+        spawn(move || {
+            let id = theirs.alloc(0, 3, ledger.probe(4, 0));
+            (theirs, id)
+        })
+    };
+    Churn {
+        ledger,
+        space,
+        mine,
+        churn,
+        stranger,
+    }
+}
+
 /// for_each vs free and alloc in the same set and alloc by another set.
 /// Fan-out 2 over IDs 0..=3: `mine` owns 0 and 1, `theirs` owns 2. One
 /// thread frees 1 from `mine` and allocates again in `mine`; another
@@ -458,27 +501,13 @@ fn lookup_races_set_data() {
 #[test]
 fn for_each_races_free_and_alloc() {
     model(2, || {
-        let ledger = Ledger::new();
-        let space = new_space::<2>(0, 3, Policy::Lowest);
-        let mine = Arc::new(space.new_set());
-        let theirs = space.new_set();
-        assert_eq!(mine.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
-        assert_eq!(mine.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
-        assert_eq!(theirs.alloc(0, 3, ledger.probe(2, 0)), Ok(2));
-        let churn = {
-            let (mine, ledger) = (mine.clone(), ledger.clone());
-            spawn(move || {
-                assert_eq!(mine.free(1), Ok(()));
-                mine.alloc(0, 3, ledger.probe(3, 0))
-            })
-        };
-        let stranger = {
-            let ledger = ledger.clone();
-            spawn(move || {
-                let id = theirs.alloc(0, 3, ledger.probe(4, 0));
-                (theirs, id)
-            })
-        };
+        let Churn {
+            ledger,
+            space,
+            mine,
+            churn,
+            stranger,
+        } = churn_free_and_alloc();
         let mut seen: Vec<(Ioasid, usize)> = Vec::new();
         let flow = mine.for_each(|id, probe| {
             seen.push((id, probe.token()));
@@ -520,27 +549,13 @@ fn for_each_races_free_and_alloc() {
 #[test]
 fn iterators_race_free_and_alloc() {
     model(2, || {
-        let ledger = Ledger::new();
-        let space = new_space::<2>(0, 3, Policy::Lowest);
-        let mine = Arc::new(space.new_set());
-        let theirs = space.new_set();
-        assert_eq!(mine.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
-        assert_eq!(mine.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
-        assert_eq!(theirs.alloc(0, 3, ledger.probe(2, 0)), Ok(2));
-        let churn = {
-            let (mine, ledger) = (mine.clone(), ledger.clone());
-            spawn(move || {
-                assert_eq!(mine.free(1), Ok(()));
-                mine.alloc(0, 3, ledger.probe(3, 0))
-            })
-        };
-        let stranger = {
-            let ledger = ledger.clone();
-            spawn(move || {
-                let id = theirs.alloc(0, 3, ledger.probe(4, 0));
-                (theirs, id)
-            })
-        };
+        let Churn {
+            ledger,
+            space,
+            mine,
+            churn,
+            stranger,
+        } = churn_free_and_alloc();
         {
             let guard = space.pin();
             let seen: Vec<(Ioasid, usize)> =
