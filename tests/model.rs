@@ -389,6 +389,7 @@ fn step_case<D: Data, const F: usize>(
                 AllocForm::Exact => set.alloc_exact(min, data),
             };
             coverage.insert(label("alloc", &real));
+            coverage.insert(label(&format!("alloc {form:?}"), &real));
             if real.is_err() {
                 refused_dropped(log, serial, "alloc")?;
             }
@@ -735,6 +736,11 @@ fn generators_reach_every_outcome() {
         "put E2",
         "put E13",
         "free FREE_PENDING",
+        "alloc Range Ok",
+        "alloc Range E22",
+        "alloc Exact Ok",
+        "alloc Exact E28",
+        "alloc Exact E22",
     ];
     for outcome in wanted {
         assert!(
