@@ -63,9 +63,10 @@ pub(crate) const MAX_SETS: u16 = OWNER_MASK as u16;
 /// which keeps lookups at one memory access and costs no allocation, or is
 /// stored in a box (the default). Implemented for small integers, `bool`,
 /// `char`, `()`, `Box<U>`, `Arc<U>` and their `Option`s, and (boxed) for
-/// `String` and `Vec<U>`. For your own type, either store it as
-/// `Box<YourType>` / `Arc<YourType>`, or implement the trait with the
-/// defaults (always boxed):
+/// `String` and `Vec<U>`. For your own type, wrap it in [`Auto`](crate::Auto)
+/// (boxed automatically, no `unsafe`), store it as `Box<YourType>` /
+/// `Arc<YourType>`, or implement the trait with the defaults (always
+/// boxed):
 ///
 /// ```
 /// struct ProcessContext { pid: u32, name: String }

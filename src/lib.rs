@@ -47,6 +47,7 @@
 //! ## Architecture
 //!
 //! - `tree`: the radix tree of one space (claim bitmaps, free hints, slots).
+//! - `auto`: [`Auto`], any `Send + Sync` type as data without an `unsafe impl`.
 //! - `entry`: one-word entries (owner index + data), [`Payload`], [`Ref`].
 //! - `owners`: set cores and the owner-index table.
 //! - `members`: a set's bitmap index of its own IDs (a superset, cleaned
@@ -54,6 +55,7 @@
 //! - `space`: policies, alloc/free/replace, the space handle.
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
+//! - `iter`: iterators over a set's and a space's IDs under a guard.
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
@@ -64,10 +66,12 @@
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]
 
+mod auto;
 mod custom;
 mod domain;
 mod entry;
 mod error;
+mod iter;
 mod members;
 mod owners;
 mod refs;
@@ -76,10 +80,12 @@ mod space;
 mod sync;
 mod tree;
 
+pub use auto::Auto;
 pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
+pub use iter::{SetIter, SpaceIter};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
 

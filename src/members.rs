@@ -193,6 +193,46 @@ impl<const F: usize> Members<F> {
         ControlFlow::Continue(())
     }
 
+    /// The first leaf word with a bit set for a key `>= from`: the leaf's
+    /// first key and its bits, those below `from` masked off. Each call
+    /// reads each word it passes once, as [`Members::walk`] does; iterators
+    /// resume with `from` set to the next leaf's first key.
+    pub(crate) fn next_bits(&self, from: u64) -> Option<(u64, u64)> {
+        self.next_in(self.root, 0, 0, from)
+    }
+
+    fn next_in(&self, node: *mut (), level: u32, base: u64, from: u64) -> Option<(u64, u64)> {
+        if level == self.levels - 1 {
+            // SAFETY: the node at the leaf level is a leaf word owned by self.
+            let word = unsafe { &*node.cast::<AtomicU64>() };
+            // Acquire: as in `walk_in` (a bit is only a candidate; the
+            // caller re-checks the owner with an Acquire load).
+            let mut bits = word.load(Ordering::Acquire);
+            // Past this leaf only when it is the root (one level).
+            if from - base >= F as u64 {
+                return None;
+            }
+            bits &= u64::MAX << (from - base);
+            return (bits != 0).then_some((base, bits));
+        }
+        // SAFETY: nodes above the leaf level are `BitInner`s owned by self.
+        let inner = unsafe { &*node.cast::<BitInner<F>>() };
+        let shift = self.shift(level);
+        let first = (from.saturating_sub(base) >> shift).min(F as u64) as usize;
+        for (i, child) in inner.children.iter().enumerate().skip(first) {
+            // Acquire: pairs with the Release of `install`.
+            let child = child.load(Ordering::Acquire);
+            if !child.is_null() {
+                let child_base = base + ((i as u64) << shift);
+                let found = self.next_in(child, level + 1, child_base, from.max(child_base));
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
+    }
+
     fn free_all(&mut self, node: *mut (), level: u32) {
         if level + 1 < self.levels {
             // SAFETY: `&mut self`: nobody else reaches the nodes.
@@ -256,11 +296,40 @@ mod tests {
         assert_eq!(seen, vec![0, 4, 63]);
     }
 
+    /// `next_bits` finds the same keys as `walk`, from any starting key.
+    #[test]
+    fn next_bits_resumes_where_asked() {
+        let m: Members<4> = Members::new(1000);
+        let keys_in = [0u64, 3, 4, 5, 63, 64, 250, 999];
+        for k in keys_in {
+            m.insert_published(k);
+        }
+        let collect_from = |mut from: u64| {
+            let mut out = Vec::new();
+            while let Some((base, mut bits)) = m.next_bits(from) {
+                while bits != 0 {
+                    out.push(base + bits.trailing_zeros() as u64);
+                    bits &= bits - 1;
+                }
+                from = base + 4;
+            }
+            out
+        };
+        assert_eq!(collect_from(0), keys_in.to_vec());
+        assert_eq!(collect_from(5), vec![5, 63, 64, 250, 999]);
+        assert_eq!(collect_from(6), vec![63, 64, 250, 999]);
+        assert_eq!(collect_from(251), vec![999]);
+        assert_eq!(collect_from(1000), Vec::<u64>::new());
+        assert_eq!(collect_from(u64::from(u32::MAX)), Vec::<u64>::new());
+    }
+
     #[test]
     fn single_level_index() {
         let m: Members<64> = Members::new(10);
         m.insert_published(9);
         m.insert_published(0);
         assert_eq!(keys(&m), vec![0, 9]);
+        assert_eq!(m.next_bits(1), Some((0, 1 << 9)));
+        assert_eq!(m.next_bits(64), None, "past the only leaf");
     }
 }

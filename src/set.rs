@@ -15,7 +15,7 @@ use crate::refs::RefDrop;
 use crate::space::{Expect, Space};
 use crate::Ioasid;
 use std::fmt;
-use std::ops::ControlFlow;
+use std::ops::{Bound, ControlFlow, RangeBounds};
 
 /// A consumer of a [`Space`]: owns IDs and one private value per ID.
 ///
@@ -63,7 +63,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
         }
     }
 
-    fn core(&self) -> &SetCore<F> {
+    pub(crate) fn core(&self) -> &SetCore<F> {
         // SAFETY: the core lives until `drop` hands it to the epoch.
         unsafe { &*self.core }
     }
@@ -98,6 +98,46 @@ impl<T: Payload, const F: usize> Set<T, F> {
         self.space
             .inner
             .alloc(self.core(), self.index, min, max, data)
+    }
+
+    /// Allocates an ID in `range` (clamped to the space) with `data`: the
+    /// range form of [`Set::alloc`], so `1..=0xFFFFF`, `1..0x100000`,
+    /// `..=7` and `..` all work. Errors as [`Set::alloc`]; an empty or
+    /// reversed range (`5..5`, `6..=5`, `0..0`) or one that misses the
+    /// space is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 0xFFFFF)?;
+    /// let set = space.new_set();
+    /// assert_eq!(set.alloc_in(1..=0xFFFFF, 10)?, 1);
+    /// assert_eq!(set.alloc_in(..3, 20)?, 0);
+    /// assert_eq!(set.alloc_in(0xFFFFF.., 30)?, 0xFFFFF);
+    /// assert_eq!(set.alloc_in(.., 40)?, 2);
+    /// assert_eq!(set.alloc_in(5..5, 0), Err(ioasid::Error::InvalidArgument));
+    /// assert_eq!(set.alloc_in(0x100000.., 0), Err(ioasid::Error::InvalidArgument));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn alloc_in(&self, range: impl RangeBounds<Ioasid>, data: T) -> Result<Ioasid, Error> {
+        let (min, max) = inclusive_bounds(&range).ok_or(Error::InvalidArgument)?;
+        self.alloc(min, max, data)
+    }
+
+    /// Allocates exactly `id` with `data` (the allocation the RFC's vendor
+    /// path and a restore make): [`Error::NoSpace`] if `id` is live (in
+    /// any set, FREE_PENDING included), [`Error::InvalidArgument`] if it is
+    /// outside the space; otherwise errors as [`Set::alloc`]. Same as
+    /// `alloc(id, id, data)`.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 0xFFFF_FFFE)?;
+    /// let (set, other) = (space.new_set(), space.new_set());
+    /// assert_eq!(set.alloc_exact(0xFFFF_FFFE, ())?, 0xFFFF_FFFE);
+    /// assert_eq!(other.alloc_exact(0xFFFF_FFFE, ()), Err(ioasid::Error::NoSpace));
+    /// assert_eq!(set.alloc_exact(u32::MAX, ()), Err(ioasid::Error::InvalidArgument));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn alloc_exact(&self, id: Ioasid, data: T) -> Result<Ioasid, Error> {
+        self.alloc(id, id, data)
     }
 
     /// Frees an ID of this set: [`Error::NotFound`] if it is not live (or
@@ -211,33 +251,41 @@ impl<T: Payload, const F: usize> Set<T, F> {
     pub fn for_each<B>(&self, mut f: impl FnMut(Ioasid, &T) -> ControlFlow<B>) -> ControlFlow<B> {
         let guard = self.space.pin();
         let min = self.space.min();
+        self.core()
+            .members
+            .walk(|key| match self.visible(key, &guard) {
+                Some(word) => {
+                    // SAFETY: loaded under `guard`, which protects this space's
+                    // domain.
+                    let value = unsafe { Ref::<T>::new(word) };
+                    f(min + key as Ioasid, &value)
+                }
+                None => ControlFlow::Continue(()),
+            })
+    }
+
+    /// The word of member key `key` if a walk shows it: this set owns it
+    /// and it is not FREE_PENDING. A stale member bit met here is cleared
+    /// (members.rs), unless the set owns the key again by then; a
+    /// FREE_PENDING key is still owned, so its bit stays. Shared by
+    /// [`Set::for_each`] and [`Set::iter`].
+    pub(crate) fn visible(&self, key: u64, guard: &Guard) -> Option<u64> {
+        let id = self.space.min() + key as Ioasid;
         let inner = &self.space.inner;
-        let members = &self.core().members;
         // The word of `id` if this set owns it (FREE_PENDING included).
-        let owned = |id: Ioasid| {
+        let owned = || {
             inner
-                .load(id, &guard)
+                .load(id, guard)
                 .filter(|&word| crate::entry::owner(word) == self.index)
         };
-        members.walk(|key| {
-            let id = min + key as Ioasid;
-            match owned(id) {
-                // Still owned, so its bit stays; never visited again.
-                Some(word) if inner.is_pending_word(key, word) => ControlFlow::Continue(()),
-                Some(word) => {
-                    // SAFETY: loaded under `guard`, which protects this
-                    // space's domain.
-                    let value = unsafe { Ref::<T>::new(word) };
-                    f(id, &value)
-                }
-                None => {
-                    // A stale bit (members.rs): clear it, unless the set
-                    // owns the key again by now.
-                    members.clear_stale(key, || owned(id).is_some());
-                    ControlFlow::Continue(())
-                }
+        match owned() {
+            Some(word) if inner.is_pending_word(key, word) => None,
+            Some(word) => Some(word),
+            None => {
+                self.core().members.clear_stale(key, || owned().is_some());
+                None
             }
-        })
+        }
     }
 
     /// Number of live IDs of this set, FREE_PENDING ones included (they
@@ -337,5 +385,46 @@ impl<T: Payload, const F: usize> fmt::Debug for Set<T, F> {
             .field("quota", &self.quota())
             .field("space", &self.space)
             .finish()
+    }
+}
+
+/// `range` as `(min, max)`, inclusive at both ends, or `None` if it is
+/// empty (`5..5`, `..0`, an exclusive start at `u32::MAX`) or reversed.
+/// Unbounded ends are the ends of the ID type; `alloc` clamps to the space.
+fn inclusive_bounds(range: &impl RangeBounds<Ioasid>) -> Option<(Ioasid, Ioasid)> {
+    let min = match range.start_bound() {
+        Bound::Included(&min) => min,
+        Bound::Excluded(&min) => min.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let max = match range.end_bound() {
+        Bound::Included(&max) => max,
+        Bound::Excluded(&max) => max.checked_sub(1)?,
+        Bound::Unbounded => Ioasid::MAX,
+    };
+    (min <= max).then_some((min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inclusive_bounds;
+    use std::ops::Bound;
+
+    #[test]
+    fn range_bounds_become_inclusive_or_empty() {
+        assert_eq!(inclusive_bounds(&(1..=0xFFFFF)), Some((1, 0xFFFFF)));
+        assert_eq!(inclusive_bounds(&(1..0x100000)), Some((1, 0xFFFFF)));
+        assert_eq!(inclusive_bounds(&(..)), Some((0, u32::MAX)));
+        assert_eq!(inclusive_bounds(&(..1)), Some((0, 0)));
+        assert_eq!(inclusive_bounds(&(..0)), None);
+        assert_eq!(inclusive_bounds(&(5..5)), None);
+        assert_eq!(
+            inclusive_bounds(&(Bound::Included(6), Bound::Included(5))),
+            None
+        );
+        let excluded = (Bound::Excluded(u32::MAX), Bound::Unbounded);
+        assert_eq!(inclusive_bounds(&excluded), None);
+        let excluded = (Bound::Excluded(0), Bound::Included(1));
+        assert_eq!(inclusive_bounds(&excluded), Some((1, 1)));
     }
 }

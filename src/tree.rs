@@ -719,6 +719,58 @@ impl<const F: usize> Tree<F> {
             .sum()
     }
 
+    /// The first existing leaf with a claimed valid key `>= from`: its
+    /// first key, the claim bits of those keys (invalid keys and keys below
+    /// `from` masked off) and its slots. A claim bit is only a candidate:
+    /// the caller loads the slot (a claim whose word is not published yet
+    /// reads 0). For iterators over live IDs; they resume with `from` set
+    /// to the next leaf's first key.
+    pub(crate) fn next_claimed(&self, from: u64) -> Option<(u64, u64, &[AtomicU64; F])> {
+        if from >= self.span {
+            return None;
+        }
+        self.next_claimed_in(self.root, 0, 0, from)
+    }
+
+    fn next_claimed_in(
+        &self,
+        node: *mut (),
+        level: u32,
+        base: u64,
+        from: u64,
+    ) -> Option<(u64, u64, &[AtomicU64; F])> {
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf, alive while the tree is.
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+            // Acquire: a candidate only; the caller's Acquire load of the
+            // slot is what orders the entry.
+            let mut bits = leaf.claimed.load(Ordering::Acquire) & self.valid_mask(level, base);
+            // Past this leaf only when it is the root (one level).
+            if from - base >= F as u64 {
+                return None;
+            }
+            bits &= u64::MAX << (from - base);
+            return (bits != 0).then_some((base, bits, &leaf.slots));
+        }
+        // SAFETY: nodes above the leaf level are inner nodes, alive while the tree is.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        let shift = self.shift(level);
+        let first = (from.saturating_sub(base) >> shift).min(F as u64) as usize;
+        for (i, child) in inner.children.iter().enumerate().skip(first) {
+            // Acquire: pairs with the Release of `install`.
+            let child = child.load(Ordering::Acquire);
+            if !child.is_null() {
+                let child_base = base + ((i as u64) << shift);
+                let found =
+                    self.next_claimed_in(child, level + 1, child_base, from.max(child_base));
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
+    }
+
     /// Calls `drop_entry(key, word)` for every live entry and zeroes it.
     pub(crate) fn drain_live(&mut self, drop_entry: &mut impl FnMut(u64, u64)) {
         self.drain_in(self.root, 0, 0, drop_entry);

@@ -2,6 +2,7 @@
 //! default fan-out.
 
 mod common;
+use common::{Scripted, Tag};
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -327,33 +328,19 @@ fn a_space_holds_at_most_16383_sets_and_the_last_one_owns_ids() {
     assert_eq!(last.free(id), Ok(()));
 }
 
-/// Data that counts its drops.
-struct Tracked {
-    id: u32,
-    drops: Arc<AtomicUsize>,
-}
-
-// SAFETY: the provided methods store it boxed.
-unsafe impl ioasid::Payload for Tracked {}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn every_value_is_dropped_exactly_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     let domain = Domain::new();
-    let space: Space<Tracked, 4> = Space::builder()
+    let space: Space<Tag, 4> = Space::builder()
         .range(0, 99)
         .domain(domain.clone())
         .build()
         .unwrap();
     let set = space.new_set();
-    let make = |id| Tracked {
+    let make = |id| Tag {
         id,
+        mark: 0,
         drops: drops.clone(),
     };
     for i in 0..50 {
@@ -431,21 +418,6 @@ fn a_guard_of_another_domain_is_refused() {
     let id = set.alloc(0, 9, 1).unwrap();
     let foreign = Domain::new().pin();
     let _ = space.find(id, &foreign);
-}
-
-/// A custom allocator that answers from a script and logs frees.
-struct Scripted {
-    answers: Mutex<Vec<CustomAlloc>>,
-    freed: Mutex<Vec<u32>>,
-}
-
-impl CustomAllocator for Scripted {
-    fn alloc(&self, _min: u32, _max: u32) -> CustomAlloc {
-        self.answers.lock().unwrap().remove(0)
-    }
-    fn free(&self, id: u32) {
-        self.freed.lock().unwrap().push(id);
-    }
 }
 
 #[test]
@@ -710,4 +682,337 @@ fn retire_waits_for_the_readers_of_its_domain() {
     domain.synchronize();
     domain.synchronize();
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------
+// The idiomatic forms: iterators under a guard, range and exact allocation,
+// `Auto` data.
+
+/// `(id, data)` pairs a set's iterator yields, in order.
+fn iter_pairs<const F: usize>(set: &ioasid::Set<u32, F>) -> Vec<(u32, u32)> {
+    let guard = set.space().pin();
+    set.iter(&guard).map(|(id, data)| (id, *data)).collect()
+}
+
+/// `(id, data)` pairs `for_each` visits, in order.
+fn for_each_pairs<const F: usize>(set: &ioasid::Set<u32, F>) -> Vec<(u32, u32)> {
+    let mut seen = Vec::new();
+    let _ = set.for_each(|id, data| {
+        seen.push((id, *data));
+        ControlFlow::<()>::Continue(())
+    });
+    seen
+}
+
+fn iterators_agree_at<const F: usize>() {
+    let space = make_space::<F>(0, MAX_IOASID, Policy::Lowest);
+    let (a, b) = (space.new_set(), space.new_set());
+    let edges = [0, 1, 0xFFFFF, 0xFFFF_FFFE];
+    for id in edges {
+        assert_eq!(a.alloc_exact(id, id ^ 0x55), Ok(id));
+    }
+    for id in [2, 0x10_0000, 0xFFFF_FFFD] {
+        assert_eq!(b.alloc_exact(id, 7), Ok(id));
+    }
+    let want: Vec<(u32, u32)> = edges.iter().map(|&id| (id, id ^ 0x55)).collect();
+    assert_eq!(iter_pairs(&a), want, "F={F}");
+    assert_eq!(for_each_pairs(&a), want, "F={F}");
+    let guard = space.pin();
+    let all: Vec<u32> = space.iter(&guard).map(|(id, _)| id).collect();
+    assert_eq!(
+        all,
+        [0, 1, 2, 0xFFFFF, 0x10_0000, 0xFFFF_FFFD, 0xFFFF_FFFE],
+        "F={F}"
+    );
+    drop(guard);
+    // Freed IDs (stale member bits) are not yielded; re-allocated ones are.
+    a.free(1).unwrap();
+    a.free(0xFFFF_FFFE).unwrap();
+    assert_eq!(
+        iter_pairs(&a),
+        [(0, 0x55), (0xFFFFF, 0xFFFFF ^ 0x55)],
+        "F={F}"
+    );
+    assert_eq!(a.alloc_exact(0xFFFF_FFFE, 9), Ok(0xFFFF_FFFE));
+    assert_eq!(iter_pairs(&a), for_each_pairs(&a), "F={F}");
+    assert_eq!(iter_pairs(&a).last(), Some(&(0xFFFF_FFFE, 9)), "F={F}");
+    // An empty set and an emptied space yield nothing.
+    assert_eq!(iter_pairs(&space.new_set()), []);
+    drop((a, b));
+    let guard = space.pin();
+    assert_eq!(space.iter(&guard).count(), 0, "F={F}");
+}
+
+#[test]
+fn iterators_yield_what_for_each_visits_at_the_edge_ids() {
+    iterators_agree_at::<2>();
+    iterators_agree_at::<4>();
+    iterators_agree_at::<64>();
+}
+
+#[test]
+fn iterators_skip_free_pending_ids_and_stop_for_good() {
+    let space = make_space::<4>(0, 20, Policy::Lowest);
+    let set = space.new_set();
+    for id in 0..5 {
+        set.alloc_exact(id, id * 10).unwrap();
+    }
+    set.get(3).unwrap();
+    set.free(3).unwrap();
+    assert!(space.is_free_pending(3));
+    let guard = space.pin();
+    let ids: Vec<u32> = set.iter(&guard).map(|(id, _)| id).collect();
+    assert_eq!(ids, [0, 1, 2, 4]);
+    let ids: Vec<u32> = space.iter(&guard).map(|(id, _)| id).collect();
+    assert_eq!(ids, [0, 1, 2, 4]);
+    // Fused: once done, always done.
+    let mut it = set.iter(&guard);
+    assert_eq!(it.by_ref().count(), 4);
+    assert!(it.next().is_none() && it.next().is_none());
+    drop(guard);
+    assert_eq!(space.put(3), Ok(true));
+    assert_eq!(set.len(), 4);
+}
+
+#[test]
+fn iterators_over_a_full_space() {
+    let space = make_space::<4>(0, 63, Policy::Lowest);
+    let (even, odd) = (space.new_set(), space.new_set());
+    for id in 0..64 {
+        let set = if id % 2 == 0 { &even } else { &odd };
+        assert_eq!(set.alloc_in(id..=id, id), Ok(id));
+    }
+    assert_eq!(even.alloc_in(.., 0), Err(Error::NoSpace));
+    assert_eq!(odd.alloc_exact(63, 0), Err(Error::NoSpace));
+    let guard = space.pin();
+    let all: Vec<(u32, u32)> = space.iter(&guard).map(|(id, v)| (id, *v)).collect();
+    assert_eq!(all, (0..64).map(|id| (id, id)).collect::<Vec<_>>());
+    let evens: Vec<u32> = even.iter(&guard).map(|(id, _)| id).collect();
+    assert_eq!(evens, (0..64).step_by(2).collect::<Vec<_>>());
+    // The loop body may free in the set it walks.
+    for (id, _) in odd.iter(&guard) {
+        odd.free(id).unwrap();
+    }
+    drop(guard);
+    assert!(odd.is_empty());
+    assert_eq!(space.live_count(), 32);
+}
+
+#[test]
+fn alloc_in_takes_every_range_form_and_refuses_empty_ones() {
+    use std::ops::Bound;
+    let space = make_space::<4>(0, MAX_IOASID, Policy::Lowest);
+    let set = space.new_set();
+    assert_eq!(set.alloc_in(0..=0, 0), Ok(0));
+    assert_eq!(set.alloc_in(..2, 0), Ok(1));
+    assert_eq!(set.alloc_in(0xFFFFF..0x10_0000, 0), Ok(0xFFFFF));
+    // An unbounded end is the space's end: INVALID_IOASID is never given.
+    assert_eq!(set.alloc_in(0xFFFF_FFFE.., 0), Ok(0xFFFF_FFFE));
+    assert_eq!(set.alloc_in(0xFFFF_FFFE.., 0), Err(Error::NoSpace));
+    assert_eq!(set.alloc_in(1..=0xFFFFF, 0), Ok(2));
+    assert_eq!(set.alloc_in(.., 0), Ok(3));
+    for (range, what) in [
+        ((Bound::Included(5), Bound::Excluded(5)), "5..5"),
+        ((Bound::Included(6), Bound::Included(5)), "6..=5"),
+        ((Bound::Unbounded, Bound::Excluded(0)), "..0"),
+        ((Bound::Excluded(u32::MAX), Bound::Unbounded), "(MAX, ..)"),
+        ((Bound::Excluded(7), Bound::Excluded(8)), "(7, 8)"),
+        (
+            (Bound::Included(u32::MAX), Bound::Unbounded),
+            "INVALID_IOASID..",
+        ),
+    ] {
+        assert_eq!(
+            set.alloc_in(range, 0),
+            Err(Error::InvalidArgument),
+            "{what}"
+        );
+    }
+    let small = make_space::<4>(10, 20, Policy::Lowest);
+    let quota = small.new_set_with_quota(1);
+    assert_eq!(
+        quota.alloc_in(0..10, 0),
+        Err(Error::InvalidArgument),
+        "misses the space"
+    );
+    assert_eq!(
+        quota.alloc_in(21.., 0),
+        Err(Error::InvalidArgument),
+        "misses the space"
+    );
+    assert_eq!(quota.alloc_in(..=10, 0), Ok(10));
+    assert_eq!(quota.alloc_in(.., 0), Err(Error::QuotaExceeded));
+    assert_eq!(small.live_count(), 1, "refusals change nothing");
+    assert_eq!(space.live_count(), 6);
+}
+
+#[test]
+fn alloc_exact_at_the_edges_and_when_taken() {
+    let space = make_space::<4>(0, MAX_IOASID, Policy::Cyclic);
+    let (set, other) = (space.new_set(), space.new_set());
+    for id in [0, 1, 0xFFFFF, 0xFFFF_FFFE] {
+        assert_eq!(set.alloc_exact(id, id), Ok(id));
+        assert_eq!(
+            set.alloc_exact(id, 0),
+            Err(Error::NoSpace),
+            "live in this set"
+        );
+        assert_eq!(
+            other.alloc_exact(id, 0),
+            Err(Error::NoSpace),
+            "live in another"
+        );
+        assert_eq!(set.copied(id), Ok(id), "the refusals changed nothing");
+    }
+    assert_eq!(set.alloc_exact(u32::MAX, 0), Err(Error::InvalidArgument));
+    // FREE_PENDING: not allocatable until the last put.
+    set.get(1).unwrap();
+    set.free(1).unwrap();
+    assert_eq!(other.alloc_exact(1, 0), Err(Error::NoSpace));
+    assert_eq!(space.put(1), Ok(true));
+    assert_eq!(other.alloc_exact(1, 11), Ok(1));
+    let narrow = make_space::<4>(1, 0xFFFFF, Policy::Lowest);
+    let set = narrow.new_set_with_quota(1);
+    assert_eq!(set.alloc_exact(0, 0), Err(Error::InvalidArgument));
+    assert_eq!(set.alloc_exact(0x10_0000, 0), Err(Error::InvalidArgument));
+    assert_eq!(set.alloc_exact(0xFFFFF, 0), Ok(0xFFFFF));
+    assert_eq!(set.alloc_exact(1, 0), Err(Error::QuotaExceeded));
+}
+
+/// Readers iterate under one guard while writers alloc, free and replace
+/// in the same tiny range, in the same set and another one. Stable IDs are
+/// yielded exactly once, in ascending order, with data of their own; no
+/// other set's ID is yielded; every datum names its ID.
+#[test]
+fn iterators_race_writers_from_other_threads() {
+    const MAX: u32 = 63;
+    let space = Arc::new(make_space::<4>(0, MAX, Policy::Lowest));
+    let mine = Arc::new(space.new_set());
+    let theirs = Arc::new(space.new_set());
+    // Data: the ID in the low 6 bits, the owner's tag in bit 7, a round above.
+    let stable: Vec<u32> = (0..=MAX).step_by(4).collect();
+    for &id in &stable {
+        mine.alloc_exact(id, id).unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3u32 {
+        let (mine, theirs, stop) = (mine.clone(), theirs.clone(), stop.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut round = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                // The other set's data carries bit 7: never seen through `mine`.
+                let (set, tag) = if (round + w).is_multiple_of(2) {
+                    (&mine, 0)
+                } else {
+                    (&theirs, 0x80)
+                };
+                for id in (w + 1..=MAX).step_by(4) {
+                    if set.alloc_exact(id, id | tag | (round << 8)).is_ok() {
+                        let _ = set.set_data(id, id | tag | ((round + 1) << 8));
+                        set.free(id).unwrap();
+                    }
+                }
+                let stable = (round % 16) * 4;
+                mine.set_data(stable, stable | (round << 8)).unwrap();
+            }
+        }));
+    }
+    for _ in 0..300 {
+        let guard = space.pin();
+        let seen: Vec<(u32, u32)> = mine.iter(&guard).map(|(id, v)| (id, *v)).collect();
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "ascending: {seen:?}"
+        );
+        for &(id, data) in &seen {
+            assert_eq!(
+                data & 0xFF,
+                id,
+                "the data of {id} is its own and this set's"
+            );
+        }
+        let stable_seen: Vec<u32> = seen.iter().map(|p| p.0).filter(|id| id % 4 == 0).collect();
+        assert_eq!(stable_seen, stable, "each stable ID exactly once");
+        let all: Vec<u32> = space
+            .iter(&guard)
+            .map(|(id, v)| {
+                assert_eq!(*v & 0x7F, id);
+                id
+            })
+            .collect();
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert!(stable.iter().all(|id| all.contains(id)));
+        for (id, v) in theirs.iter(&guard) {
+            assert_eq!(*v & 0xFF, id | 0x80, "never another set's");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(iter_pairs(&mine).len(), stable.len());
+    space.check_invariants().unwrap();
+}
+
+#[test]
+fn auto_data_takes_any_send_sync_type() {
+    use ioasid::Auto;
+    use std::sync::atomic::AtomicU32;
+
+    struct Context {
+        pid: u32,
+        name: String,
+        log: Arc<Mutex<Vec<u32>>>,
+    }
+    impl Drop for Context {
+        fn drop(&mut self) {
+            self.log.lock().unwrap().push(self.pid);
+        }
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let domain = Domain::new();
+    let space: Space<Auto<Context>> = Space::builder()
+        .range(1, 0xFFFFF)
+        .domain(domain.clone())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    for pid in [1, 2, 3] {
+        let ctx = Context {
+            pid,
+            name: format!("vm{pid}"),
+            log: log.clone(),
+        };
+        assert_eq!(set.alloc_in(1..=0xFFFFF, Auto(ctx)), Ok(pid));
+    }
+    let guard = space.pin();
+    let names: Vec<String> = set.iter(&guard).map(|(_, c)| c.name.clone()).collect();
+    assert_eq!(names, ["vm1", "vm2", "vm3"]);
+    drop(guard);
+    set.free(2).unwrap();
+    drop(set);
+    drop(space);
+    drop(domain);
+    let mut dropped = log.lock().unwrap().clone();
+    dropped.sort();
+    assert_eq!(dropped, [1, 2, 3], "each context dropped exactly once");
+
+    // Interior mutability: a boxed value is shared, so every reader sees
+    // one counter (an inline copy would not).
+    let space = Space::<Auto<AtomicU32>>::new(0, 9).unwrap();
+    let set = space.new_set();
+    let id = set.alloc_exact(9, Auto(AtomicU32::new(0))).unwrap();
+    for _ in 0..3 {
+        set.with(id, |c| c.fetch_add(1, Ordering::SeqCst)).unwrap();
+    }
+    assert_eq!(set.with(id, |c| c.load(Ordering::SeqCst)), Ok(3));
+
+    // Known small types stay inline and `Copy`.
+    let space = Space::<Auto<u32>>::new(0, 0xFFFF_FFFE).unwrap();
+    let set = space.new_set();
+    let id = set.alloc_exact(0xFFFF_FFFE, Auto(u32::MAX)).unwrap();
+    assert_eq!(space.copied(id), Some(Auto(u32::MAX)));
+    assert_eq!(set.copied(0), Err(Error::NotFound));
 }

@@ -2,29 +2,13 @@
 //! Oversubscribed on purpose: more threads than cores.
 
 mod common;
+use common::Tag;
 use ioasid::{Domain, Error, Policy, Set, Space};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 const THREADS: usize = 8;
-
-/// Data tagged with the ID it was allocated for and the thread that owns it.
-#[derive(Debug)]
-struct Tag {
-    id: u32,
-    thread: usize,
-    drops: Arc<AtomicUsize>,
-}
-
-// SAFETY: the provided methods store it boxed.
-unsafe impl ioasid::Payload for Tag {}
-
-impl Drop for Tag {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 /// Joins threads for real: a thread's exit runs its thread-local destructors,
 /// which hand its epoch handle (and the garbage it holds) back to the domain.
@@ -65,7 +49,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
                     if held.is_empty() || rng.bool() {
                         let tag = Tag {
                             id: u32::MAX,
-                            thread,
+                            mark: thread,
                             drops: drops.clone(),
                         };
                         created.fetch_add(1, Ordering::SeqCst);
@@ -82,7 +66,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
                                     id,
                                     Tag {
                                         id,
-                                        thread,
+                                        mark: thread,
                                         drops: drops.clone(),
                                     },
                                 )
@@ -97,7 +81,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
                         }
                     } else {
                         let id = held.swap_remove(rng.usize(..held.len()));
-                        let seen = set.with(id, |t| (t.id, t.thread)).unwrap();
+                        let seen = set.with(id, |t| (t.id, t.mark)).unwrap();
                         assert_eq!(seen, (id, thread));
                         let prev = holders[(id - min) as usize].swap(u32::MAX, Ordering::SeqCst);
                         assert_eq!(prev, thread as u32);
@@ -122,7 +106,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
                 max,
                 Tag {
                     id: expected,
-                    thread: 99,
+                    mark: 99,
                     drops: drops.clone(),
                 },
             )
@@ -138,7 +122,7 @@ fn hammer<const F: usize>(min: u32, max: u32, policy: Policy, iterations: usize)
             max,
             Tag {
                 id: 0,
-                thread: 99,
+                mark: 99,
                 drops: drops.clone()
             }
         ),
@@ -263,7 +247,7 @@ fn readers_racing_writers_see_only_their_id() {
                             want,
                             Tag {
                                 id: want,
-                                thread: w as usize,
+                                mark: w as usize,
                                 drops: drops.clone(),
                             },
                         ) {
@@ -276,7 +260,7 @@ fn readers_racing_writers_see_only_their_id() {
                                 id,
                                 Tag {
                                     id,
-                                    thread: w as usize,
+                                    mark: w as usize,
                                     drops: drops.clone(),
                                 },
                             )

@@ -3,6 +3,8 @@
 //! recorded, the ID is not recorded again until that free has returned,
 //! refused answers go back to the hook, and a panicking hook leaks nothing.
 
+mod common;
+use common::Scripted;
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Space};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -213,21 +215,6 @@ fn an_id_is_not_recorded_again_before_its_free_hook_returned() {
     assert_eq!(got, Ok(9), "the re-issued ID is recorded once free");
     assert!(free_done_first, "recorded while its free hook was running");
     assert_eq!(set.with(9, |d| *d), Ok(2));
-}
-
-/// Answers from a script, logs frees.
-struct Scripted {
-    answers: Mutex<Vec<CustomAlloc>>,
-    freed: Mutex<Vec<Ioasid>>,
-}
-
-impl CustomAllocator for Scripted {
-    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
-        self.answers.lock().unwrap().remove(0)
-    }
-    fn free(&self, id: Ioasid) {
-        self.freed.lock().unwrap().push(id);
-    }
 }
 
 #[test]

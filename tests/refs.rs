@@ -2,6 +2,7 @@
 //! set teardown, and threads racing gets against the last put and free.
 
 mod common;
+use common::Tag;
 use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -170,18 +171,6 @@ fn the_last_put_calls_the_custom_free_hook_once() {
     assert_eq!(*hook.0.lock().unwrap(), vec![42]);
 }
 
-/// Data that counts its drops.
-struct Counted(Arc<AtomicUsize>, usize);
-
-// SAFETY: the provided methods store it boxed.
-unsafe impl ioasid::Payload for Counted {}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// Getters race the free and the last put of one ID, over and over. A
 /// holder (whose get succeeded) checks the number still carries its
 /// incarnation's data until it puts: an ID is never handed out again while
@@ -192,7 +181,7 @@ fn gets_racing_free_and_last_put_never_revive_an_id() {
     const GETTERS: usize = 3;
     let drops = Arc::new(AtomicUsize::new(0));
     let domain = Domain::new();
-    let space: Space<Counted> = Space::builder()
+    let space: Space<Tag> = Space::builder()
         .range(0, 0)
         .domain(domain.clone())
         .build()
@@ -221,9 +210,9 @@ fn gets_racing_free_and_last_put_never_revive_an_id() {
                         held_gets.fetch_add(1, Ordering::Relaxed);
                         // Whatever incarnation we got, it keeps its data
                         // until our put: never replaced by the next round's.
-                        let seen = space.with(0, |c| c.1).expect("held: found");
+                        let seen = space.with(0, |c| c.mark).expect("held: found");
                         for _ in 0..3 {
-                            assert_eq!(space.with(0, |c| c.1), Some(seen));
+                            assert_eq!(space.with(0, |c| c.mark), Some(seen));
                         }
                         // A round that ended with a put (odd) leaves its ID
                         // live while a holder remains, so it may still be got
@@ -247,7 +236,15 @@ fn gets_racing_free_and_last_put_never_revive_an_id() {
             round.store(r, Ordering::SeqCst);
             let id = loop {
                 created.fetch_add(1, Ordering::SeqCst);
-                match set.alloc(0, 0, Counted(drops.clone(), r)) {
+                match set.alloc(
+                    0,
+                    0,
+                    Tag {
+                        id: 0,
+                        mark: r,
+                        drops: drops.clone(),
+                    },
+                ) {
                     Ok(id) => break id,
                     Err(Error::NoSpace) => std::thread::yield_now(),
                     Err(e) => panic!("{e:?}"),

@@ -1,7 +1,15 @@
 //! The fuzz driver: decodes a byte string into a sequence of C ABI calls
 //! (`ioasid_*` kernel functions and our extensions, bad arguments included)
-//! and checks each result against a plain reference model (docs/CONTRACT.md §3
-//! and §5). Any mismatch panics with the step, the call and both answers.
+//! and checks each result against the reference model of the contract
+//! (docs/CONTRACT.md §3, §5 and the reference counts of §6.2), the
+//! `ioasid-model` crate (`../model`) that the Rust model test shares. Any
+//! mismatch panics with the step, the call and both answers.
+//!
+//! The model answers in the contract's terms (errno values, set keys);
+//! this file keeps only what is C's own: set structs and their declared
+//! state, the anonymous set of `ioasid_alloc(NULL, ...)`, the RFC's
+//! consumers and their vendor hooks, read sections. Adding an operation:
+//! its method on the model, then an op code in [`run_op`].
 //!
 //! One input is one self-contained scenario: it creates one extension space
 //! (range and policy from the input), uses up to [`SLOTS`] set structs in
@@ -14,8 +22,9 @@
 //! libFuzzer-free random driver (`src/bin/random_driver.rs`).
 
 use ioasid_ffi::*;
+use ioasid_model::{Choice, SetKey, SpaceModel};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::{c_int, c_long, c_uint, c_void};
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -28,10 +37,11 @@ pub const PASIDS: usize = 2;
 const INVALID: ioasid_t = u32::MAX;
 const MAX_ID: ioasid_t = 0xFFFF_FFFE;
 const ENOENT: c_int = 2;
-const EACCES: c_int = 13;
 const EEXIST: c_int = 17;
 const EINVAL: c_int = 22;
 const EDEADLK: c_int = 35;
+/// Op codes of [`run_op`].
+const OPS: u8 = 22;
 
 fn err_ptr(errno: c_int) -> *mut c_void {
     (-(errno as isize)) as *mut c_void
@@ -84,115 +94,23 @@ enum Where {
     Ext,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Owner {
-    Slot(usize),
-    /// `ioasid_alloc(NULL, ...)`: the anonymous set of the global space.
-    Anonymous,
-    /// An RFC consumer (`struct iommu_pasid`), by its index.
-    Pasid(usize),
-}
-
 #[derive(Clone, Copy, Debug)]
 enum SlotState {
     /// All zero (`DECLARE_IOASID_SET`): installs itself in the global space
-    /// on its first `ioasid_alloc`.
+    /// on its first `ioasid_alloc`; owns nothing until then.
     Declared,
-    Installed {
-        space: Where,
-        quota: Option<usize>,
-        count: usize,
-    },
-}
-
-struct SpaceModel {
-    min: ioasid_t,
-    max: ioasid_t,
-    policy: u32,
-    /// Cyclic: the key after the last ID handed out.
-    cursor: u64,
-    live: BTreeMap<ioasid_t, (Owner, usize)>,
+    /// Installed in a space, as this set of that space's model.
+    Installed { space: Where, key: SetKey },
 }
 
 /// What a for_each over `members` whose callback stops (returning 7) at
 /// the `stop`-th visit should see and return: the visited prefix and 7, or
 /// every member and 0 when `stop` is 0 or past the end.
-fn expected_walk(members: &[(ioasid_t, usize)], stop: usize) -> (&[(ioasid_t, usize)], i32) {
+fn expected_walk(members: &[(ioasid_t, u64)], stop: usize) -> (&[(ioasid_t, u64)], i32) {
     if stop >= 1 && stop <= members.len() {
         (&members[..stop], 7)
     } else {
         (members, 0)
-    }
-}
-
-impl SpaceModel {
-    /// The live IDs of `owner`, ascending, with their data tokens.
-    fn members_of(&self, owner: Owner) -> Vec<(ioasid_t, usize)> {
-        self.live
-            .iter()
-            .filter(|(_, (o, _))| *o == owner)
-            .map(|(id, (_, d))| (*id, *d))
-            .collect()
-    }
-
-    fn new(min: ioasid_t, max: ioasid_t, policy: u32) -> Self {
-        SpaceModel {
-            min,
-            max,
-            policy,
-            cursor: 0,
-            live: BTreeMap::new(),
-        }
-    }
-
-    fn lowest_free(&self, lo: ioasid_t, hi: ioasid_t) -> Option<ioasid_t> {
-        // The live map is small: step over its keys instead of every ID.
-        let mut candidate = lo;
-        for (&id, _) in self.live.range(lo..=hi) {
-            if id != candidate {
-                return Some(candidate);
-            }
-            if id == hi {
-                return None;
-            }
-            candidate = id + 1;
-        }
-        Some(candidate)
-    }
-
-    /// `Ok(Some(id))` exact, `Ok(None)` any free ID of `lo..=hi`, `Err(())`
-    /// no free ID (or a bad range).
-    fn expect(&self, min: ioasid_t, max: ioasid_t) -> Result<Option<ioasid_t>, ()> {
-        if min > max {
-            return Err(());
-        }
-        let (lo, hi) = (min.max(self.min), max.min(self.max));
-        if lo > hi {
-            return Err(());
-        }
-        match self.policy {
-            0 => self.lowest_free(lo, hi).map(Some).ok_or(()),
-            1 => {
-                let start = u64::from(lo).max(u64::from(self.min) + self.cursor);
-                let after = if start <= u64::from(hi) {
-                    self.lowest_free(start as ioasid_t, hi)
-                } else {
-                    None
-                };
-                after
-                    .or_else(|| self.lowest_free(lo, hi))
-                    .map(Some)
-                    .ok_or(())
-            }
-            _ => self.lowest_free(lo, hi).map(|_| None).ok_or(()),
-        }
-    }
-
-    fn record(&mut self, id: ioasid_t, owner: Owner, data: usize) {
-        self.live.insert(id, (owner, data));
-        let key = u64::from(id - self.min) + 1;
-        let span = u64::from(self.max - self.min) + 1;
-        self.cursor = if key >= span { 0 } else { key };
     }
 }
 
@@ -203,7 +121,7 @@ thread_local! {
     /// The data pointer the last getter was called with.
     static GETTER_SAW: Cell<usize> = const { Cell::new(usize::MAX) };
     /// Visits of the current for_each walk, and where it stops.
-    static WALK: RefCell<(Vec<(ioasid_t, usize)>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    static WALK: RefCell<(Vec<(ioasid_t, u64)>, usize)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
 unsafe extern "C" fn getter_true(data: *mut c_void) -> bool {
@@ -222,7 +140,7 @@ unsafe extern "C" fn walker(id: ioasid_t, private_: *mut c_void, arg: *mut c_voi
     assert_eq!(arg as usize, 0x1D, "for_each passed the wrong argument");
     WALK.with(|w| {
         let mut w = w.borrow_mut();
-        w.0.push((id, private_ as usize));
+        w.0.push((id, private_ as u64));
         if w.0.len() == w.1 {
             7
         } else {
@@ -294,7 +212,6 @@ static OPS_VENDOR: iommu_ops = iommu_ops {
 const EAGAIN: c_int = 11;
 const EBUSY: c_int = 16;
 const EIO: c_int = 5;
-const ENOSPC: c_int = 28;
 const PASID_MIN: ioasid_t = 1;
 const PASID_MAX: ioasid_t = 0xFFFFF;
 
@@ -326,13 +243,15 @@ struct Model {
     global: SpaceModel,
     ext: SpaceModel,
     slots: [SlotState; SLOTS],
-    next_data: usize,
-    /// RFC consumers, while they live: their range, and whether their
-    /// driver has vendor hooks.
-    pasids: [Option<(ioasid_t, ioasid_t, bool)>; PASIDS],
-    /// Global IDs a vendor `pasid_alloc` chose: freeing one, by any path,
-    /// calls the consumer's `pasid_free`.
-    vendor_ids: BTreeSet<ioasid_t>,
+    /// The anonymous set of the global space (`ioasid_alloc(NULL, ...)`).
+    anonymous: SetKey,
+    next_data: u64,
+    /// RFC consumers, while they live: their range, whether their driver
+    /// has vendor hooks, and their set in the global model.
+    pasids: [Option<(ioasid_t, ioasid_t, bool, SetKey)>; PASIDS],
+    /// Global IDs a vendor `pasid_alloc` chose, with their consumer:
+    /// releasing one, by any path, calls the consumer's `pasid_free`.
+    vendor_ids: BTreeMap<ioasid_t, usize>,
     /// `pasid_free` calls the model expects, in order, since the last check.
     expected_vendor_frees: Vec<(usize, ioasid_t)>,
 }
@@ -352,15 +271,16 @@ impl Model {
         }
     }
 
-    /// Where a slot's lookups go: a declared set looks in the global space.
-    fn home(&self, slot: usize) -> Where {
+    /// Where a slot's lookups go (a declared set looks in the global
+    /// space) and its model set ([`SetKey::NOBODY`] while declared).
+    fn home(&self, slot: usize) -> (Where, SetKey) {
         match self.slots[slot] {
-            SlotState::Declared => Where::Global,
-            SlotState::Installed { space, .. } => space,
+            SlotState::Declared => (Where::Global, SetKey::NOBODY),
+            SlotState::Installed { space, key } => (space, key),
         }
     }
 
-    fn data(&mut self) -> usize {
+    fn data(&mut self) -> u64 {
         // Data pointers are opaque to the library: small tagged numbers,
         // NULL now and then.
         self.next_data += 1;
@@ -371,18 +291,13 @@ impl Model {
         }
     }
 
-    /// Removes a live ID from its model space and its owner's count.
-    fn forget(&mut self, w: Where, id: ioasid_t) {
-        let (owner, _) = self.space_mut(w).live.remove(&id).unwrap();
-        if w == Where::Global && self.vendor_ids.remove(&id) {
-            let Owner::Pasid(k) = owner else {
-                panic!("model: vendor ID {id} owned by {owner:?}")
-            };
-            self.expected_vendor_frees.push((k, id));
-        }
-        if let Owner::Slot(slot) = owner {
-            if let SlotState::Installed { count, .. } = &mut self.slots[slot] {
-                *count -= 1;
+    /// Turns the IDs the models released since the last call into the
+    /// `pasid_free` calls they imply.
+    fn collect_released(&mut self) {
+        let _ = self.ext.take_released();
+        for id in self.global.take_released() {
+            if let Some(k) = self.vendor_ids.remove(&id) {
+                self.expected_vendor_frees.push((k, id));
             }
         }
     }
@@ -457,13 +372,17 @@ pub fn run_one(input: &[u8]) {
         pasids: [ptr::null_mut(); PASIDS],
         freed_pasids: BTreeMap::new(),
     };
+    let model_policy = ioasid_model::Policy::from_raw(policy).expect("a policy the model knows");
+    let mut global = SpaceModel::new(0, MAX_ID, ioasid_model::Policy::Lowest);
+    let anonymous = global.new_set(None);
     let mut model = Model {
-        global: SpaceModel::new(0, MAX_ID, 0),
-        ext: SpaceModel::new(min, max, policy),
+        global,
+        ext: SpaceModel::new(min, max, model_policy),
         slots: [SlotState::Declared; SLOTS],
+        anonymous,
         next_data: 0,
         pasids: [None; PASIDS],
-        vendor_ids: BTreeSet::new(),
+        vendor_ids: BTreeMap::new(),
         expected_vendor_frees: Vec::new(),
     };
 
@@ -476,6 +395,7 @@ pub fn run_one(input: &[u8]) {
         // zero-initialised (or library-initialised) set structs, NULL, or a
         // space handle (the library checks handles against live ones).
         unsafe { run_op(&mut bytes, &mut world, &mut model, step, op, slot) };
+        model.collect_released();
         check_vendor_frees(&world, &mut model, step, "after the step");
     }
 
@@ -492,19 +412,47 @@ pub fn run_one(input: &[u8]) {
         // SAFETY: one of our set structs.
         unsafe { destroy_slot(&mut world, &mut model, slot) };
     }
-    check_vendor_frees(&world, &mut model, step + 1, "teardown");
-    let anonymous: Vec<ioasid_t> = model.global.live.keys().copied().collect();
-    for id in anonymous {
-        assert_eq!(model.global.live[&id].0, Owner::Anonymous);
-        ioasid_free(id);
+    // What is left in the global space: anonymous IDs, and referenced IDs
+    // whose sets were torn down (FREE_PENDING): free what is not pending,
+    // then put every reference left; the last put releases.
+    let left: Vec<ioasid_t> = model.global.live().keys().copied().collect();
+    for id in left {
+        if !model.global.is_pending(id) {
+            let owner = model.global.live()[&id].owner;
+            assert_eq!(owner, Some(model.anonymous), "teardown: {id} still owned");
+            ioasid_free(id);
+            let _ = model.global.free(None, id);
+        }
+        while model.global.is_live(id) {
+            let want = model.global.put(None, id) == Ok(true);
+            expect_eq!(
+                step + 1,
+                format!("teardown ioasid_put({id})"),
+                ioasid_put(id),
+                want
+            );
+        }
     }
+    model.collect_released();
+    check_vendor_frees(&world, &mut model, step + 1, "teardown");
     // SAFETY: NULL is the global space.
     let global_left = unsafe { ioasid_space_live_count(ptr::null()) };
     assert_eq!(global_left, 0, "global IDs left after the scenario");
     if !world.space_destroyed {
+        // Only referenced IDs of torn-down sets are left (FREE_PENDING,
+        // no set to put them through); destroying the space drops them.
         // SAFETY: a live handle from ioasid_space_create.
         let left = unsafe { ioasid_space_live_count(world.space) };
-        assert_eq!(left, 0, "extension IDs left after every set was destroyed");
+        assert_eq!(
+            left,
+            model.ext.live_count() as c_long,
+            "extension IDs left after every set was destroyed"
+        );
+        assert!(model
+            .ext
+            .live()
+            .values()
+            .all(|e| e.pending && e.owner.is_none()));
         // SAFETY: as above.
         unsafe { ioasid_space_destroy(world.space) };
     }
@@ -523,7 +471,7 @@ unsafe fn run_op(
     slot: usize,
 ) {
     let set = world.set(slot);
-    match op % 20 {
+    match op % OPS {
         // ioasid_set_init(set, space | NULL | bogus, quota)
         0 => {
             let target = bytes.u8() % 4;
@@ -541,11 +489,9 @@ unsafe fn run_op(
                 (_, Some(Where::Ext)) if world.space_destroyed => -EINVAL,
                 (SlotState::Installed { .. }, Some(_)) => -EEXIST,
                 (SlotState::Declared, Some(w)) => {
-                    model.slots[slot] = SlotState::Installed {
-                        space: w,
-                        quota: (quota > 0).then_some(quota as usize),
-                        count: 0,
-                    };
+                    let quota = (quota > 0).then_some(quota as usize);
+                    let key = model.space_mut(w).new_set(quota);
+                    model.slots[slot] = SlotState::Installed { space: w, key };
                     0
                 }
             };
@@ -564,21 +510,21 @@ unsafe fn run_op(
         }
         // ioasid_alloc(set | NULL, min, max, data)
         2..=5 => {
-            let anonymous = op % 20 == 5 && bytes.u8() % 2 == 0;
+            let anonymous = op % OPS == 5 && bytes.u8() % 2 == 0;
             if !anonymous && matches!(model.slots[slot], SlotState::Declared) {
                 // First use installs a declared set in the global space.
+                let key = model.global.new_set(None);
                 model.slots[slot] = SlotState::Installed {
                     space: Where::Global,
-                    quota: None,
-                    count: 0,
+                    key,
                 };
             }
-            let home = if anonymous {
-                Where::Global
+            let (home, key) = if anonymous {
+                (Where::Global, model.anonymous)
             } else {
                 model.home(slot)
             };
-            let (smin, smax) = (model.space(home).min, model.space(home).max);
+            let (smin, smax) = (model.space(home).min(), model.space(home).max());
             let (lo, hi) = (bytes.id_near(smin, smax), bytes.id_near(smin, smax));
             let (lo, hi) = if bytes.u8() % 8 == 0 {
                 (lo, hi)
@@ -589,31 +535,18 @@ unsafe fn run_op(
             let set_arg = if anonymous { ptr::null_mut() } else { set };
             // SAFETY: forwarded.
             let got = unsafe { ioasid_alloc(set_arg, lo, hi, data as *mut c_void) };
-            let over_quota = match model.slots[slot] {
-                SlotState::Installed {
-                    quota: Some(q),
-                    count,
-                    ..
-                } if !anonymous => count >= q,
-                _ => false,
-            };
             let dead = !anonymous && home == Where::Ext && world.space_destroyed;
+            // The C form folds EINVAL, EDQUOT and ENOSPC into INVALID_IOASID.
             let want = if dead {
-                Err(())
+                None
             } else {
-                let choice = model.space(home).expect(lo, hi);
-                // EINVAL is checked before the quota, the quota before ENOSPC;
-                // the C form folds them all into INVALID_IOASID.
-                match choice {
-                    Ok(_) if over_quota => Err(()),
-                    other => other,
-                }
+                model.space(home).expect_alloc(key, lo, hi).ok()
             };
             note(
                 "ioasid_alloc",
                 match want {
-                    Err(()) => "INVALID",
-                    Ok(_) => "id",
+                    None => "INVALID",
+                    Some(_) => "id",
                 },
             );
             let call = format!(
@@ -621,12 +554,12 @@ unsafe fn run_op(
                 if anonymous { " as NULL" } else { "" }
             );
             match want {
-                Err(()) => expect_eq!(step, call, got, INVALID),
-                Ok(Some(id)) => expect_eq!(step, call, got, id),
-                Ok(None) => {
+                None => expect_eq!(step, call, got, INVALID),
+                Some(Choice::Exactly(id)) => expect_eq!(step, call, got, id),
+                Some(Choice::AnyFree(lo, hi)) => {
                     let ok = got != INVALID
-                        && (lo.max(smin)..=hi.min(smax)).contains(&got)
-                        && !model.space(home).live.contains_key(&got);
+                        && (lo..=hi).contains(&got)
+                        && !model.space(home).is_live(got);
                     assert!(
                         ok,
                         "step {step}: {call}: library {got}, not a free ID in range"
@@ -634,39 +567,29 @@ unsafe fn run_op(
                 }
             }
             if got != INVALID {
-                let owner = if anonymous {
-                    Owner::Anonymous
-                } else {
-                    Owner::Slot(slot)
-                };
-                model.space_mut(home).record(got, owner, data);
-                if let SlotState::Installed { count, .. } = &mut model.slots[slot] {
-                    if !anonymous {
-                        *count += 1;
-                    }
-                }
+                model.space_mut(home).record_alloc(key, got, data);
             }
         }
         // ioasid_set_free(set | NULL, id): the checked form
         6 | 7 => {
             let null = bytes.u8() % 16 == 0;
-            let home = model.home(slot);
+            let (home, key) = model.home(slot);
             let target = if bytes.u8() % 4 == 0 {
-                model.global.min
+                model.global.min()
             } else {
-                model.space(home).min
+                model.space(home).min()
             };
             let id = pick_id(bytes, model.space(home), target);
             // SAFETY: forwarded.
             let got = unsafe { ioasid_set_free(if null { ptr::null_mut() } else { set }, id) };
+            // 0 also when the ID stays FREE_PENDING for its references.
             let want = if null {
                 -EINVAL
             } else {
-                match model.space(home).live.get(&id) {
-                    None => -ENOENT,
-                    Some((Owner::Slot(s), _)) if *s == slot => 0,
-                    Some(_) => -EACCES,
-                }
+                model
+                    .space_mut(home)
+                    .free(Some(key), id)
+                    .map_or_else(|e| -e, |_| 0)
             };
             note("ioasid_set_free", want);
             expect_eq!(
@@ -675,27 +598,24 @@ unsafe fn run_op(
                 got,
                 want
             );
-            if want == 0 {
-                model.forget(home, id);
-            }
         }
         // ioasid_free(id): the kernel form, global space, silent
         8 => {
             let id = pick_id(bytes, &model.global, 0);
             ioasid_free(id);
-            if model.global.live.contains_key(&id) {
-                model.forget(Where::Global, id);
-            }
+            // Silent: a FREE_PENDING or unknown ID is a no-op.
+            let _ = model.global.free(None, id);
         }
         // ioasid_find(set | NULL, id, getter)
         9 | 10 => {
             let null = bytes.u8() % 4 == 0;
-            let home = if null {
-                Where::Global
+            let (home, key) = if null {
+                (Where::Global, None)
             } else {
-                model.home(slot)
+                let (home, key) = model.home(slot);
+                (home, Some(key))
             };
-            let id = pick_id(bytes, model.space(home), model.space(home).min);
+            let id = pick_id(bytes, model.space(home), model.space(home).min());
             let which = bytes.u8() % 3;
             let getter: Option<unsafe extern "C" fn(*mut c_void) -> bool> = match which {
                 0 => None,
@@ -705,18 +625,17 @@ unsafe fn run_op(
             GETTER_SAW.with(|s| s.set(usize::MAX));
             // SAFETY: forwarded; the getters are callable with any pointer.
             let got = unsafe { ioasid_find(if null { ptr::null_mut() } else { set }, id, getter) };
-            let want = match model.space(home).live.get(&id) {
-                None => err_ptr(ENOENT),
-                Some((o, _)) if !null && *o != Owner::Slot(slot) => err_ptr(EACCES),
-                Some((_, data)) => {
+            let want = match model.space(home).find(key, id) {
+                Err(e) => err_ptr(e),
+                Ok(data) => {
                     if which != 0 {
                         let saw = GETTER_SAW.with(Cell::get);
-                        assert_eq!(saw, *data, "step {step}: getter got the wrong data");
+                        assert_eq!(saw as u64, data, "step {step}: getter got the wrong data");
                     }
                     if which == 2 {
                         ptr::null_mut()
                     } else {
-                        *data as *mut c_void
+                        data as *mut c_void
                     }
                 }
             };
@@ -742,11 +661,11 @@ unsafe fn run_op(
             let got = ioasid_set_data(id, data as *mut c_void);
             let want = if world.read_depth > 0 {
                 -EDEADLK
-            } else if let Some(entry) = model.global.live.get_mut(&id) {
-                entry.1 = data;
-                0
             } else {
-                -ENOENT
+                model
+                    .global
+                    .set_data(None, id, data)
+                    .map_or_else(|e| -e, |()| 0)
             };
             note("ioasid_set_data", want);
             expect_eq!(step, format!("ioasid_set_data({id})"), got, want);
@@ -767,8 +686,8 @@ unsafe fn run_op(
                 expect_eq!(step, "ioasid_set_for_each(bad args)", got, -EINVAL);
                 assert!(seen.is_empty());
             } else {
-                let home = model.home(slot);
-                let members = model.space(home).members_of(Owner::Slot(slot));
+                let (home, key) = model.home(slot);
+                let members = model.space(home).members(key);
                 let (want_seen, want) = expected_walk(&members, stop);
                 expect_eq!(
                     step,
@@ -784,10 +703,10 @@ unsafe fn run_op(
         13 => {
             let which = bytes.u8() % 3;
             let (arg, want) = match which {
-                0 => (ptr::null(), model.global.live.len() as c_long),
+                0 => (ptr::null(), model.global.live_count() as c_long),
                 1 if !world.space_destroyed => (
                     world.space as *const ioasid_space,
-                    model.ext.live.len() as c_long,
+                    model.ext.live_count() as c_long,
                 ),
                 _ => (0x2000 as *const ioasid_space, -c_long::from(EINVAL)),
             };
@@ -835,6 +754,53 @@ unsafe fn run_op(
                 unsafe { ioasid_space_destroy(0x3000 as *mut ioasid_space) };
             }
         }
+        // ioasid_get(id) / ioasid_put(id), or their checked forms on
+        // (set | NULL, id).
+        20 | 21 => {
+            let is_get = op % OPS == 20;
+            let checked = bytes.u8() % 2 == 0;
+            let null = bytes.u8() % 4 == 0;
+            let (home, key) = if null || !checked {
+                (Where::Global, None)
+            } else {
+                let (home, key) = model.home(slot);
+                (home, Some(key))
+            };
+            let id = pick_id(bytes, model.space(home), model.space(home).min());
+            let set_arg = if null { ptr::null_mut() } else { set };
+            let space = model.space_mut(home);
+            let (name, got, want) = match (is_get, checked) {
+                // The kernel forms: the global space, any set; get is silent.
+                (true, false) => {
+                    ioasid_get(id);
+                    let _ = space.get(None, id);
+                    return;
+                }
+                (false, false) => {
+                    let got = ioasid_put(id);
+                    let want = space.put(None, id) == Ok(true);
+                    ("ioasid_put", c_int::from(got), c_int::from(want))
+                }
+                // SAFETY (both): forwarded.
+                (true, true) => (
+                    "ioasid_get_checked",
+                    unsafe { ioasid_get_checked(set_arg, id) },
+                    space.get(key, id).map_or_else(|e| -e, |()| 0),
+                ),
+                (false, true) => (
+                    "ioasid_put_checked",
+                    unsafe { ioasid_put_checked(set_arg, id) },
+                    space.put(key, id).map_or_else(|e| -e, c_int::from),
+                ),
+            };
+            note(name, want);
+            expect_eq!(
+                step,
+                format!("{name}(slot {slot} null {null}, {id})"),
+                got,
+                want
+            );
+        }
         _ => unreachable!(),
     }
 }
@@ -842,10 +808,9 @@ unsafe fn run_op(
 /// An ID operand: usually a live ID of `space`, else one near `base`.
 fn pick_id(bytes: &mut Bytes, space: &SpaceModel, base: ioasid_t) -> ioasid_t {
     let n = bytes.u8() as usize;
-    if n % 4 != 0 && !space.live.is_empty() {
-        *space.live.keys().nth(n % space.live.len()).unwrap()
-    } else {
-        bytes.id_near(base, base.saturating_add(255))
+    match space.nth_live(n) {
+        Some(id) if n % 4 != 0 => id,
+        _ => bytes.id_near(base, base.saturating_add(255)),
     }
 }
 
@@ -856,18 +821,9 @@ fn pick_id(bytes: &mut Bytes, space: &SpaceModel, base: ioasid_t) -> ioasid_t {
 unsafe fn destroy_slot(world: &mut World, model: &mut Model, slot: usize) {
     // SAFETY: one of our set structs.
     unsafe { ioasid_set_destroy(world.set(slot)) };
-    let home = model.home(slot);
-    if let SlotState::Installed { .. } = model.slots[slot] {
-        let mine: Vec<ioasid_t> = model
-            .space(home)
-            .live
-            .iter()
-            .filter(|(_, (o, _))| *o == Owner::Slot(slot))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in mine {
-            model.forget(home, id);
-        }
+    // Unreferenced IDs go; referenced ones stay FREE_PENDING, detached.
+    if let SlotState::Installed { space, key } = model.slots[slot] {
+        model.space_mut(space).destroy_set(key);
     }
     model.slots[slot] = SlotState::Declared;
 }
@@ -958,7 +914,7 @@ unsafe fn init_pasid(
     );
     world.pasids[k] = pasid;
     world.freed_pasids.remove(&k);
-    model.pasids[k] = want;
+    model.pasids[k] = want.map(|(min, max, vendor)| (min, max, vendor, model.global.new_set(None)));
 }
 
 /// `iommu_pasid_exit`: frees the consumer's IDs (vendor ones through
@@ -974,16 +930,12 @@ unsafe fn exit_pasid(world: &mut World, model: &mut Model, k: usize) {
         unsafe { iommu_pasid_exit(pasid) };
         return;
     }
-    let mine: Vec<ioasid_t> = model
-        .global
-        .live
-        .iter()
-        .filter(|(_, (o, _))| *o == Owner::Pasid(k))
-        .map(|(id, _)| *id)
-        .collect();
-    for id in mine {
-        model.forget(Where::Global, id);
+    // Its set's teardown: unreferenced IDs go, referenced ones stay
+    // FREE_PENDING, detached.
+    if let Some((_, _, _, key)) = model.pasids[k] {
+        model.global.destroy_set(key);
     }
+    model.collect_released();
     // Frees report the consumer's address, which is gone after the call.
     world.freed_pasids.insert(k, pasid as usize);
     // SAFETY: a live consumer, not used again.
@@ -1005,7 +957,7 @@ unsafe fn pasid_alloc(
     step: usize,
     k: usize,
 ) {
-    let Some((cmin, cmax, vendor)) = model.pasids[k] else {
+    let Some((cmin, cmax, vendor, key)) = model.pasids[k] else {
         return;
     };
     let pasid = world.pasids[k];
@@ -1041,12 +993,10 @@ unsafe fn pasid_alloc(
     let want: Result<(Option<ioasid_t>, bool), c_int> = if bad <= 1 || min > max || clo > chi {
         Err(EINVAL)
     } else {
-        let software = || {
-            model
-                .global
-                .expect(clo, chi)
-                .map(|id| (id, false))
-                .map_err(|()| ENOSPC)
+        let software = || match model.global.expect_alloc(key, clo, chi) {
+            Ok(Choice::Exactly(id)) => Ok((Some(id), false)),
+            Ok(Choice::AnyFree(..)) => Ok((None, false)),
+            Err(e) => Err(e),
         };
         if vendor {
             let saw = ALLOC_SAW.with(Cell::get);
@@ -1059,7 +1009,7 @@ unsafe fn pasid_alloc(
             match script {
                 Err(EAGAIN) => software(),
                 Err(e) => Err(e),
-                Ok(id) if (clo..=chi).contains(&id) && !model.global.live.contains_key(&id) => {
+                Ok(id) if (clo..=chi).contains(&id) && !model.global.is_live(id) => {
                     Ok((Some(id), true))
                 }
                 Ok(_) => Err(EIO),
@@ -1083,9 +1033,9 @@ unsafe fn pasid_alloc(
             if let Some(id) = id {
                 expect_eq!(step, format!("{call}: *ioasid"), out, id);
             }
-            model.global.record(out, Owner::Pasid(k), data);
+            model.global.record_alloc(key, out, data);
             if by_vendor {
-                model.vendor_ids.insert(out);
+                model.vendor_ids.insert(out, k);
             }
         }
     }
@@ -1112,19 +1062,17 @@ unsafe fn pasid_free_find(
         world.pasids[k]
     };
     let id = pick_id(bytes, &model.global, PASID_MIN);
-    let owned = !null
-        && model
-            .global
-            .live
-            .get(&id)
-            .is_some_and(|(o, _)| *o == Owner::Pasid(k));
+    // A NULL consumer owns nothing.
+    let key = match model.pasids[k] {
+        Some((_, _, _, key)) if !null => key,
+        _ => SetKey::NOBODY,
+    };
     if bytes.u8() % 2 == 0 {
         // SAFETY: NULL or a live consumer.
         let got = unsafe { iommu_pasid_find(pasid, id) };
-        let want = if owned {
-            model.global.live[&id].1 as *mut c_void
-        } else {
-            ptr::null_mut()
+        let want = match model.global.find(Some(key), id) {
+            Ok(data) => data as *mut c_void,
+            Err(_) => ptr::null_mut(),
         };
         expect_eq!(
             step,
@@ -1135,10 +1083,9 @@ unsafe fn pasid_free_find(
     } else {
         // SAFETY: NULL or a live consumer.
         unsafe { iommu_pasid_free(pasid, id) };
-        if owned {
-            model.forget(Where::Global, id);
-        }
-        let live = model.global.live.contains_key(&id);
+        // Another consumer's, unknown or FREE_PENDING: nothing happens.
+        let _ = model.global.free(Some(key), id);
+        let live = model.global.is_live(id);
         // SAFETY: any ID; NULL getter.
         let found = unsafe { ioasid_find(ptr::null_mut(), id, None) };
         expect_eq!(
@@ -1183,7 +1130,8 @@ unsafe fn pasid_for_each(
         assert!(seen.is_empty());
         return;
     }
-    let members = model.global.members_of(Owner::Pasid(k));
+    let key = model.pasids[k].map_or(SetKey::NOBODY, |p| p.3);
+    let members = model.global.members(key);
     let (want_seen, want) = expected_walk(&members, stop);
     expect_eq!(
         step,

@@ -30,6 +30,8 @@
 //!   `allocs_race_for_the_last_id_of_a_leaf`, `cyclic_cursor_under_two_allocs`;
 //! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
 //!   `lookup_races_publish`;
+//! - an iterator without the owner check of `Set::visible`, or one that
+//!   yields a key twice across leaves: `iterators_race_free_and_alloc`;
 //! - no SeqCst fence in `Members::insert_published` or in
 //!   `Members::clear_stale`, or no owner re-check after the clear:
 //!   `for_each_cleaning_races_alloc_of_the_same_key` (a live ID loses its
@@ -448,6 +450,49 @@ fn lookup_races_set_data() {
     });
 }
 
+/// The scenario of the walk models: fan-out 2 over IDs 0..=3, `mine` owns
+/// 0 and 1, `theirs` owns 2. `churn` frees 1 from `mine` and allocates
+/// again in `mine`; `stranger` allocates in `theirs` (taking 1 or 3) and
+/// hands `theirs` back. Probes 0..=4, in that order.
+struct Churn {
+    ledger: Ledger,
+    space: Space<Probe, 2>,
+    mine: Arc<Set<Probe, 2>>,
+    churn: JoinHandle<Result<Ioasid, Error>>,
+    stranger: JoinHandle<(Set<Probe, 2>, Result<Ioasid, Error>)>,
+}
+
+fn churn_free_and_alloc() -> Churn {
+    let ledger = Ledger::new();
+    let space = new_space::<2>(0, 3, Policy::Lowest);
+    let mine = Arc::new(space.new_set());
+    let theirs = space.new_set();
+    assert_eq!(mine.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
+    assert_eq!(mine.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
+    assert_eq!(theirs.alloc(0, 3, ledger.probe(2, 0)), Ok(2));
+    let churn = {
+        let (mine, ledger) = (mine.clone(), ledger.clone());
+        spawn(move || {
+            assert_eq!(mine.free(1), Ok(()));
+            mine.alloc(0, 3, ledger.probe(3, 0))
+        })
+    };
+    let stranger = {
+        let ledger = ledger.clone();
+        spawn(move || {
+            let id = theirs.alloc(0, 3, ledger.probe(4, 0));
+            (theirs, id)
+        })
+    };
+    Churn {
+        ledger,
+        space,
+        mine,
+        churn,
+        stranger,
+    }
+}
+
 /// for_each vs free and alloc in the same set and alloc by another set.
 /// Fan-out 2 over IDs 0..=3: `mine` owns 0 and 1, `theirs` owns 2. One
 /// thread frees 1 from `mine` and allocates again in `mine`; another
@@ -456,27 +501,13 @@ fn lookup_races_set_data() {
 #[test]
 fn for_each_races_free_and_alloc() {
     model(2, || {
-        let ledger = Ledger::new();
-        let space = new_space::<2>(0, 3, Policy::Lowest);
-        let mine = Arc::new(space.new_set());
-        let theirs = space.new_set();
-        assert_eq!(mine.alloc(0, 3, ledger.probe(0, 0)), Ok(0));
-        assert_eq!(mine.alloc(0, 3, ledger.probe(1, 0)), Ok(1));
-        assert_eq!(theirs.alloc(0, 3, ledger.probe(2, 0)), Ok(2));
-        let churn = {
-            let (mine, ledger) = (mine.clone(), ledger.clone());
-            spawn(move || {
-                assert_eq!(mine.free(1), Ok(()));
-                mine.alloc(0, 3, ledger.probe(3, 0))
-            })
-        };
-        let stranger = {
-            let ledger = ledger.clone();
-            spawn(move || {
-                let id = theirs.alloc(0, 3, ledger.probe(4, 0));
-                (theirs, id)
-            })
-        };
+        let Churn {
+            ledger,
+            space,
+            mine,
+            churn,
+            stranger,
+        } = churn_free_and_alloc();
         let mut seen: Vec<(Ioasid, usize)> = Vec::new();
         let flow = mine.for_each(|id, probe| {
             seen.push((id, probe.token()));
@@ -505,6 +536,48 @@ fn for_each_races_free_and_alloc() {
         assert_eq!(space.live_count(), 4);
         assert_eq!(mine.len(), 2);
         assert_eq!(theirs.len(), 2);
+        drop((mine, theirs, space));
+        assert_all_dropped_once(&ledger, 5);
+    });
+}
+
+/// The iterators (iter.rs) vs free and alloc: the scenario of
+/// `for_each_races_free_and_alloc`, walked by `Set::iter` and `Space::iter`
+/// under one guard. The set's iterator yields 0 (live throughout) exactly
+/// once, ascending, only `mine`'s probes; the space's yields 0 and 2 (live
+/// throughout) exactly once each, ascending.
+#[test]
+fn iterators_race_free_and_alloc() {
+    model(2, || {
+        let Churn {
+            ledger,
+            space,
+            mine,
+            churn,
+            stranger,
+        } = churn_free_and_alloc();
+        {
+            let guard = space.pin();
+            let seen: Vec<(Ioasid, usize)> =
+                mine.iter(&guard).map(|(id, p)| (id, p.token())).collect();
+            assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+            assert_eq!(
+                seen.iter().filter(|(id, _)| *id == 0).count(),
+                1,
+                "{seen:?}"
+            );
+            for &(id, token) in &seen {
+                assert!([0, 1, 3].contains(&token), "foreign probe {token} at {id}");
+            }
+            let all: Vec<Ioasid> = space.iter(&guard).map(|(id, _)| id).collect();
+            assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+            for stable in [0, 2] {
+                assert_eq!(all.iter().filter(|&&id| id == stable).count(), 1, "{all:?}");
+            }
+        }
+        let mine_again = churn.join().unwrap().expect("a key is free");
+        let (theirs, their_id) = stranger.join().unwrap();
+        assert_ne!(Some(mine_again), their_id.ok());
         drop((mine, theirs, space));
         assert_all_dropped_once(&ledger, 5);
     });
