@@ -367,6 +367,47 @@ fn lookup_races_publish() {
     });
 }
 
+/// Chunk directory publication: a reader polling for an ID whose chunk,
+/// leaf and directory array the writer's alloc installs (fan-out 2 over IDs
+/// 0..=7, an empty space: chunks of 4 keys, ID 4 in the second) sees it not
+/// found, or the whole record: the directory entry's Release store is the
+/// only path from the chunk's install to the reader that takes it (loom's
+/// cell checker fails the model otherwise). Then the tree's invariant walk
+/// says every directory entry is its chunk.
+#[test]
+fn lookup_races_chunk_install() {
+    model(4, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 7, Policy::Lowest);
+        let owner = space.new_set();
+        let writer = {
+            let ledger = ledger.clone();
+            spawn(move || {
+                drop(owner.space().pin());
+                let id = owner.alloc(4, 7, ledger.probe(0, 42)).unwrap();
+                (owner, id)
+            })
+        };
+        {
+            let guard = space.pin();
+            loop {
+                match space.find(4, &guard) {
+                    Some(probe) => {
+                        assert_eq!((probe.token(), probe.value()), (0, 42));
+                        break;
+                    }
+                    None => thread::yield_now(),
+                }
+            }
+        }
+        let (owner, id) = writer.join().unwrap();
+        assert_eq!(id, 4);
+        assert_eq!(space.check_invariants(), Ok(()));
+        drop((owner, space));
+        assert_all_dropped_once(&ledger, 1);
+    });
+}
+
 /// Free vs lookup vs reclamation: a reader that found the data keeps it
 /// valid until it unpins, even though the freeing thread waits for a grace
 /// period (which collects garbage) meanwhile; after `synchronize` returns
