@@ -19,7 +19,7 @@
 //! looked up from it), so the hints above the low subtree stay exact.
 //!
 //! The *chunk directory*: a node of the last inner level covers `F^2` keys
-//! (4096 at fan-out 64), a *chunk*. In a tree of 3 levels or more, the
+//! (4096 at fan-out 64), a *chunk*. In a tree of 4 levels or more, the
 //! chunks over the lowest keys (up to 256 of them: 2^20 keys at fan-out 64,
 //! a 2 KiB array made on the first chunk's install) are also listed in
 //! `dir`, so a lookup is `dir[key / F^2]`, the chunk's child pointer and the
@@ -254,8 +254,9 @@ impl<const F: usize> Tree<F> {
         assert!((1..=1 << 32).contains(&span));
         let levels = levels_for::<F>(span);
         let low_depth = levels.saturating_sub(LOW_LEVELS);
-        // Chunks are nodes below the root: a tree of 3 levels or more.
-        let dir_len = if levels >= 3 {
+        // In a tree of 3 levels the chunks are the root's children: the
+        // root, always in cache, is all a directory would skip.
+        let dir_len = if levels >= 4 {
             span.div_ceil(Self::CHUNK).min(DIR_MAX)
         } else {
             0
@@ -460,11 +461,19 @@ impl<const F: usize> Tree<F> {
 
     /// Claims the lowest free key in `lo..=hi`, or `None` if no key there was
     /// free for the whole call. Returns the key and its (empty) slot.
+    #[inline]
     pub(crate) fn claim(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
         debug_assert!(lo <= hi && hi < self.span);
         if let Some(found) = self.claim_in_chunk(lo, hi) {
             return Some(found);
         }
+        self.claim_walk(lo, hi)
+    }
+
+    /// [`Tree::claim`] down from the root (or the low subtree's root): out
+    /// of line, so the chunk fast path stays small.
+    #[inline(never)]
+    fn claim_walk(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
         // Acquire: pairs with the Release decrement of a propagation that
         // finished, so its undo is visible to the walk's hint loads.
         let before = self.hint_seq.load(Ordering::Acquire);
@@ -673,6 +682,7 @@ impl<const F: usize> Tree<F> {
         }
     }
 
+    #[inline]
     fn child_or_install(
         &self,
         inner: &Inner<F>,
@@ -685,6 +695,20 @@ impl<const F: usize> Tree<F> {
         if !child.is_null() {
             return child;
         }
+        self.install_child(inner, i, child_level, child_base)
+    }
+
+    /// Installs the missing child `i` of `inner` (or takes the one another
+    /// thread installed first): out of line, rare.
+    #[cold]
+    #[inline(never)]
+    fn install_child(
+        &self,
+        inner: &Inner<F>,
+        i: usize,
+        child_level: u32,
+        child_base: u64,
+    ) -> *mut () {
         let child = install(
             &inner.children[i],
             self.new_node(child_level, child_base),

@@ -367,24 +367,53 @@ fn lookup_races_publish() {
     });
 }
 
+/// Two allocs in different chunks of an empty space (fan-out 2 over IDs
+/// 0..=15, chunks of 4 keys) race to install the chunk directory's array:
+/// one array survives (the loser frees its own), and it lists both chunks,
+/// which the invariant walk checks against the tree; lookups through it
+/// find both IDs.
+#[test]
+fn allocs_race_to_install_the_directory() {
+    model(3, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 15, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        let spawn_alloc = |token: usize, lo: Ioasid| {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(lo, lo + 3, ledger.probe(token, 0)))
+        };
+        let (a, b) = (spawn_alloc(0, 0), spawn_alloc(1, 8));
+        let (a, b) = (a.join().unwrap().unwrap(), b.join().unwrap().unwrap());
+        assert_eq!((a, b), (0, 8));
+        assert_eq!(space.check_invariants(), Ok(()));
+        assert_eq!(
+            (token_at(&space, 0), token_at(&space, 8)),
+            (Some(0), Some(1))
+        );
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
 /// Chunk directory publication: a reader polling for an ID whose chunk,
 /// leaf and directory array the writer's alloc installs (fan-out 2 over IDs
-/// 0..=7, an empty space: chunks of 4 keys, ID 4 in the second) sees it not
+/// 0..=15, 4 levels, an empty space: chunks of 4 keys, ID 4 in the second)
+/// sees it not
 /// found, or the whole record: the directory entry's Release store is the
 /// only path from the chunk's install to the reader that takes it (loom's
 /// cell checker fails the model otherwise). Then the tree's invariant walk
 /// says every directory entry is its chunk.
 #[test]
 fn lookup_races_chunk_install() {
-    model(4, || {
+    model(3, || {
         let ledger = Ledger::new();
-        let space = new_space::<2>(0, 7, Policy::Lowest);
+        let space = new_space::<2>(0, 15, Policy::Lowest);
         let owner = space.new_set();
         let writer = {
             let ledger = ledger.clone();
             spawn(move || {
                 drop(owner.space().pin());
-                let id = owner.alloc(4, 7, ledger.probe(0, 42)).unwrap();
+                let id = owner.alloc(4, 15, ledger.probe(0, 42)).unwrap();
                 (owner, id)
             })
         };
