@@ -370,6 +370,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
     /// was live. The data is dropped once no reader can see it.
     pub fn free(&self, id: Ioasid) -> bool {
+        if let Some(freed) = self.inner.free_unpinned(id) {
+            return freed.is_ok();
+        }
         let guard = self.pin();
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
     }
@@ -392,6 +395,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn free_released(&self, id: Ioasid) -> Option<bool> {
+        if let Some(freed) = self.inner.free_unpinned(id) {
+            return freed.ok();
+        }
         let guard = self.pin();
         self.inner
             .drop_ref(id, Expect::Any(&guard), RefDrop::Free)
@@ -815,6 +821,46 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// only the given set's.
     pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
         self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
+    }
+
+    /// The kernel-form free without a guard, for its common case: an
+    /// untracked word (no ext bit) of a plain owner index (owners.rs: every
+    /// set it names has no quota, so no set core is touched), with an
+    /// inline value (nothing to reclaim) and no custom IDs about. Answers
+    /// `Ok(true)` (released) or `Err(NotFound)` (not live) as
+    /// [`SpaceInner::drop_ref`] would; `None` when the case is another one
+    /// (or the word changed under us): the caller pins and takes
+    /// `drop_ref`. Tree nodes live as long as the tree, so nothing here
+    /// needs a guard. A feature that must see every free (a hook, a
+    /// per-ID record) sends its case to `drop_ref` here.
+    #[inline]
+    pub(crate) fn free_unpinned(&self, id: Ioasid) -> Option<Result<bool, Error>> {
+        let Some(slot) = self.key_of(id).and_then(|key| self.tree.slot(key)) else {
+            return Some(Err(Error::NotFound));
+        };
+        // Acquire: pairs with the Release publish (and, through it, with the
+        // owner index's registration, which `is_plain` reads).
+        let word = slot.word().load(Ordering::Acquire);
+        if word == 0 {
+            return Some(Err(Error::NotFound));
+        }
+        if entry::has_ext(word)
+            || entry::needs_drop::<T>(word)
+            || self.custom.any()
+            || !self.sets.is_plain(entry::owner(word))
+        {
+            return None;
+        }
+        // AcqRel: as the CAS in `drop_ref`. On failure the word changed:
+        // `drop_ref` decides from the new one.
+        slot.word()
+            .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // The set's member bit stays (members.rs: cleaned lazily); a plain
+        // owner keeps no count.
+        let key = u64::from(id - self.min);
+        self.tree.release(slot, key);
+        Some(Ok(true))
     }
 
     /// Drops one reference of `id` as `how` says; `Ok(true)` if this

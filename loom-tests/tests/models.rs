@@ -437,6 +437,47 @@ fn lookup_races_chunk_install() {
     });
 }
 
+/// The kernel-form free that holds no guard (space.rs `free_unpinned`,
+/// owners.rs index classes) races its owner's drop and a new set with a
+/// quota that allocates the same ID with the same inline data. The new set
+/// never takes the dropped quota-less set's index, so the free either
+/// takes the old word, or (as any kernel-form free may) frees the new
+/// set's ID through the pinned path, which gives its quota unit back:
+/// either way the quota set's count matches what it owns. (With the index
+/// reused, the words would be equal and a guard-less free could take the
+/// quota set's ID and leave its count at one.)
+#[test]
+fn unpinned_free_races_set_drop_and_index_reuse() {
+    model(3, || {
+        let space: Space<u32, 2> = Space::builder()
+            .range(0, 1)
+            .domain(Domain::new())
+            .build()
+            .expect("valid range");
+        let plain = space.new_set();
+        assert_eq!(plain.alloc(0, 1, 7), Ok(0));
+        let freer = {
+            let space = space.clone();
+            spawn(move || space.free(0))
+        };
+        let owner = {
+            let space = space.clone();
+            spawn(move || {
+                drop(plain);
+                space.synchronize();
+                let quota = space.new_set_with_quota(1);
+                let id = quota.alloc(0, 1, 7);
+                (quota, id)
+            })
+        };
+        freer.join().unwrap();
+        let (quota, id) = owner.join().unwrap();
+        assert_eq!(id, Ok(0));
+        assert_eq!(space.check_invariants(), Ok(()));
+        assert_eq!(quota.len(), usize::from(space.copied(0).is_some()));
+    });
+}
+
 /// Free vs lookup vs reclamation: a reader that found the data keeps it
 /// valid until it unpins, even though the freeing thread waits for a grace
 /// period (which collects garbage) meanwhile; after `synchronize` returns
