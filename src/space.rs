@@ -621,6 +621,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// The live word of `id`, or `None`, loaded with no guard: only its
     /// inline part may be used unless a guard was pinned before the load.
+    #[inline]
     fn load_unpinned(&self, id: Ioasid) -> Option<u64> {
         // Tree nodes live as long as the tree, so the slot needs no guard.
         let slot = self.tree.slot(self.key_of(id)?)?;
@@ -631,7 +632,26 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// A copy of the value of live `id` (with `owner`, only if that set owns
     /// it): pins only when the word is boxed.
+    #[inline]
     pub(crate) fn copied(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
+    where
+        T: Copy,
+    {
+        let word = self.load_unpinned(id).ok_or(Error::NotFound)?;
+        if owner.is_some_and(|owner| entry::owner(word) != owner) {
+            return Err(Error::PermissionDenied);
+        }
+        if !entry::is_boxed(word) {
+            // SAFETY: loaded from its slot, not boxed.
+            return Ok(unsafe { entry::copy_inline(word) });
+        }
+        self.copied_boxed(id, owner)
+    }
+
+    /// [`SpaceInner::copied`] of a value stored boxed: out of line.
+    #[cold]
+    #[inline(never)]
+    fn copied_boxed(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
     where
         T: Copy,
     {
@@ -639,11 +659,6 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Some(owner) if entry::owner(word) != owner => Err(Error::PermissionDenied),
             _ => Ok(word),
         };
-        let word = owned(self.load_unpinned(id).ok_or(Error::NotFound)?)?;
-        if !entry::is_boxed(word) {
-            // SAFETY: loaded from its slot, not boxed.
-            return Ok(unsafe { entry::copy_inline(word) });
-        }
         // A box may be freed once its word leaves the slot: load it again
         // under a guard, which keeps the box until it goes.
         let guard = self.pin();
