@@ -277,6 +277,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// A new set with an optional quota, or [`Error::NoSpace`] when the
     /// space already has 16383 live sets (an owner index is 14 bits of the
     /// entry word; indices of dropped sets are reused after a grace period).
+    /// An index that served a set without a quota is reused only by such
+    /// sets (so a kernel-form free of their IDs needs no guard): a set with
+    /// a quota may get `NoSpace` sooner, once all free indices are such.
     pub fn try_new_set(&self, quota: Option<usize>) -> Result<Set<T, F>, Error> {
         Set::new(self.clone(), quota.unwrap_or(usize::MAX))
     }

@@ -472,9 +472,11 @@ fn unpinned_free_races_set_drop_and_index_reuse() {
         };
         freer.join().unwrap();
         let (quota, id) = owner.join().unwrap();
-        assert_eq!(id, Ok(0));
+        // 1 while the free of 0 had taken the word but not yet its claim.
+        let id = id.expect("a key is free");
+        assert!(id <= 1);
         assert_eq!(space.check_invariants(), Ok(()));
-        assert_eq!(quota.len(), usize::from(space.copied(0).is_some()));
+        assert_eq!(quota.len(), usize::from(space.copied(id).is_some()));
     });
 }
 
