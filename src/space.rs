@@ -373,7 +373,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
     /// was live. The data is dropped once no reader can see it.
     pub fn free(&self, id: Ioasid) -> bool {
-        if let Some(freed) = self.inner.free_unpinned(id) {
+        if let Some(freed) = self.inner.free_unpinned(id, None) {
             return freed.is_ok();
         }
         let guard = self.pin();
@@ -398,7 +398,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn free_released(&self, id: Ioasid) -> Option<bool> {
-        if let Some(freed) = self.inner.free_unpinned(id) {
+        if let Some(freed) = self.inner.free_unpinned(id, None) {
             return freed.ok();
         }
         let guard = self.pin();
@@ -841,18 +841,24 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
     }
 
-    /// The kernel-form free without a guard, for its common case: an
-    /// untracked word (no ext bit) of a plain owner index (owners.rs: every
-    /// set it names has no quota, so no set core is touched), with an
-    /// inline value (nothing to reclaim) and no custom IDs about. Answers
-    /// `Ok(true)` (released) or `Err(NotFound)` (not live) as
-    /// [`SpaceInner::drop_ref`] would; `None` when the case is another one
-    /// (or the word changed under us): the caller pins and takes
-    /// `drop_ref`. Tree nodes live as long as the tree, so nothing here
-    /// needs a guard. A feature that must see every free (a hook, a
-    /// per-ID record) sends its case to `drop_ref` here.
+    /// The free without a guard, for its common case: an untracked word
+    /// (no ext bit) with an inline value (nothing to reclaim), no custom
+    /// IDs about, and either (kernel form, `set` `None`) a plain owner index
+    /// (owners.rs: every set it names has no quota, so no set core is
+    /// touched) or (set form) the word of `set` (its index and its core,
+    /// which the caller's set keeps alive). Answers `Ok(true)` (released)
+    /// or `Err(NotFound)` (not live) as [`SpaceInner::drop_ref`] would;
+    /// `None` when the case is another one (another owner, or the word
+    /// changed under us): the caller takes `drop_ref`, pinned for the
+    /// kernel form. Tree nodes live as long as the tree, so nothing here
+    /// needs a guard. A feature that must see every free (a hook, a per-ID
+    /// record) sends its case to `drop_ref` here.
     #[inline]
-    pub(crate) fn free_unpinned(&self, id: Ioasid) -> Option<Result<bool, Error>> {
+    pub(crate) fn free_unpinned(
+        &self,
+        id: Ioasid,
+        set: Option<(u16, &SetCore<F>)>,
+    ) -> Option<Result<bool, Error>> {
         let Some(slot) = self.key_of(id).and_then(|key| self.tree.slot(key)) else {
             return Some(Err(Error::NotFound));
         };
@@ -862,11 +868,11 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         if word == 0 {
             return Some(Err(Error::NotFound));
         }
-        if entry::has_ext(word)
-            || entry::needs_drop::<T>(word)
-            || self.custom.any()
-            || !self.sets.is_plain(entry::owner(word))
-        {
+        let owned = match set {
+            Some((index, _)) => entry::owner(word) == index,
+            None => self.sets.is_plain(entry::owner(word)),
+        };
+        if !owned || entry::has_ext(word) || entry::needs_drop::<T>(word) || self.custom.any() {
             return None;
         }
         // AcqRel: as the CAS in `drop_ref`. On failure the word changed:
@@ -878,6 +884,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // owner keeps no count.
         let key = u64::from(id - self.min);
         self.tree.release(slot, key);
+        if let Some((_, core)) = set {
+            core.unreserve();
+        }
         Some(Ok(true))
     }
 
