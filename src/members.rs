@@ -28,11 +28,35 @@
 //! freed since its last walk. Worst case: a set that allocated and freed
 //! every key of the space and never walked walks the whole space once.
 //! Nodes are created on demand by CAS and live as long as the index.
+//!
+//! A thread remembers the leaf word of its last insert (`RECENT`: the
+//! index's serial, the key's group of `F` keys, the word), so an alloc
+//! next to its thread's last one finds its word without a walk. Serials are
+//! never reused, so a remembered word whose serial matches belongs to the
+//! index the caller holds, and lives as long as it does; nothing shared is
+//! written for it.
 
-use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, fence, install, thread_local, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::levels_for;
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::ptr;
+
+/// This thread's last inserted leaf word: (index serial, key group, word);
+/// serial 0 is no index's.
+type Recent = (u64, u64, *const AtomicU64);
+
+thread_local! {
+    static RECENT: Cell<Recent> = Cell::new((0, 0, ptr::null()));
+}
+
+/// A serial never used before (from 1).
+fn next_serial() -> u64 {
+    // Not a loom atomic: a unique number, ordered with nothing.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Relaxed: only uniqueness matters.
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 struct BitInner<const F: usize> {
     children: [AtomicPtr<()>; F],
@@ -42,6 +66,8 @@ pub(crate) struct Members<const F: usize> {
     /// A `BitInner`, or the single leaf word when `levels == 1`.
     root: *mut (),
     levels: u32,
+    /// Names this index in threads' `RECENT` (never reused).
+    serial: u64,
 }
 
 // SAFETY: the index owns its nodes; shared mutation is through atomics only.
@@ -58,6 +84,7 @@ impl<const F: usize> Members<F> {
         Members {
             root: Self::new_node(levels == 1),
             levels,
+            serial: next_serial(),
         }
     }
 
@@ -116,7 +143,17 @@ impl<const F: usize> Members<F> {
     /// Marks `key` as the set's. The caller has just published the key's
     /// entry word naming the set (see the module docs).
     pub(crate) fn insert_published(&self, key: u64) {
-        let word = self.word(key, true).expect("created on the way");
+        let group = key >> Self::BITS;
+        let (serial, recent_group, recent) = RECENT.with(Cell::get);
+        let word = if serial == self.serial && recent_group == group {
+            // SAFETY: the serial is this index's (serials are never reused),
+            // so the word is its leaf word for `group`, alive while `self` is.
+            unsafe { &*recent }
+        } else {
+            let word = self.word(key, true).expect("created on the way");
+            RECENT.with(|r| r.set((self.serial, group, word)));
+            word
+        };
         let bit = 1 << (key & Self::INDEX_MASK);
         // SeqCst: the alloc's half of the Dekker pattern with `clear_stale`:
         // orders the caller's publish before the bit load below.

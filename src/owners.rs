@@ -8,6 +8,17 @@
 //! returns the index to the pool only after every such guard is gone. So an
 //! index is never reused while a reader could still pair it with an old
 //! word, and a kernel-form free may follow a word's owner index to its set.
+//!
+//! Index classes, for the free that holds no guard: an index that has
+//! served a set without quota (*plain*) serves only such sets from then
+//! on, and its table entry says so (tag bit 0). A set with a quota takes a
+//! fresh index or one that only ever served sets with quotas. So once a
+//! free reads "plain" for the index a word names, every set that index
+//! will ever name is quota-less: taking that word out of its slot owes no
+//! set a quota unit, whoever owns it by then, and needs no set core at all
+//! ([`SetTable::is_plain`]). The price: a set with a quota cannot reuse a
+//! plain index, so it may get `NoSpace` while fewer than 16383 sets live,
+//! if all the free indices are plain.
 
 use crate::entry::MAX_SETS;
 use crate::error::Error;
@@ -92,21 +103,48 @@ pub(crate) struct SetTable<const F: usize> {
 #[derive(Default)]
 pub(crate) struct IndexPool {
     next: u16,
+    /// Free indices that never served a set without quota.
     free: Vec<u16>,
+    /// Free plain indices (see the module docs): for quota-less sets only.
+    free_plain: Vec<u16>,
+    /// Bit `i`: index `i` is plain (it never becomes unplain again).
+    plain: Vec<u64>,
 }
 
 impl IndexPool {
-    fn take(&mut self) -> Option<u16> {
-        if let Some(index) = self.free.pop() {
-            return Some(index);
+    /// An index for a set with (`plain == false`) or without a quota.
+    fn take(&mut self, plain: bool) -> Option<u16> {
+        let index = if plain {
+            self.free_plain.pop().or_else(|| self.free.pop())
+        } else {
+            self.free.pop()
+        };
+        let index = index.or_else(|| {
+            (self.next < MAX_SETS).then(|| {
+                self.next += 1;
+                self.next
+            })
+        })?;
+        if plain {
+            let word = index as usize / 64;
+            if self.plain.len() <= word {
+                self.plain.resize(word + 1, 0);
+            }
+            self.plain[word] |= 1 << (index % 64);
         }
-        if self.next < MAX_SETS {
-            self.next += 1;
-            return Some(self.next);
-        }
-        None
+        Some(index)
+    }
+
+    fn is_plain(&self, index: u16) -> bool {
+        self.plain
+            .get(index as usize / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
     }
 }
+
+/// Tag bit 0 of a table entry: the index is plain (module docs). A
+/// `SetCore` is aligned to 128 (its padded counter), so bit 0 is free.
+const PLAIN: usize = 1;
 
 impl<const F: usize> SetTable<F> {
     pub(crate) fn new() -> Self {
@@ -135,18 +173,25 @@ impl<const F: usize> SetTable<F> {
     }
 
     /// Registers a new set core under a fresh index: `Err(NoSpace)` when all
-    /// `MAX_SETS` indices are in use.
+    /// `MAX_SETS` indices are in use (for a set with a quota: all but the
+    /// plain ones, see the module docs). `core` is valid and not yet shared.
     pub(crate) fn register(&self, core: *const SetCore<F>) -> Result<u16, Error> {
+        // SAFETY: the caller's contract: a valid core.
+        let plain = !unsafe { &*core }.has_quota();
         let index = self
             .pool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
+            .take(plain)
             .ok_or(Error::NoSpace)?;
         let slot = self.slot(index, true).expect("created on the way");
+        let tagged = core
+            .cast_mut()
+            .map_addr(|a| a | if plain { PLAIN } else { 0 });
         // Release: a thread that loads a word naming this index (published
-        // after this store) sees the core's initialised contents.
-        slot.store(core.cast_mut(), Ordering::Release);
+        // after this store) sees the core's initialised contents, and the
+        // tag of this registration or a later one.
+        slot.store(tagged, Ordering::Release);
         Ok(index)
     }
 
@@ -154,8 +199,21 @@ impl<const F: usize> SetTable<F> {
     /// result may be dereferenced.
     pub(crate) fn get(&self, index: u16) -> *const SetCore<F> {
         // Acquire: pairs with the Release store in `register`.
+        self.slot(index, false).map_or(ptr::null(), |slot| {
+            slot.load(Ordering::Acquire)
+                .map_addr(|a| a & !PLAIN)
+                .cast_const()
+        })
+    }
+
+    /// True if `index` is plain: every set it names, now or later, has no
+    /// quota (module docs). Dereferences nothing, so it needs no guard; the
+    /// caller loaded a word naming `index` (Acquire) before asking.
+    pub(crate) fn is_plain(&self, index: u16) -> bool {
+        // Acquire: pairs with the Release store in `register` (through the
+        // caller's Acquire load of a word naming the index).
         self.slot(index, false)
-            .map_or(ptr::null(), |slot| slot.load(Ordering::Acquire))
+            .is_some_and(|slot| slot.load(Ordering::Acquire).addr() & PLAIN != 0)
     }
 
     /// The pool, for returning an index through the epoch.
@@ -166,10 +224,12 @@ impl<const F: usize> SetTable<F> {
 
 /// Returns `index` to its pool (called from the epoch, after a grace period).
 pub(crate) fn return_index(pool: &Mutex<IndexPool>, index: u16) {
-    pool.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .free
-        .push(index);
+    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.is_plain(index) {
+        pool.free_plain.push(index);
+    } else {
+        pool.free.push(index);
+    }
 }
 
 impl<const F: usize> Drop for SetTable<F> {
@@ -183,5 +243,37 @@ impl<const F: usize> Drop for SetTable<F> {
                 drop(unsafe { Box::from_raw(chunk) });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_indices_serve_only_quota_less_sets() {
+        let mut pool = IndexPool::default();
+        let (a, b) = (pool.take(true).unwrap(), pool.take(false).unwrap());
+        assert_eq!((a, b), (1, 2));
+        assert!(pool.is_plain(a) && !pool.is_plain(b));
+        let table: Mutex<IndexPool> = Mutex::new(pool);
+        return_index(&table, a);
+        return_index(&table, b);
+        let mut pool = table.into_inner().unwrap();
+        // A quota set skips the plain index; a plain one takes either, and
+        // turns a quota-class index plain for good.
+        assert_eq!(pool.take(false), Some(b));
+        assert_eq!(pool.take(false), Some(3), "fresh, not the plain 1");
+        assert_eq!(pool.take(true), Some(a));
+        pool.free.push(b);
+        assert_eq!(pool.take(true), Some(b));
+        assert!(pool.is_plain(b));
+        // Out of fresh indices: only plain ones are free, so a quota set
+        // gets none while a quota-less set still does.
+        pool.next = MAX_SETS;
+        pool.free_plain.push(a);
+        assert_eq!(pool.take(false), None);
+        assert_eq!(pool.take(true), Some(a));
+        assert_eq!(pool.take(true), None);
     }
 }

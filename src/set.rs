@@ -145,18 +145,22 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// owns it (nothing changed). With references outstanding it enters
     /// FREE_PENDING (see [`Space::get`]).
     pub fn free(&self, id: Ioasid) -> Result<(), Error> {
-        self.space
-            .inner
-            .remove(id, Expect::Set(self.index, self.core()))
+        let inner = &self.space.inner;
+        if let Some(freed) = inner.free_unpinned(id, Some((self.index, self.core()))) {
+            return freed.map(drop);
+        }
+        inner.remove(id, Expect::Set(self.index, self.core()))
     }
 
     /// Frees an ID of this set as [`Set::free`] does and says whether this
     /// released it (`Ok(true)`) or left it FREE_PENDING (`Ok(false)`);
     /// errors as [`Set::free`].
     pub fn free_released(&self, id: Ioasid) -> Result<bool, Error> {
-        self.space
-            .inner
-            .drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Free)
+        let inner = &self.space.inner;
+        if let Some(freed) = inner.free_unpinned(id, Some((self.index, self.core()))) {
+            return freed;
+        }
+        inner.drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Free)
     }
 
     /// Takes a reference on an ID of this set (the checked `ioasid_get`):

@@ -277,6 +277,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// A new set with an optional quota, or [`Error::NoSpace`] when the
     /// space already has 16383 live sets (an owner index is 14 bits of the
     /// entry word; indices of dropped sets are reused after a grace period).
+    /// An index that served a set without a quota is reused only by such
+    /// sets (so a kernel-form free of their IDs needs no guard): a set with
+    /// a quota may get `NoSpace` sooner, once all free indices are such.
     pub fn try_new_set(&self, quota: Option<usize>) -> Result<Set<T, F>, Error> {
         Set::new(self.clone(), quota.unwrap_or(usize::MAX))
     }
@@ -370,6 +373,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
     /// was live. The data is dropped once no reader can see it.
     pub fn free(&self, id: Ioasid) -> bool {
+        if let Some(freed) = self.inner.free_unpinned(id, None) {
+            return freed.is_ok();
+        }
         let guard = self.pin();
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
     }
@@ -392,6 +398,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn free_released(&self, id: Ioasid) -> Option<bool> {
+        if let Some(freed) = self.inner.free_unpinned(id, None) {
+            return freed.ok();
+        }
         let guard = self.pin();
         self.inner
             .drop_ref(id, Expect::Any(&guard), RefDrop::Free)
@@ -615,6 +624,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// The live word of `id`, or `None`, loaded with no guard: only its
     /// inline part may be used unless a guard was pinned before the load.
+    #[inline]
     fn load_unpinned(&self, id: Ioasid) -> Option<u64> {
         // Tree nodes live as long as the tree, so the slot needs no guard.
         let slot = self.tree.slot(self.key_of(id)?)?;
@@ -625,7 +635,26 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// A copy of the value of live `id` (with `owner`, only if that set owns
     /// it): pins only when the word is boxed.
+    #[inline]
     pub(crate) fn copied(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
+    where
+        T: Copy,
+    {
+        let word = self.load_unpinned(id).ok_or(Error::NotFound)?;
+        if owner.is_some_and(|owner| entry::owner(word) != owner) {
+            return Err(Error::PermissionDenied);
+        }
+        if !entry::is_boxed(word) {
+            // SAFETY: loaded from its slot, not boxed.
+            return Ok(unsafe { entry::copy_inline(word) });
+        }
+        self.copied_boxed(id, owner)
+    }
+
+    /// [`SpaceInner::copied`] of a value stored boxed: out of line.
+    #[cold]
+    #[inline(never)]
+    fn copied_boxed(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
     where
         T: Copy,
     {
@@ -633,11 +662,6 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Some(owner) if entry::owner(word) != owner => Err(Error::PermissionDenied),
             _ => Ok(word),
         };
-        let word = owned(self.load_unpinned(id).ok_or(Error::NotFound)?)?;
-        if !entry::is_boxed(word) {
-            // SAFETY: loaded from its slot, not boxed.
-            return Ok(unsafe { entry::copy_inline(word) });
-        }
         // A box may be freed once its word leaves the slot: load it again
         // under a guard, which keeps the box until it goes.
         let guard = self.pin();
@@ -815,6 +839,55 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// only the given set's.
     pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
         self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
+    }
+
+    /// The free without a guard, for its common case: an untracked word
+    /// (no ext bit) with an inline value (nothing to reclaim), no custom
+    /// IDs about, and either (kernel form, `set` `None`) a plain owner index
+    /// (owners.rs: every set it names has no quota, so no set core is
+    /// touched) or (set form) the word of `set` (its index and its core,
+    /// which the caller's set keeps alive). Answers `Ok(true)` (released)
+    /// or `Err(NotFound)` (not live) as [`SpaceInner::drop_ref`] would;
+    /// `None` when the case is another one (another owner, or the word
+    /// changed under us): the caller takes `drop_ref`, pinned for the
+    /// kernel form. Tree nodes live as long as the tree, so nothing here
+    /// needs a guard. A feature that must see every free (a hook, a per-ID
+    /// record) sends its case to `drop_ref` here.
+    #[inline]
+    pub(crate) fn free_unpinned(
+        &self,
+        id: Ioasid,
+        set: Option<(u16, &SetCore<F>)>,
+    ) -> Option<Result<bool, Error>> {
+        let Some(slot) = self.key_of(id).and_then(|key| self.tree.slot(key)) else {
+            return Some(Err(Error::NotFound));
+        };
+        // Acquire: pairs with the Release publish (and, through it, with the
+        // owner index's registration, which `is_plain` reads).
+        let word = slot.word().load(Ordering::Acquire);
+        if word == 0 {
+            return Some(Err(Error::NotFound));
+        }
+        let owned = match set {
+            Some((index, _)) => entry::owner(word) == index,
+            None => self.sets.is_plain(entry::owner(word)),
+        };
+        if !owned || entry::has_ext(word) || entry::needs_drop::<T>(word) || self.custom.any() {
+            return None;
+        }
+        // AcqRel: as the CAS in `drop_ref`. On failure the word changed:
+        // `drop_ref` decides from the new one.
+        slot.word()
+            .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // The set's member bit stays (members.rs: cleaned lazily); a plain
+        // owner keeps no count.
+        let key = u64::from(id - self.min);
+        self.tree.release(slot, key);
+        if let Some((_, core)) = set {
+            core.unreserve();
+        }
+        Some(Ok(true))
     }
 
     /// Drops one reference of `id` as `how` says; `Ok(true)` if this

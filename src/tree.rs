@@ -18,6 +18,17 @@
 //! 6). Propagations and repairs still go up to the root (their paths are
 //! looked up from it), so the hints above the low subtree stay exact.
 //!
+//! The *chunk directory*: a node of the last inner level covers `F^2` keys
+//! (4096 at fan-out 64), a *chunk*. In a tree of 4 levels or more, the
+//! chunks over the lowest keys (up to 256 of them: 2^20 keys at fan-out 64,
+//! a 2 KiB array made on the first chunk's install) are also listed in
+//! `dir`, so a lookup is `dir[key / F^2]`, the chunk's child pointer and the
+//! slot, whatever the height, and a claim whose `lo` lies there starts at
+//! lo's chunk. An entry is null until its chunk is installed, then that
+//! chunk for the tree's life: the installer (or a loser of the install race,
+//! which stores the same pointer) stores it after the install, before it
+//! uses the chunk. A null entry only sends the caller down the tree.
+//!
 //! INVARIANT (geometry): a leaf's claim word has every bit set that is not a
 //! valid key (beyond `F`, or beyond the span), so "leaf full" is
 //! `claimed == u64::MAX`; an inner node's hint word never has an invalid
@@ -73,6 +84,9 @@ pub(crate) const MAX_LEVELS: usize = 32;
 /// fan-out 64, 256 at fan-out 4) are walked from there, so a tree over
 /// 2^32 keys walks 4 levels for them, not 6.
 const LOW_LEVELS: u32 = 4;
+
+/// The most chunk directory entries (see `Tree::dir`).
+const DIR_MAX: u64 = 256;
 
 /// `hint_seq`: the low half counts active propagations, the high half
 /// counts started ones.
@@ -208,6 +222,14 @@ pub(crate) struct Tree<const F: usize> {
     /// `shift(low_depth)` and `shift(0)`, kept for the lookup hot path.
     low_shift: u32,
     root_shift: u32,
+    /// The chunk directory (module docs): null until the first chunk is
+    /// installed, then an array of `dir_len` entries, each null or the
+    /// chunk over keys `i * F^2..`. INVARIANT: a non-null entry is that
+    /// chunk, which lives as long as the tree; so is the array.
+    dir: AtomicPtr<AtomicPtr<Inner<F>>>,
+    dir_len: usize,
+    /// Keys below this have a directory entry (0: no directory).
+    dir_span: u64,
     /// Started/active propagations (see module docs). Written whenever a
     /// leaf fills or empties: padded away from `root`, which finds read.
     hint_seq: CachePadded<AtomicU64>,
@@ -222,6 +244,9 @@ unsafe impl<const F: usize> Sync for Tree<F> {}
 impl<const F: usize> Tree<F> {
     const BITS: u32 = F.trailing_zeros();
     const INDEX_MASK: u64 = F as u64 - 1;
+    /// Keys per chunk (a node of the last inner level): `F^2`.
+    const CHUNK_BITS: u32 = 2 * Self::BITS;
+    const CHUNK: u64 = 1 << Self::CHUNK_BITS;
 
     /// A tree for keys `0..span` (`2 <= span <= 2^32`) with only its root.
     pub(crate) fn new(span: u64) -> Self {
@@ -229,6 +254,13 @@ impl<const F: usize> Tree<F> {
         assert!((1..=1 << 32).contains(&span));
         let levels = levels_for::<F>(span);
         let low_depth = levels.saturating_sub(LOW_LEVELS);
+        // In a tree of 3 levels the chunks are the root's children: the
+        // root, always in cache, is all a directory would skip.
+        let dir_len = if levels >= 4 {
+            span.div_ceil(Self::CHUNK).min(DIR_MAX)
+        } else {
+            0
+        };
         let mut tree = Tree {
             root: ptr::null_mut(),
             levels,
@@ -238,6 +270,9 @@ impl<const F: usize> Tree<F> {
             low_span: span,
             low_shift: 0,
             root_shift: 0,
+            dir: AtomicPtr::new(ptr::null_mut()),
+            dir_len: dir_len as usize,
+            dir_span: span.min(dir_len * Self::CHUNK),
             hint_seq: CachePadded(AtomicU64::new(0)),
         };
         tree.root = tree.new_node(0, 0);
@@ -332,8 +367,70 @@ impl<const F: usize> Tree<F> {
         }
     }
 
+    /// The chunk of `key` from the directory, if it lists one.
+    #[inline]
+    fn chunk_of(&self, key: u64) -> Option<&Inner<F>> {
+        if key >= self.dir_span {
+            return None;
+        }
+        // Acquire: pairs with the Release of the array's `install`.
+        let dir = self.dir.load(Ordering::Acquire);
+        if dir.is_null() {
+            return None;
+        }
+        // SAFETY: `key < dir_span`, so the index is below `dir_len`, the
+        // array's length; the array lives as long as the tree.
+        let entry = unsafe { &*dir.add((key >> Self::CHUNK_BITS) as usize) };
+        // Acquire: pairs with the Release store of `dir_store`, so the
+        // chunk's initialised contents are visible.
+        let chunk = entry.load(Ordering::Acquire);
+        // SAFETY: a non-null entry is its chunk, alive while the tree is
+        // (field invariant).
+        (!chunk.is_null()).then(|| unsafe { &*chunk })
+    }
+
+    /// Lists `chunk`, just installed (or found installed) over keys from
+    /// `base`, in the directory.
+    fn dir_store(&self, base: u64, chunk: *mut ()) {
+        // Acquire: as in `chunk_of`.
+        let mut dir = self.dir.load(Ordering::Acquire);
+        if dir.is_null() {
+            let fresh: Box<[AtomicPtr<Inner<F>>]> = (0..self.dir_len)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect();
+            let fresh = Box::into_raw(fresh).cast::<AtomicPtr<Inner<F>>>();
+            dir = install(&self.dir, fresh, |lost| {
+                // SAFETY: our unpublished array of `dir_len` entries.
+                drop(unsafe { Self::dir_box(lost, self.dir_len) })
+            });
+        }
+        // SAFETY: `base < dir_span` (the caller checks), so the index is in
+        // the array, which lives as long as the tree.
+        let entry = unsafe { &*dir.add((base >> Self::CHUNK_BITS) as usize) };
+        // Release: publishes the chunk's contents (ours, or the winner's,
+        // read by our Acquire in `install`) to `chunk_of`'s Acquire.
+        entry.store(chunk.cast(), Ordering::Release);
+    }
+
+    /// The directory array at `dir` as the box it was made as.
+    ///
+    /// # Safety
+    /// `dir` came from `dir_store`'s `Box::into_raw` with `len` entries, and
+    /// nobody else uses it any more.
+    unsafe fn dir_box(dir: *mut AtomicPtr<Inner<F>>, len: usize) -> Box<[AtomicPtr<Inner<F>>]> {
+        // SAFETY: the caller's contract.
+        unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(dir, len)) }
+    }
+
     fn leaf_of(&self, key: u64) -> Option<&Leaf<F>> {
         debug_assert!(key < self.span);
+        if let Some(chunk) = self.chunk_of(key) {
+            // Acquire: pairs with the Release of `install`.
+            let leaf = chunk.children[((key >> Self::BITS) & Self::INDEX_MASK) as usize]
+                .load(Ordering::Acquire);
+            // SAFETY: a chunk's children are leaves, alive while the tree is.
+            return (!leaf.is_null()).then(|| unsafe { &*leaf.cast::<Leaf<F>>() });
+        }
         // The lookup hot path: count the shift down instead of recomputing
         // it per level.
         let (mut node, _, mut shift) = self.start_for(key);
@@ -364,8 +461,19 @@ impl<const F: usize> Tree<F> {
 
     /// Claims the lowest free key in `lo..=hi`, or `None` if no key there was
     /// free for the whole call. Returns the key and its (empty) slot.
+    #[inline]
     pub(crate) fn claim(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
         debug_assert!(lo <= hi && hi < self.span);
+        if let Some(found) = self.claim_in_chunk(lo, hi) {
+            return Some(found);
+        }
+        self.claim_walk(lo, hi)
+    }
+
+    /// [`Tree::claim`] down from the root (or the low subtree's root): out
+    /// of line, so the chunk fast path stays small.
+    #[inline(never)]
+    fn claim_walk(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
         // Acquire: pairs with the Release decrement of a propagation that
         // finished, so its undo is visible to the walk's hint loads.
         let before = self.hint_seq.load(Ordering::Acquire);
@@ -388,6 +496,35 @@ impl<const F: usize> Tree<F> {
             return None;
         }
         self.claim_in(self.root, 0, 0, lo, hi, true, &mut Path::new())
+    }
+
+    /// The shortest claim: in lo's chunk, found through the directory,
+    /// following its hint word to the first leaf with a free key at or
+    /// above `lo`. Every key of that chunk in range is below every key of
+    /// the range beyond it, so a key found here is the one the walk from
+    /// the root would find. `None` (nothing free there, or no entry) sends
+    /// the caller down the tree. Keeps no path, as `claim_first`.
+    #[inline]
+    fn claim_in_chunk(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
+        let chunk = self.chunk_of(lo)?;
+        let base = lo & !(Self::CHUNK - 1);
+        let hi = hi.min(base + Self::CHUNK - 1);
+        let (first, last) = (
+            ((lo - base) >> Self::BITS) as usize,
+            ((hi - base) >> Self::BITS) as usize,
+        );
+        // Acquire: as in `claim_in`.
+        let window = chunk.free_hint.load(Ordering::Acquire) & bit_range(first, last);
+        if window == 0 {
+            return None;
+        }
+        let i = window.trailing_zeros() as usize;
+        let leaf_base = base + ((i as u64) << Self::BITS);
+        let leaf = self.child_or_install(chunk, i, self.levels - 1, leaf_base);
+        // SAFETY: a chunk's children are leaves of this tree.
+        let leaf = unsafe { &*leaf.cast::<Leaf<F>>() };
+        let (lo, hi) = (lo.max(leaf_base), hi.min(leaf_base + F as u64 - 1));
+        self.claim_in_leaf(leaf, leaf_base, lo, hi, None)
     }
 
     /// The common case of a hinted walk, without recursion: take the first
@@ -545,6 +682,7 @@ impl<const F: usize> Tree<F> {
         }
     }
 
+    #[inline]
     fn child_or_install(
         &self,
         inner: &Inner<F>,
@@ -557,14 +695,32 @@ impl<const F: usize> Tree<F> {
         if !child.is_null() {
             return child;
         }
-        install(
+        self.install_child(inner, i, child_level, child_base)
+    }
+
+    /// Installs the missing child `i` of `inner` (or takes the one another
+    /// thread installed first): out of line, rare.
+    #[cold]
+    #[inline(never)]
+    fn install_child(
+        &self,
+        inner: &Inner<F>,
+        i: usize,
+        child_level: u32,
+        child_base: u64,
+    ) -> *mut () {
+        let child = install(
             &inner.children[i],
             self.new_node(child_level, child_base),
             |lost| {
                 // SAFETY: our unpublished node: no other thread can reach it.
                 unsafe { self.free_subtree(lost, child_level) }
             },
-        )
+        );
+        if child_level + 2 == self.levels && child_base < self.dir_span {
+            self.dir_store(child_base, child);
+        }
+        child
     }
 
     /// `child` (the node below the end of `path`) was seen full: clear its
@@ -809,7 +965,13 @@ impl<const F: usize> Tree<F> {
 
     /// Bytes of node memory the tree holds.
     pub(crate) fn node_bytes(&self) -> usize {
-        self.bytes_in(self.root, 0)
+        // Acquire: as in `chunk_of`.
+        let dir = if self.dir.load(Ordering::Acquire).is_null() {
+            0
+        } else {
+            self.dir_len * std::mem::size_of::<AtomicPtr<Inner<F>>>()
+        };
+        dir + self.bytes_in(self.root, 0)
     }
 
     fn bytes_in(&self, node: *mut (), level: u32) -> usize {
@@ -846,14 +1008,50 @@ impl<const F: usize> Tree<F> {
     ///   a propagation that did not happen. Both directions hold after any
     ///   single-threaded history (concurrent ones may leave set bits over
     ///   full children, which walks repair);
-    /// - `hint_seq`: no propagation or repair active.
+    /// - `hint_seq`: no propagation or repair active;
+    /// - directory: entry `i` is exactly the chunk over keys `i * F^2..`
+    ///   (null when that chunk does not exist), and there is no array
+    ///   while no chunk exists.
     pub(crate) fn check_quiescent(&self, visit: &mut impl FnMut(u64, u64)) -> Result<(), String> {
         // Relaxed: quiescent; the caller ordered itself after every writer.
         let seq = self.hint_seq.load(Ordering::Relaxed);
         if seq & SEQ_ACTIVE_MASK != 0 {
             return Err(format!("hint_seq {seq:#x}: a hint update is active"));
         }
+        self.check_dir()?;
         self.check_node(self.root, 0, 0, visit).map(drop)
+    }
+
+    fn check_dir(&self) -> Result<(), String> {
+        // Relaxed: quiescent.
+        let dir = self.dir.load(Ordering::Relaxed);
+        for i in 0..self.dir_len {
+            let base = i as u64 * Self::CHUNK;
+            // The chunk over `base`, looked up from the root.
+            let mut node = self.root;
+            for level in 0..self.levels - 2 {
+                if node.is_null() {
+                    break;
+                }
+                // SAFETY: nodes above the last inner level are inner nodes.
+                let inner = unsafe { &*node.cast::<Inner<F>>() };
+                // Relaxed: quiescent.
+                node = inner.children[self.index(base, level)].load(Ordering::Relaxed);
+            }
+            let listed = if dir.is_null() {
+                ptr::null_mut()
+            } else {
+                // SAFETY: `i < dir_len`, inside the array.
+                // Relaxed: quiescent.
+                unsafe { &*dir.add(i) }.load(Ordering::Relaxed).cast::<()>()
+            };
+            if listed != node {
+                return Err(format!(
+                    "directory entry {i}: {listed:p}, but the chunk over key {base} is {node:p}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the node at `level` starting at `base`; true if it is full.
@@ -930,6 +1128,12 @@ impl<const F: usize> Drop for Tree<F> {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no other thread can reach the tree.
         unsafe { self.free_subtree(self.root, 0) };
+        // Relaxed: exclusive access.
+        let dir = self.dir.load(Ordering::Relaxed);
+        if !dir.is_null() {
+            // SAFETY: the array `dir_store` installed, no longer reachable.
+            drop(unsafe { Self::dir_box(dir, self.dir_len) });
+        }
     }
 }
 
@@ -1009,6 +1213,67 @@ mod tests {
         }
         assert!(tree.claim(0, 63).is_none());
         assert!(tree.claim(10, 20).is_none());
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+    }
+
+    #[test]
+    fn directory_lists_chunks_and_claims_start_there() {
+        // Fan-out 4 over 1000 keys: 5 levels, chunks of 16 keys, 63 entries.
+        let tree: Tree<4> = Tree::new(1000);
+        assert_eq!((tree.dir_len, tree.dir_span), (63, 1000));
+        assert!(tree.dir.load(Ordering::Relaxed).is_null(), "no chunk yet");
+        assert!(tree.slot(500).is_none());
+        // Lowest from inside a chunk, across its leaves and out of it.
+        let mut keys = Vec::new();
+        while let Some((key, slot)) = tree.claim(13, 40) {
+            slot.store(1, Ordering::Relaxed);
+            keys.push(key);
+        }
+        assert_eq!(keys, (13..=40).collect::<Vec<_>>());
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        assert!(tree.chunk_of(13).is_some() && tree.chunk_of(48).is_none());
+        // A released key below others in its chunk is found first again.
+        let slot = tree.slot(20).unwrap();
+        slot.word().store(0, Ordering::Relaxed);
+        tree.release(slot, 20);
+        assert_eq!(tree.claim(13, 999).map(|c| c.0), Some(20));
+        // A full chunk sends the claim on to the next one.
+        assert_eq!(tree.claim(16, 999).map(|c| c.0), Some(41));
+        assert_eq!(tree.slot(999).map(|s| s.index), None);
+        assert_eq!(
+            tree.check_quiescent(&mut |_, _| ()),
+            Err("key 20: claim bit true but entry word 0x0".to_string())
+        );
+        // Beyond the directory (2^20 keys at fan-out 64): walked from the root.
+        let big: Tree<64> = Tree::new(1 << 32);
+        assert_eq!((big.dir_len, big.dir_span), (256, 1 << 20));
+        assert_eq!(
+            big.claim(1 << 20, u32::MAX as u64).map(|c| c.0),
+            Some(1 << 20)
+        );
+        assert!(big.chunk_of(1 << 20).is_none() && big.slot(1 << 20).is_some());
+        assert_eq!(big.claim(5, 5).map(|c| c.0), Some(5));
+        assert!(big.chunk_of(5).is_some());
+        assert_eq!(big.node_bytes() % 8, 0);
+    }
+
+    #[test]
+    fn invariant_walk_catches_a_wrong_directory_entry() {
+        let tree: Tree<4> = Tree::new(1000);
+        for lo in [0, 16] {
+            let (_, slot) = tree.claim(lo, 999).unwrap();
+            slot.store(1, Ordering::Relaxed);
+        }
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        let dir = tree.dir.load(Ordering::Relaxed);
+        // SAFETY: the array has 63 entries; this test is its only user.
+        let (first, second) = unsafe { (&*dir, &*dir.add(1)) };
+        let chunk = second.swap(ptr::null_mut(), Ordering::Relaxed);
+        let err = tree.check_quiescent(&mut |_, _| ()).unwrap_err();
+        assert!(err.starts_with("directory entry 1"), "{err}");
+        second.store(first.load(Ordering::Relaxed), Ordering::Relaxed);
+        assert!(tree.check_quiescent(&mut |_, _| ()).is_err());
+        second.store(chunk, Ordering::Relaxed);
         assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
     }
 

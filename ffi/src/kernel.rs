@@ -129,45 +129,60 @@ pub unsafe extern "C" fn ioasid_find(
                     return found;
                 }
             }
-            let guard = domain().pin();
-            let found: Result<CData, Error> = if set.is_null() {
-                global_space()
-                    .find(ioasid, &guard)
-                    .map(|data| *data)
-                    .ok_or(Error::NotFound)
-            } else {
-                // SAFETY: non-null, valid by the caller's contract.
-                match unsafe { load_set(set, &guard) } {
-                    // Re-checked after the lookup: a declared set's state
-                    // reclaimed meanwhile may serve another set now.
-                    Some(imp) => match imp.set.find(ioasid, &guard).map(|data| *data) {
-                        Ok(_) if !imp.serves(set) => Err(Error::PermissionDenied),
-                        found => found,
-                    },
-                    // A set that never allocated owns nothing.
-                    None => match global_space().find(ioasid, &guard) {
-                        Some(_) => Err(Error::PermissionDenied),
-                        None => Err(Error::NotFound),
-                    },
-                }
-            };
-            match found {
-                Err(e) => crate::err_ptr(crate::neg(e)),
-                Ok(data) => match getter {
-                    Some(getter) => {
-                        let _section = ReadSection::enter();
-                        // SAFETY: the caller's getter, called as its contract says.
-                        if unsafe { getter(data.ptr) } {
-                            data.ptr
-                        } else {
-                            std::ptr::null_mut()
-                        }
-                    }
-                    None => data.ptr,
-                },
-            }
+            // SAFETY: forwarded from the caller.
+            unsafe { find_pinned(set, ioasid, getter) }
         }
     )
+}
+
+/// `ioasid_find` under a guard of its own (a getter, or a set that needs a
+/// guard): out of line, so the unpinned fast path stays small.
+///
+/// # Safety
+/// As for `ioasid_find`.
+#[inline(never)]
+unsafe fn find_pinned(
+    set: *mut ioasid_set,
+    ioasid: ioasid_t,
+    getter: Option<unsafe extern "C" fn(data: *mut c_void) -> bool>,
+) -> *mut c_void {
+    let guard = domain().pin();
+    let found: Result<CData, Error> = if set.is_null() {
+        global_space()
+            .find(ioasid, &guard)
+            .map(|data| *data)
+            .ok_or(Error::NotFound)
+    } else {
+        // SAFETY: non-null, valid by the caller's contract.
+        match unsafe { load_set(set, &guard) } {
+            // Re-checked after the lookup: a declared set's state
+            // reclaimed meanwhile may serve another set now.
+            Some(imp) => match imp.set.find(ioasid, &guard).map(|data| *data) {
+                Ok(_) if !imp.serves(set) => Err(Error::PermissionDenied),
+                found => found,
+            },
+            // A set that never allocated owns nothing.
+            None => match global_space().find(ioasid, &guard) {
+                Some(_) => Err(Error::PermissionDenied),
+                None => Err(Error::NotFound),
+            },
+        }
+    };
+    match found {
+        Err(e) => crate::err_ptr(crate::neg(e)),
+        Ok(data) => match getter {
+            Some(getter) => {
+                let _section = ReadSection::enter();
+                // SAFETY: the caller's getter, called as its contract says.
+                if unsafe { getter(data.ptr) } {
+                    data.ptr
+                } else {
+                    std::ptr::null_mut()
+                }
+            }
+            None => data.ptr,
+        },
+    }
 }
 
 /// `ioasid_find` with no getter and no guard of its own: the `CData` is
@@ -177,6 +192,7 @@ pub unsafe extern "C" fn ioasid_find(
 ///
 /// # Safety
 /// `set` is NULL or a valid `struct ioasid_set`.
+#[inline]
 unsafe fn find_unpinned(set: *mut ioasid_set, ioasid: ioasid_t) -> Option<*mut c_void> {
     let found = if set.is_null() {
         global_space().copied(ioasid).ok_or(Error::NotFound)
