@@ -54,6 +54,8 @@
 //! - `space`: policies, alloc/free/replace, the space handle.
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
+//! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
+//! - `spid`: set private IDs (per-set SPID -> host ID tables).
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
@@ -64,6 +66,7 @@
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]
 
+mod capacity;
 mod custom;
 mod domain;
 mod entry;
@@ -73,9 +76,12 @@ mod owners;
 mod refs;
 mod set;
 mod space;
+#[allow(dead_code)] // used by the SPID protocol, next
+mod spid;
 mod sync;
 mod tree;
 
+pub use capacity::Capacity;
 pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
