@@ -76,7 +76,6 @@ mod owners;
 mod refs;
 mod set;
 mod space;
-#[allow(dead_code)] // used by the SPID protocol, next
 mod spid;
 mod sync;
 mod tree;

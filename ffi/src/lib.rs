@@ -23,7 +23,8 @@
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
 //! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
 //! - `tokens`: sets with tokens, set references and the system capacity
-//!   of the extended IOASID core (SPEC 6.4).
+//!   of the extended IOASID core (SPEC 6.4);
+//! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5).
 //!
 //! ## Invariants
 //!
@@ -56,12 +57,14 @@ mod ext;
 mod kernel;
 mod refs;
 mod rfc;
+mod spids;
 mod tokens;
 
 pub use ext::*;
 pub use kernel::*;
 pub use refs::*;
 pub use rfc::*;
+pub use spids::*;
 pub use tokens::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 
