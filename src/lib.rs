@@ -56,6 +56,7 @@
 //! - `set`: the set handle.
 //! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
 //! - `spid`: set private IDs (per-set SPID -> host ID tables).
+//! - `tokens`: sets found by token, one live set per token ([`TokenSets`]).
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
@@ -78,6 +79,7 @@ mod set;
 mod space;
 mod spid;
 mod sync;
+mod tokens;
 mod tree;
 
 pub use capacity::Capacity;
@@ -87,6 +89,7 @@ pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
+pub use tokens::TokenSets;
 
 /// An I/O address space ID, the kernel's `ioasid_t`.
 pub type Ioasid = u32;
