@@ -13,7 +13,7 @@
 //! "the n-th live ID (modulo their number)", and the failure message names
 //! the ID it resolved to.
 
-use ioasid::{Domain, Error, Ioasid, Payload, Policy, Space, MAX_IOASID};
+use ioasid::{Domain, Error, Ioasid, Payload, Policy, Space, INVALID_IOASID, MAX_IOASID};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -140,6 +140,8 @@ enum Op {
     Get { slot: Option<usize>, id: Target },
     /// `set.put(id)` (checked) or, without a slot, `space.put(id)`.
     Put { slot: Option<usize>, id: Target },
+    /// SPEC 6.4 quota adjust and 6.5 SPIDs (see `step_sets_and_spids`).
+    Ext(ExtOp),
 }
 
 // ---------------------------------------------------------------------------
@@ -171,6 +173,8 @@ struct Model {
     /// SPEC 6.2: live IDs whose count is not the allocation's lone
     /// reference, or that are FREE_PENDING: (references, pending).
     refs: BTreeMap<Ioasid, (u32, bool)>,
+    /// SPEC 6.5: the SPID of each live, not FREE_PENDING ID that has one.
+    spids: BTreeMap<Ioasid, Ioasid>,
 }
 
 /// The owner of a FREE_PENDING ID whose set was torn down.
@@ -198,6 +202,7 @@ impl Model {
             next_ident: 0,
             retired: Vec::new(),
             refs: BTreeMap::new(),
+            spids: BTreeMap::new(),
         }
     }
 
@@ -282,6 +287,7 @@ impl Model {
     fn remove(&mut self, id: Ioasid) {
         let (owner, serial) = self.live.remove(&id).unwrap();
         self.refs.remove(&id);
+        self.spids.remove(&id);
         if owner != DETACHED {
             let slot = self.slot_of(owner);
             self.slots[slot].as_mut().unwrap().count -= 1;
@@ -306,6 +312,9 @@ impl Model {
             return true;
         }
         self.refs.insert(id, (count - 1, pending || pend));
+        if pend {
+            self.spids.remove(&id); // FREE_PENDING: the SPID goes at once
+        }
         false
     }
 
@@ -701,6 +710,7 @@ fn step_case<D: Data, const F: usize>(
                 "is_free_pending({id})"
             );
         }
+        Op::Ext(ref ext) => return step_sets_and_spids(space, sets, model, ext, coverage),
         Op::Put { slot, id } => {
             let slot = slot.map(slot_of);
             if slot.is_some_and(|slot| sets[slot].is_none()) {
@@ -784,6 +794,7 @@ fn op(min: Ioasid, max: Ioasid) -> impl Strategy<Value = Op> {
         1 => Just(Op::Synchronize),
         3 => (prop::option::of(slot.clone()), target(min, max)).prop_map(|(slot, id)| Op::Get { slot, id }),
         3 => (prop::option::of(slot.clone()), target(min, max)).prop_map(|(slot, id)| Op::Put { slot, id }),
+        4 => ext_op(min, max).prop_map(Op::Ext),
     ]
 }
 
@@ -943,6 +954,239 @@ fn generators_reach_every_outcome() {
         "put E2",
         "put E13",
         "free FREE_PENDING",
+    ];
+    for outcome in wanted {
+        assert!(
+            coverage.contains(outcome),
+            "never reached {outcome}; reached {coverage:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SPEC 6.4 quota adjust and 6.5 set private IDs: operations, model rules,
+// steps and strategies, kept apart from the rest of the model.
+
+/// An operation of the extended core.
+#[derive(Debug, Clone)]
+enum ExtOp {
+    /// `set.adjust_quota(quota)`.
+    AdjustQuota { slot: usize, quota: usize },
+    /// `set.attach_spid(id, spid)`, or `space.attach_spid` without a slot.
+    AttachSpid {
+        slot: Option<usize>,
+        id: Target,
+        spid: Ioasid,
+    },
+    /// `set.detach_spid(id)`, or `space.detach_spid` without a slot.
+    DetachSpid { slot: Option<usize>, id: Target },
+    /// `set.find_by_spid(spid)`, or `set.get_by_spid(spid)` with `get`.
+    FindBySpid {
+        slot: usize,
+        spid: Ioasid,
+        get: bool,
+    },
+}
+
+impl Model {
+    /// `adjust_quota`'s answer; applies it on success.
+    fn adjust_quota(&mut self, slot: usize, quota: usize) -> Result<(), Error> {
+        let set = self.slots[slot].as_mut().unwrap();
+        match set.quota {
+            None => Err(Error::InvalidArgument),
+            Some(_) if set.count > quota => Err(Error::Busy),
+            Some(_) => {
+                set.quota = Some(quota);
+                Ok(())
+            }
+        }
+    }
+
+    /// The ID holding `spid` among the IDs owned by `owner`.
+    fn spid_holder(&self, owner: SetIdent, spid: Ioasid) -> Option<Ioasid> {
+        self.spids
+            .iter()
+            .find(|(id, s)| **s == spid && self.live[id].0 == owner)
+            .map(|(id, _)| *id)
+    }
+
+    /// `attach_spid`'s answer; applies it on success.
+    fn attach_spid(&mut self, slot: Option<usize>, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
+        if id == INVALID_IOASID || spid == INVALID_IOASID {
+            return Err(Error::InvalidArgument);
+        }
+        let (owner, _) = *self.live.get(&id).ok_or(Error::NotFound)?;
+        if let Some(slot) = slot {
+            if self.slots[slot].as_ref().unwrap().ident != owner {
+                return Err(Error::PermissionDenied);
+            }
+        }
+        if self.pending(id) {
+            return Err(Error::NotFound);
+        }
+        if self.spids.contains_key(&id) || self.spid_holder(owner, spid).is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        self.spids.insert(id, spid);
+        Ok(())
+    }
+
+    /// `detach_spid`'s answer; applies it on success.
+    fn detach_spid(&mut self, slot: Option<usize>, id: Ioasid) -> Result<Option<Ioasid>, Error> {
+        let (owner, _) = *self.live.get(&id).ok_or(Error::NotFound)?;
+        if let Some(slot) = slot {
+            if self.slots[slot].as_ref().unwrap().ident != owner {
+                return Err(Error::PermissionDenied);
+            }
+        }
+        if self.pending(id) {
+            // A FREE_PENDING ID that was ever tracked: not live for detach.
+            return Err(Error::NotFound);
+        }
+        Ok(self.spids.remove(&id))
+    }
+}
+
+fn step_sets_and_spids<D: Data, const F: usize>(
+    space: &Space<D, F>,
+    sets: &[Option<ioasid::Set<D, F>>; SLOTS],
+    model: &mut Model,
+    op: &ExtOp,
+    coverage: &mut Coverage,
+) -> Outcome {
+    let slot_of = |slot: usize| slot % SLOTS;
+    match *op {
+        ExtOp::AdjustQuota { slot, quota } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let real = set.adjust_quota(quota);
+            coverage.insert(label("adjust_quota", &real));
+            check_eq!(
+                real,
+                model.adjust_quota(slot, quota),
+                "adjust_quota({quota})"
+            );
+            check_eq!(
+                set.quota(),
+                model.slots[slot].as_ref().unwrap().quota,
+                "quota"
+            );
+        }
+        ExtOp::AttachSpid { slot, id, spid } => {
+            let slot = slot.map(slot_of);
+            let id = model.resolve(id);
+            let real = match slot {
+                Some(s) => match &sets[s] {
+                    Some(set) => set.attach_spid(id, spid),
+                    None => return Ok(()),
+                },
+                None => space.attach_spid(id, spid),
+            };
+            coverage.insert(label("attach_spid", &real));
+            check_eq!(
+                real,
+                model.attach_spid(slot, id, spid),
+                "attach_spid({id}, {spid})"
+            );
+            check_eq!(space.spid(id), model.spids.get(&id).copied(), "spid({id})");
+        }
+        ExtOp::DetachSpid { slot, id } => {
+            let slot = slot.map(slot_of);
+            let id = model.resolve(id);
+            let real = match slot {
+                Some(s) => match &sets[s] {
+                    Some(set) => set.detach_spid(id),
+                    None => return Ok(()),
+                },
+                None => space.detach_spid(id),
+            };
+            coverage.insert(label("detach_spid", &real));
+            check_eq!(real, model.detach_spid(slot, id), "detach_spid({id})");
+            check_eq!(space.spid(id), model.spids.get(&id).copied(), "spid({id})");
+        }
+        ExtOp::FindBySpid { slot, spid, get } => {
+            let slot = slot_of(slot);
+            let Some(set) = &sets[slot] else {
+                return Ok(());
+            };
+            let ident = model.slots[slot].as_ref().unwrap().ident;
+            let want = model.spid_holder(ident, spid).ok_or(Error::NotFound);
+            let real = if get {
+                set.get_by_spid(spid)
+            } else {
+                set.find_by_spid(spid)
+            };
+            coverage.insert(label(
+                if get { "get_by_spid" } else { "find_by_spid" },
+                &real,
+            ));
+            check_eq!(real, want, "find_by_spid({spid}, get {get})");
+            if let (true, Ok(id)) = (get, want) {
+                let count = model.ref_count(id);
+                model.refs.insert(id, (count + 1, false));
+                check_eq!(
+                    space.ref_count(id),
+                    Some(count as usize + 1),
+                    "ref_count({id})"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A SPID operand: a small pool (so SPIDs collide), the edges, and
+/// `INVALID_IOASID`.
+fn spid() -> impl Strategy<Value = Ioasid> {
+    prop_oneof![
+        8 => 0u32..4,
+        1 => prop_oneof![Just(1), Just(0xFFFFF), Just(MAX_IOASID), Just(INVALID_IOASID)],
+    ]
+}
+
+fn ext_op(min: Ioasid, max: Ioasid) -> impl Strategy<Value = ExtOp> {
+    let slot = 0..SLOTS;
+    prop_oneof![
+        1 => (slot.clone(), 0usize..6).prop_map(|(slot, quota)| ExtOp::AdjustQuota { slot, quota }),
+        3 => (prop::option::of(slot.clone()), target(min, max), spid())
+            .prop_map(|(slot, id, spid)| ExtOp::AttachSpid { slot, id, spid }),
+        1 => (prop::option::of(slot.clone()), target(min, max))
+            .prop_map(|(slot, id)| ExtOp::DetachSpid { slot, id }),
+        3 => (slot, spid(), any::<bool>())
+            .prop_map(|(slot, spid, get)| ExtOp::FindBySpid { slot, spid, get }),
+    ]
+}
+
+/// The generators reach every outcome of the quota adjust and SPID ops.
+#[test]
+fn generators_reach_every_set_and_spid_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let mut coverage = Coverage::new();
+    for _ in 0..64 {
+        let case = ops(0, 200, 300).new_tree(&mut runner).unwrap().current();
+        run_case_covered::<Tagged, 4>(0, 200, Policy::Lowest, &case, &mut coverage).unwrap();
+    }
+    let wanted = [
+        "adjust_quota Ok",
+        "adjust_quota E16",
+        "adjust_quota E22",
+        "attach_spid Ok",
+        "attach_spid E2",
+        "attach_spid E13",
+        "attach_spid E17",
+        "attach_spid E22",
+        "detach_spid Ok",
+        "detach_spid E2",
+        "detach_spid E13",
+        "find_by_spid Ok",
+        "find_by_spid E2",
+        "get_by_spid Ok",
+        "get_by_spid E2",
     ];
     for outcome in wanted {
         assert!(
