@@ -10,7 +10,7 @@
 # overrides all of them for a deeper run by hand. Extra arguments go to the
 # test harness, e.g. `loom-tests/run.sh cyclic` runs one model.
 #
-# The whole run (twenty models) takes about three minutes on two
+# The whole run takes a few minutes on two
 # shared cores, plus the first build of loom and the core in this cfg.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -56,6 +56,9 @@
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
 //! - `iter`: iterators over a set's and a space's IDs under a guard.
+//! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
+//! - `spid`: set private IDs (per-set SPID -> host ID tables).
+//! - `tokens`: sets found by token, one live set per token ([`TokenSets`]).
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
@@ -67,6 +70,7 @@
 #![allow(clippy::missing_const_for_thread_local)]
 
 mod auto;
+mod capacity;
 mod custom;
 mod domain;
 mod entry;
@@ -77,10 +81,13 @@ mod owners;
 mod refs;
 mod set;
 mod space;
+mod spid;
 mod sync;
+mod tokens;
 mod tree;
 
 pub use auto::Auto;
+pub use capacity::Capacity;
 pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
@@ -88,6 +95,7 @@ pub use error::{errno, Error};
 pub use iter::{SetIter, SpaceIter};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
+pub use tokens::TokenSets;
 
 /// An I/O address space ID, the kernel's `ioasid_t`.
 pub type Ioasid = u32;

@@ -21,7 +21,10 @@
 //! One module per API family, holding its `extern "C"` functions and types:
 //! - `kernel`: the kernel v5.5 `ioasid_*` functions and custom allocators;
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
-//! - `ext`: our extensions (spaces, set init/destroy, walks, read locks).
+//! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
+//! - `tokens`: sets with tokens, set references and the system capacity
+//!   of the extended IOASID core (SPEC 6.4);
+//! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5).
 //!
 //! ## Invariants
 //!
@@ -54,11 +57,15 @@ mod ext;
 mod kernel;
 mod refs;
 mod rfc;
+mod spids;
+mod tokens;
 
 pub use ext::*;
 pub use kernel::*;
 pub use refs::*;
 pub use rfc::*;
+pub use spids::*;
+pub use tokens::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 
 #[doc(hidden)]
