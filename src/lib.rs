@@ -53,6 +53,7 @@
 //!   lazily by the walks).
 //! - `space`: policies, alloc/free/replace, the space handle.
 //! - `refs`: reference counts and FREE_PENDING (extension records).
+//! - `notify`: notifier chains (global and per set), events, registrations.
 //! - `set`: the set handle.
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
@@ -69,6 +70,7 @@ mod domain;
 mod entry;
 mod error;
 mod members;
+mod notify;
 mod owners;
 mod refs;
 mod set;
@@ -80,6 +82,7 @@ pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
+pub use notify::{Chains, Event, Notification, Notifiers, Registration, SetId};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
 

@@ -31,8 +31,9 @@
 use crate::custom::State;
 use crate::entry::{self, Payload};
 use crate::error::Error;
+use crate::notify::{Event, Note};
 use crate::owners::SetCore;
-use crate::space::{Expect, SpaceInner};
+use crate::space::SpaceInner;
 use crate::sync::{atomic_array, install, yield_now, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::Slot;
 use crate::Ioasid;
@@ -276,21 +277,23 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         if entry::owner(slot.load(Ordering::Acquire)) == owner {
             return Ok(());
         }
-        let guard = self.pin();
-        let _ = self.drop_ref(id, Expect::Any(&guard), RefDrop::Put);
+        // A put that may release it (and send its FREE, if never freed).
+        let _ = self.drop_ref_any(id, RefDrop::Put);
         Err(Error::PermissionDenied)
     }
 
     /// Drops a reference of a tracked ID (its word had `EXT`); `Ok(true)` if
     /// this released it, `None` if the caller must load the word again (the
     /// record was FREE: a first get between its steps, or the ID was
-    /// released since the caller's load).
+    /// released since the caller's load). A FREE event (the first free of
+    /// the ID, or the last put of one never freed) is left in `note`.
     pub(crate) fn drop_tracked(
         &self,
         id: Ioasid,
         key: u64,
         slot: Slot<'_, F>,
         how: RefDrop,
+        note: &mut Option<Note<T>>,
     ) -> Option<Result<bool, Error>> {
         let record = self.refs.tracked(key);
         // Acquire: as in `get_ref`.
@@ -315,15 +318,29 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 (LIVE, RefDrop::Put) => with(current, LIVE, refs - 1),
                 (_, _) => with(current, PENDING, refs - 1),
             };
+            // A free that leaves the ID FREE_PENDING sends FREE with the word
+            // read before the CAS: after it, a last put may release the ID
+            // at once. (A teardown detaches the word after the CAS, so this
+            // one still names the set.)
+            let pending_word =
+                (state(current) == LIVE && state(next) == PENDING && self.notify.active())
+                    // Acquire: as above.
+                    .then(|| slot.word().load(Ordering::Acquire));
             // AcqRel: Release orders our reads of the ID before a releaser's
             // reclamation; Acquire makes the releaser see every earlier
             // holder's accesses (the chain of CASes on this record).
             match record.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) if state(next) == DEAD => {
-                    self.release_tracked(id, key, slot, record);
+                    // FREE once: here unless a free already sent it.
+                    let free_event = state(current) == LIVE;
+                    self.release_tracked(id, key, slot, record, free_event, note);
                     return Some(Ok(true));
                 }
                 Ok(_) => {
+                    if let Some(word) = pending_word {
+                        let owner = entry::owner(word);
+                        *note = Some(self.notify.note(Event::Free, id, owner, word, false));
+                    }
                     if how == RefDrop::Teardown {
                         self.detach(slot);
                     }
@@ -335,8 +352,17 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// The one releaser of a tracked ID (its record is DEAD): takes the word
-    /// out, resets the record, then releases the number.
-    fn release_tracked(&self, id: Ioasid, key: u64, slot: Slot<'_, F>, record: &AtomicU64) {
+    /// out, resets the record, then releases the number. With `free_event`,
+    /// leaves the FREE event (owning the taken value) in `note`.
+    fn release_tracked(
+        &self,
+        id: Ioasid,
+        key: u64,
+        slot: Slot<'_, F>,
+        record: &AtomicU64,
+        free_event: bool,
+        note: &mut Option<Note<T>>,
+    ) {
         let guard = self.pin();
         // A custom allocator's ID: its hook runs first, while the ID is
         // still recorded and found (SPEC 6.3, FREE_PENDING included). We
@@ -383,7 +409,11 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Some(_) => self.custom.finish_free(id, || self.tree.release(slot, key)),
             None => self.tree.release(slot, key),
         }
-        self.retire(word, &guard);
+        if free_event {
+            *note = self.note_taken(id, word, &guard);
+        } else {
+            self.retire(word, &guard);
+        }
         if let Some(Err(panic)) = hook_done {
             resume_unwind(panic);
         }
