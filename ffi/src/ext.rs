@@ -64,7 +64,11 @@ pub extern "C" fn ioasid_space_create(
         let Some(policy) = Policy::from_raw(policy) else {
             return std::ptr::null_mut();
         };
-        let Ok(space) = Space::builder().range(min, max).policy(policy).build() else {
+        let Ok(space) = Space::builder()
+            .range(min, max)
+            .policy(policy)
+            .notifiers(crate::notify::hub().clone())
+            .build() else {
             return std::ptr::null_mut();
         };
         let handle = Box::into_raw(Box::new(ioasid_space {

@@ -21,7 +21,8 @@
 //! One module per API family, holding its `extern "C"` functions and types:
 //! - `kernel`: the kernel v5.5 `ioasid_*` functions and custom allocators;
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
-//! - `ext`: our extensions (spaces, set init/destroy, walks, read locks).
+//! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
+//! - `notify`: notifier chains (`struct notifier_block`, `ioasid_notify`).
 //!
 //! ## Invariants
 //!
@@ -52,11 +53,13 @@ mod sets;
 
 mod ext;
 mod kernel;
+mod notify;
 mod refs;
 mod rfc;
 
 pub use ext::*;
 pub use kernel::*;
+pub use notify::*;
 pub use refs::*;
 pub use rfc::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
