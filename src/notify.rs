@@ -43,7 +43,8 @@ use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
 use crate::sync::{thread_local, AtomicUsize, Mutex, Ordering};
 use crate::Ioasid;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -722,6 +723,97 @@ impl<T: Payload> Drop for SpaceNotify<T> {
     }
 }
 
+thread_local! {
+    /// Open [`NotifyScope`]s on this thread.
+    static SCOPES: Cell<usize> = Cell::new(0);
+    /// Sends held back by them, in order.
+    static HELD: RefCell<Vec<Box<dyn FnOnce()>>> = RefCell::new(Vec::new());
+}
+
+/// Holds back the notifications this thread's operations send until the
+/// outermost scope is dropped, then sends them in order: for code that
+/// holds a guard or a lock of its own over library calls (the C layer
+/// does) and wants callbacks to run after it let go.
+///
+/// An event whose data needs a guard to be read (a boxed payload or one
+/// with drop glue, not owned by the event) is sent at once, as always
+/// inside a read-side section.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let space = ioasid::Space::<u32>::new(0, 9)?;
+/// let set = space.new_set();
+/// let seen = Arc::new(AtomicUsize::new(0));
+/// let count = seen.clone();
+/// let _r = space.register_notifier(0, move |_| {
+///     count.fetch_add(1, Ordering::SeqCst);
+///     ControlFlow::Continue(())
+/// });
+/// let scope = ioasid::NotifyScope::enter();
+/// let guard = space.pin(); // e.g. a guard kept over the call
+/// set.alloc(0, 9, 1)?;
+/// assert_eq!(seen.load(Ordering::SeqCst), 0, "held back");
+/// drop(guard);
+/// drop(scope);
+/// assert_eq!(seen.load(Ordering::SeqCst), 1);
+/// # Ok::<(), ioasid::Error>(())
+/// ```
+#[must_use = "the scope holds notifications back until it is dropped"]
+pub struct NotifyScope {
+    _thread: PhantomData<*const ()>,
+}
+
+impl NotifyScope {
+    /// Opens a scope on this thread (scopes nest).
+    pub fn enter() -> NotifyScope {
+        SCOPES.with(|s| s.set(s.get() + 1));
+        NotifyScope {
+            _thread: PhantomData,
+        }
+    }
+}
+
+impl Drop for NotifyScope {
+    fn drop(&mut self) {
+        let left = SCOPES.with(|s| {
+            s.set(s.get() - 1);
+            s.get()
+        });
+        if left != 0 {
+            return;
+        }
+        // Sends may send more (a callback that frees): they go out at once
+        // now, or into a scope the callback opened.
+        loop {
+            let batch = HELD.with(|h| std::mem::take(&mut *h.borrow_mut()));
+            if batch.is_empty() {
+                return;
+            }
+            for send in batch {
+                send();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for NotifyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NotifyScope")
+    }
+}
+
+/// Holds `send` back if a scope is open on this thread; else gives it back.
+pub(crate) fn hold_back(send: Box<dyn FnOnce()>) -> Option<Box<dyn FnOnce()>> {
+    if SCOPES.with(Cell::get) == 0 {
+        return Some(send);
+    }
+    HELD.with(|h| h.borrow_mut().push(send));
+    None
+}
+
 /// An event on its way (see [`SpaceNotify::note`]).
 pub(crate) struct Note<T: Payload> {
     event: Event,
@@ -743,6 +835,12 @@ impl<T: Payload> Note<T> {
     /// when the note is sent or dropped).
     pub(crate) fn owned_word(&self) -> Option<u64> {
         self.owned.then_some(self.word)
+    }
+
+    /// True if sending reads the data under a guard (not owned, and boxed
+    /// or with drop glue).
+    pub(crate) fn reads_under_guard(&self) -> bool {
+        !self.owned && entry::needs_drop::<T>(self.word)
     }
 
     /// Sends the note to `chains`. `current` gives, under a guard, the ID's

@@ -832,6 +832,33 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     pub(crate) fn send_to(&self, note: Option<Note<T>>, chains: Chains) {
         let Some(note) = note else { return };
+        if !note.reads_under_guard() {
+            // Held back if this thread opened a NotifyScope: then sent with
+            // the hub and domain only (nothing is read from the tree).
+            let hub = self.notify.hub().clone();
+            let domain = self.domain.clone();
+            let send = Box::new(move || {
+                struct RetireAfter<T: Payload>(Domain, Option<u64>, PhantomData<T>);
+                impl<T: Payload> Drop for RetireAfter<T> {
+                    fn drop(&mut self) {
+                        if let Some(word) = self.1.filter(|&w| entry::needs_drop::<T>(w)) {
+                            // SAFETY: the note owned the word's value, which
+                            // left its slot; this is its one drop, deferred
+                            // past every guard that could have loaded it.
+                            self.0
+                                .pin()
+                                .defer(move || unsafe { entry::drop_value::<T>(word) });
+                        }
+                    }
+                }
+                let _retire = RetireAfter::<T>(domain.clone(), note.owned_word(), PhantomData);
+                note.send(chains, &hub, || domain.pin(), |_| None);
+            });
+            if let Some(send) = crate::notify::hold_back(send) {
+                send();
+            }
+            return;
+        }
         struct RetireAfter<'s, T: Payload, const F: usize>(&'s SpaceInner<T, F>, Option<u64>);
         impl<T: Payload, const F: usize> Drop for RetireAfter<'_, T, F> {
             fn drop(&mut self) {

@@ -210,6 +210,8 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
         if set.is_null() {
             return neg(Error::InvalidArgument);
         }
+        // Notifications wait until the guard is gone (callbacks may wait for readers).
+        let _scope = ioasid_core::NotifyScope::enter();
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
         let held = unsafe { crate::sets::load_held(set, &pin) };

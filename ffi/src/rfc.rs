@@ -105,6 +105,8 @@ pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -
     }
     // Pinned before the record is taken: a consumer's exit that frees the
     // record's consumer after us waits for this guard.
+    // Notifications wait until the guard is gone (callbacks may wait for readers).
+    let _scope = ioasid_core::NotifyScope::enter();
     let _pin = crate::domain().pin();
     let mut ids = vendor_ids();
     if !free()? {
@@ -252,6 +254,8 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
         if min > max || lo > hi {
             return neg(Error::InvalidArgument);
         }
+        // Notifications wait until the guard is gone (callbacks may wait for readers).
+        let _scope = ioasid_core::NotifyScope::enter();
         let pin = crate::domain().pin();
         // SAFETY: the consumer's own set.
         let Some(imp) = (unsafe { load_set(std::ptr::addr_of_mut!((*pasid).set), &pin) }) else {
@@ -327,6 +331,8 @@ pub unsafe extern "C" fn iommu_pasid_free(pasid: *mut iommu_pasid, ioasid: ioasi
             if pasid.is_null() {
                 return;
             }
+            // Notifications wait until the guard is gone (callbacks may wait for readers).
+            let _scope = ioasid_core::NotifyScope::enter();
             let pin = crate::domain().pin();
             // SAFETY: the consumer's own set.
             if let Some(imp) = unsafe { load_set(std::ptr::addr_of_mut!((*pasid).set), &pin) } {

@@ -312,8 +312,6 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
     if raw.is_null() {
         return;
     }
-    // The set's notifier registrations end with it.
-    crate::notify::forget_set(set);
     // SAFETY: installed, so alive (declared sets' states are never freed).
     let shared = unsafe { &*raw };
     if let Some(auto) = &shared.auto {
@@ -326,6 +324,8 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
         // Referenced IDs stay FREE_PENDING, detached: the state's next user
         // must not own them.
         shared.set.clear();
+        // The set's notifier registrations end with it (after its FREEs).
+        crate::notify::forget_set(set);
         let mut pool = auto_pool();
         reclaim_if_idle(&mut pool, raw, auto);
         return;
@@ -337,6 +337,8 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
     for id in set_ids(&imp.set) {
         let _ = free_in_set(&imp, id);
     }
+    // The set's notifier registrations end with it (after its FREEs).
+    crate::notify::forget_set(set);
     bury(imp);
 }
 
