@@ -26,7 +26,7 @@ use crate::{
     domain, ffi_guard, get_or_install_held, global_space, ioasid_set, ioasid_t, neg, CData,
 };
 use ioasid_core::{Chains, Error, Event, Notification, Notifiers, Registration, INVALID_IOASID};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::{c_int, c_uint, c_ulong, c_void};
 use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -122,8 +122,8 @@ pub(crate) fn hub() -> &'static Notifiers<CData> {
 /// (its address).
 type Key = (usize, usize);
 
-fn registry() -> MutexGuard<'static, HashMap<Key, Registration<CData>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<Key, Registration<CData>>>> = OnceLock::new();
+fn registry() -> MutexGuard<'static, BTreeMap<Key, Registration<CData>>> {
+    static REGISTRY: OnceLock<Mutex<BTreeMap<Key, Registration<CData>>>> = OnceLock::new();
     REGISTRY
         .get_or_init(Mutex::default)
         .lock()
@@ -135,8 +135,8 @@ struct MmEntry {
     registration: Option<Registration<CData>>,
 }
 
-fn mm_registry() -> MutexGuard<'static, HashMap<Key, MmEntry>> {
-    static MM: OnceLock<Mutex<HashMap<Key, MmEntry>>> = OnceLock::new();
+fn mm_registry() -> MutexGuard<'static, BTreeMap<Key, MmEntry>> {
+    static MM: OnceLock<Mutex<BTreeMap<Key, MmEntry>>> = OnceLock::new();
     MM.get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
