@@ -82,7 +82,7 @@ pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
-pub use notify::{Chains, Event, Notification, NotifyScope, Notifiers, Registration, SetId};
+pub use notify::{Chains, Event, Notification, Notifiers, NotifyScope, Registration, SetId};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
 

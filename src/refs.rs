@@ -31,9 +31,9 @@
 use crate::custom::State;
 use crate::entry::{self, Payload};
 use crate::error::Error;
-use crate::notify::{Event, Note};
+use crate::notify::Event;
 use crate::owners::SetCore;
-use crate::space::SpaceInner;
+use crate::space::{NoteOut, SpaceInner};
 use crate::sync::{atomic_array, install, yield_now, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::Slot;
 use crate::Ioasid;
@@ -293,7 +293,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         key: u64,
         slot: Slot<'_, F>,
         how: RefDrop,
-        note: &mut Option<Note<T>>,
+        mut note: NoteOut<'_, T>,
     ) -> Option<Result<bool, Error>> {
         let record = self.refs.tracked(key);
         // Acquire: as in `get_ref`.
@@ -322,10 +322,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             // read before the CAS: after it, a last put may release the ID
             // at once. (A teardown detaches the word after the CAS, so this
             // one still names the set.)
-            let pending_word =
-                (state(current) == LIVE && state(next) == PENDING && self.notify.active())
-                    // Acquire: as above.
-                    .then(|| slot.word().load(Ordering::Acquire));
+            let pending_word = (state(current) == LIVE && state(next) == PENDING && note.is_some())
+                // Acquire: as above.
+                .then(|| slot.word().load(Ordering::Acquire));
             // AcqRel: Release orders our reads of the ID before a releaser's
             // reclamation; Acquire makes the releaser see every earlier
             // holder's accesses (the chain of CASes on this record).
@@ -333,13 +332,13 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 Ok(_) if state(next) == DEAD => {
                     // FREE once: here unless a free already sent it.
                     let free_event = state(current) == LIVE;
-                    self.release_tracked(id, key, slot, record, free_event, note);
+                    self.release_tracked(id, key, slot, record, free_event, note.as_deref_mut());
                     return Some(Ok(true));
                 }
                 Ok(_) => {
-                    if let Some(word) = pending_word {
+                    if let (Some(word), Some(out)) = (pending_word, note.as_deref_mut()) {
                         let owner = entry::owner(word);
-                        *note = Some(self.notify.note(Event::Free, id, owner, word, false));
+                        *out = Some(self.notify.note(Event::Free, id, owner, word, false));
                     }
                     if how == RefDrop::Teardown {
                         self.detach(slot);
@@ -361,7 +360,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         slot: Slot<'_, F>,
         record: &AtomicU64,
         free_event: bool,
-        note: &mut Option<Note<T>>,
+        note: NoteOut<'_, T>,
     ) {
         let guard = self.pin();
         // A custom allocator's ID: its hook runs first, while the ID is
@@ -409,10 +408,14 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Some(_) => self.custom.finish_free(id, || self.tree.release(slot, key)),
             None => self.tree.release(slot, key),
         }
-        if free_event {
-            *note = self.note_taken(id, word, &guard);
-        } else {
-            self.retire(word, &guard);
+        match note {
+            Some(out) if free_event => {
+                *out = Some(
+                    self.notify
+                        .note(Event::Free, id, entry::owner(word), word, true),
+                );
+            }
+            _ => self.retire(word, &guard),
         }
         if let Some(Err(panic)) = hook_done {
             resume_unwind(panic);

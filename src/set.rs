@@ -110,11 +110,17 @@ impl<T: Payload, const F: usize> Set<T, F> {
     }
 
     /// Drops a reference as `how` says and sends the FREE event, if any.
+    #[inline]
     fn drop_ref(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
-        let mut note = None;
         let inner = &self.space.inner;
-        let result = inner.drop_ref(id, Expect::Set(self.index, self.core()), how, &mut note);
-        inner.send(note);
+        let expect = Expect::Set(self.index, self.core());
+        // The one load: no notifier about, no notes.
+        if !inner.notify.active() {
+            return inner.drop_ref(id, expect, how, None);
+        }
+        let mut note = None;
+        let result = inner.drop_ref(id, expect, how, Some(&mut note));
+        inner.send(&mut note);
         result
     }
 

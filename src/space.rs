@@ -73,6 +73,10 @@ pub(crate) enum Expect<'a, const F: usize> {
     Set(u16, &'a SetCore<F>),
 }
 
+/// Where an operation leaves its event: `None` when the caller saw no
+/// notifier (then no event is made).
+pub(crate) type NoteOut<'a, T> = Option<&'a mut Option<Note<T>>>;
+
 pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     pub(crate) tree: ManuallyDrop<Tree<F>>,
     /// Per-ID extension records (reference counts), made on first use.
@@ -817,17 +821,35 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // After the publish (members.rs: the word, a fence, then the bit).
         set.members.insert_published(u64::from(id - self.min));
         if self.notify.active() {
-            // The caller holds the set, so its owner index is valid.
-            self.send(Some(self.notify.note(Event::Alloc, id, owner, word, false)));
+            self.notify_alloc(id, owner, word);
         }
         Ok(id)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn notify_alloc(&self, id: Ioasid, owner: u16, word: u64) {
+        // The caller holds the set, so its owner index is valid.
+        self.send_to(
+            Some(self.notify.note(Event::Alloc, id, owner, word, false)),
+            Chains::BOTH,
+        );
+    }
+
     /// Sends a note captured by an operation (with no guard held now) to
     /// both chains; a value the note owns is retired afterwards, even if a
-    /// callback panics.
-    pub(crate) fn send(&self, note: Option<Note<T>>) {
-        self.send_to(note, Chains::BOTH)
+    /// callback panics. No note: one test.
+    #[inline]
+    pub(crate) fn send(&self, note: &mut Option<Note<T>>) {
+        if note.is_some() {
+            self.send_taken(note);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_taken(&self, note: &mut Option<Note<T>>) {
+        self.send_to(note.take(), Chains::BOTH)
     }
 
     pub(crate) fn send_to(&self, note: Option<Note<T>>, chains: Chains) {
@@ -879,28 +901,26 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// [`SpaceInner::drop_ref`] of any set's ID (kernel forms), sending
     /// its event once the guard is gone.
+    /// With no notifier about (the one load), no notes are taken at all.
+    #[inline]
     pub(crate) fn drop_ref_any(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
+        if !self.notify.active() {
+            let guard = self.pin();
+            return self.drop_ref(id, Expect::Any(&guard), how, None);
+        }
+        self.drop_ref_any_noting(id, how)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_ref_any_noting(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
         let mut note = None;
         let result = {
             let guard = self.pin();
-            self.drop_ref(id, Expect::Any(&guard), how, &mut note)
+            self.drop_ref(id, Expect::Any(&guard), how, Some(&mut note))
         };
-        self.send(note);
+        self.send(&mut note);
         result
-    }
-
-    /// A note of a FREE whose value the note takes (the word left its slot),
-    /// or `None` (the word retired now) when no notifier may see it.
-    pub(crate) fn note_taken(&self, id: Ioasid, word: u64, guard: &Guard) -> Option<Note<T>> {
-        if self.notify.active() {
-            Some(
-                self.notify
-                    .note(Event::Free, id, entry::owner(word), word, true),
-            )
-        } else {
-            self.retire(word, guard);
-            None
-        }
     }
 
     /// Claims a number: through the custom allocator if one is installed,
@@ -1018,14 +1038,15 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// Drops one reference of `id` as `how` says; `Ok(true)` if this
     /// released the ID. An untracked ID (no ext bit) has exactly one
     /// reference, so every form releases it here, as v5.5's free did; a
-    /// tracked one goes to `refs.rs`. The FREE event, if any, is left in
-    /// `note` for the caller to send once it holds no guard.
+    /// tracked one goes to `refs.rs`. With `note` (the caller saw a
+    /// notifier about), the FREE event, if any, is left there for the caller
+    /// to send once it holds no guard; without, no event is made.
     pub(crate) fn drop_ref(
         &self,
         id: Ioasid,
         expect: Expect<'_, F>,
         how: RefDrop,
-        note: &mut Option<Note<T>>,
+        mut note: NoteOut<'_, T>,
     ) -> Result<bool, Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
@@ -1044,7 +1065,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 Expect::Any(_) => self.sets.get(owner),
             };
             if entry::has_ext(word) {
-                match self.drop_tracked(id, key, slot, how, note) {
+                match self.drop_tracked(id, key, slot, how, note.as_deref_mut()) {
                     Some(result) => return result,
                     None => {
                         // Acquire: as above.
@@ -1116,18 +1137,13 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// Retires the value of a word a removal took out of its slot, or hands
-    /// it to the FREE note when a notifier may see it.
-    fn retire_taken(
-        &self,
-        id: Ioasid,
-        word: u64,
-        expect: Expect<'_, F>,
-        note: &mut Option<Note<T>>,
-    ) {
-        if self.notify.active() {
+    /// it to the FREE note when the caller takes notes.
+    #[inline(always)]
+    fn retire_taken(&self, id: Ioasid, word: u64, expect: Expect<'_, F>, note: NoteOut<'_, T>) {
+        if let Some(out) = note {
             // The owner is followed while the caller's guard (Any) or set
             // (Set) keeps its index valid.
-            *note = Some(
+            *out = Some(
                 self.notify
                     .note(Event::Free, id, entry::owner(word), word, true),
             );

@@ -68,7 +68,8 @@ pub extern "C" fn ioasid_space_create(
             .range(min, max)
             .policy(policy)
             .notifiers(crate::notify::hub().clone())
-            .build() else {
+            .build()
+        else {
             return std::ptr::null_mut();
         };
         let handle = Box::into_raw(Box::new(ioasid_space {
@@ -211,7 +212,7 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
             return neg(Error::InvalidArgument);
         }
         // Notifications wait until the guard is gone (callbacks may wait for readers).
-        let _scope = ioasid_core::NotifyScope::enter();
+        let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
         let held = unsafe { crate::sets::load_held(set, &pin) };

@@ -76,7 +76,7 @@ pub unsafe extern "C" fn ioasid_alloc(
                 .unwrap_or(INVALID_IOASID);
         }
         // Notifications wait until the guard is gone (callbacks may wait for readers).
-        let _scope = ioasid_core::NotifyScope::enter();
+        let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
         let alloc_in = |imp: &crate::SetImpl| {
             if !imp.usable() {

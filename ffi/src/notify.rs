@@ -25,10 +25,13 @@
 use crate::{
     domain, ffi_guard, get_or_install_held, global_space, ioasid_set, ioasid_t, neg, CData,
 };
-use ioasid_core::{Chains, Error, Event, Notification, Notifiers, Registration, INVALID_IOASID};
+use ioasid_core::{
+    Chains, Error, Event, Notification, Notifiers, NotifyScope, Registration, INVALID_IOASID,
+};
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_uint, c_ulong, c_void};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The events of a notifier chain (the kernel's `enum ioasid_notify_val`):
@@ -118,12 +121,48 @@ pub(crate) fn hub() -> &'static Notifiers<CData> {
     HUB.get_or_init(Notifiers::new)
 }
 
+/// C registrations now (on any chain, MM ones attached to a set included).
+static C_REGISTRATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// A [`NotifyScope`] while any C block is registered, for a call that
+/// holds a guard or a lock over an operation: its events then reach the
+/// blocks after the call let go. One load when none is. (An operation
+/// racing the very first registration may deliver its event to the block
+/// inside the call's read-side section: that block's call must then not
+/// wait for readers; the event is not "later" than the registration.)
+#[inline]
+pub(crate) fn scope() -> Option<NotifyScope> {
+    // Relaxed: a hint; see above.
+    (C_REGISTRATIONS.load(Ordering::Relaxed) != 0).then(NotifyScope::enter)
+}
+
 /// Which chain a registration is on: the global one (0) or a set's
 /// (its address).
 type Key = (usize, usize);
 
-fn registry() -> MutexGuard<'static, BTreeMap<Key, Registration<CData>>> {
-    static REGISTRY: OnceLock<Mutex<BTreeMap<Key, Registration<CData>>>> = OnceLock::new();
+/// One count in `C_REGISTRATIONS`, given back when dropped (after the
+/// registration it goes with: a tuple drops its fields in order).
+struct Counted(());
+
+impl Counted {
+    fn new() -> Counted {
+        // Relaxed: see `scope`.
+        C_REGISTRATIONS.fetch_add(1, Ordering::Relaxed);
+        Counted(())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // Relaxed: see `scope`.
+        C_REGISTRATIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Registered = (Registration<CData>, Counted);
+
+fn registry() -> MutexGuard<'static, BTreeMap<Key, Registered>> {
+    static REGISTRY: OnceLock<Mutex<BTreeMap<Key, Registered>>> = OnceLock::new();
     REGISTRY
         .get_or_init(Mutex::default)
         .lock()
@@ -132,7 +171,7 @@ fn registry() -> MutexGuard<'static, BTreeMap<Key, Registration<CData>>> {
 
 /// A block registered for an MM token: parked, or on that set's chain.
 struct MmEntry {
-    registration: Option<Registration<CData>>,
+    registration: Option<Registered>,
 }
 
 fn mm_registry() -> MutexGuard<'static, BTreeMap<Key, MmEntry>> {
@@ -209,34 +248,40 @@ pub unsafe extern "C" fn ioasid_register_notifier(
     set: *mut ioasid_set,
     nb: *mut notifier_block,
 ) -> c_int {
-    ffi_guard!("ioasid_register_notifier", -crate::errno::ENOTRECOVERABLE, {
-        // SAFETY: forwarded from the caller.
-        let priority = match unsafe { checked_block(nb) } {
-            Ok(priority) => priority,
-            Err(e) => return e,
-        };
-        let key = (set as usize, nb as usize);
-        let mut registry = registry();
-        if registry.contains_key(&key) {
-            return -crate::errno::EEXIST;
-        }
-        let registration = if set.is_null() {
-            hub().register(priority, c_callback(nb as usize))
-        } else {
-            let pin = domain().pin();
-            // SAFETY: non-null, valid by the caller's contract.
-            let imp = match unsafe { get_or_install_held(set, &pin) } {
-                Ok(imp) => imp,
-                Err(e) => return neg(e),
+    ffi_guard!(
+        "ioasid_register_notifier",
+        -crate::errno::ENOTRECOVERABLE,
+        {
+            // SAFETY: forwarded from the caller.
+            let priority = match unsafe { checked_block(nb) } {
+                Ok(priority) => priority,
+                Err(e) => return e,
             };
-            if !imp.usable() {
-                return neg(Error::InvalidArgument);
+            let key = (set as usize, nb as usize);
+            let mut registry = registry();
+            if registry.contains_key(&key) {
+                return -crate::errno::EEXIST;
             }
-            imp.set.register_notifier(priority, c_callback(nb as usize))
-        };
-        registry.insert(key, registration);
-        0
-    })
+            // Raised before the block can see an event (lowered on failure).
+            let counted = Counted::new();
+            let registration = if set.is_null() {
+                hub().register(priority, c_callback(nb as usize))
+            } else {
+                let pin = domain().pin();
+                // SAFETY: non-null, valid by the caller's contract.
+                let imp = match unsafe { get_or_install_held(set, &pin) } {
+                    Ok(imp) => imp,
+                    Err(e) => return neg(e),
+                };
+                if !imp.usable() {
+                    return neg(Error::InvalidArgument);
+                }
+                imp.set.register_notifier(priority, c_callback(nb as usize))
+            };
+            registry.insert(key, (registration, counted));
+            0
+        }
+    )
 }
 
 /// Takes `nb` off the chain of `set` (NULL: the global chain) and returns
@@ -288,20 +333,24 @@ pub unsafe extern "C" fn ioasid_register_notifier_mm(
     token: *mut c_void,
     nb: *mut notifier_block,
 ) -> c_int {
-    ffi_guard!("ioasid_register_notifier_mm", -crate::errno::ENOTRECOVERABLE, {
-        // SAFETY: forwarded from the caller.
-        if let Err(e) = unsafe { checked_block(nb) } {
-            return e;
+    ffi_guard!(
+        "ioasid_register_notifier_mm",
+        -crate::errno::ENOTRECOVERABLE,
+        {
+            // SAFETY: forwarded from the caller.
+            if let Err(e) = unsafe { checked_block(nb) } {
+                return e;
+            }
+            let key = (token as usize, nb as usize);
+            let mut mm = mm_registry();
+            if mm.contains_key(&key) {
+                return -crate::errno::EEXIST;
+            }
+            // No MM set exists for any token in this build: parked.
+            mm.insert(key, MmEntry { registration: None });
+            0
         }
-        let key = (token as usize, nb as usize);
-        let mut mm = mm_registry();
-        if mm.contains_key(&key) {
-            return -crate::errno::EEXIST;
-        }
-        // No MM set exists for any token in this build: parked.
-        mm.insert(key, MmEntry { registration: None });
-        0
-    })
+    )
 }
 
 /// Takes `nb` off the MM set of `token` (or out of the parked blocks) and
@@ -311,7 +360,10 @@ pub unsafe extern "C" fn ioasid_register_notifier_mm(
 /// # Safety
 /// `token` and `nb` are any values (only compared).
 #[no_mangle]
-pub unsafe extern "C" fn ioasid_unregister_notifier_mm(token: *mut c_void, nb: *mut notifier_block) {
+pub unsafe extern "C" fn ioasid_unregister_notifier_mm(
+    token: *mut c_void,
+    nb: *mut notifier_block,
+) {
     ffi_guard!(
         "ioasid_unregister_notifier_mm",
         crate::abort_on_panic("ioasid_unregister_notifier_mm"),

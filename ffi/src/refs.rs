@@ -24,7 +24,7 @@ unsafe fn with_set(
     f: impl FnOnce(&SetImpl) -> Result<c_int, Error>,
 ) -> c_int {
     // Notifications wait until the guard is gone (callbacks may wait for readers).
-    let _scope = ioasid_core::NotifyScope::enter();
+    let _scope = crate::notify::scope();
     let guard = domain().pin();
     // SAFETY: forwarded from the caller.
     let result = match unsafe { load_set(set, &guard) } {
@@ -123,7 +123,7 @@ pub unsafe extern "C" fn ioasid_alloc_id(
             return -crate::errno::EINVAL;
         }
         // Notifications wait until the guard is gone (callbacks may wait for readers).
-        let _scope = ioasid_core::NotifyScope::enter();
+        let _scope = crate::notify::scope();
         let pin = domain().pin();
         let allocated = if set.is_null() {
             let imp = null_set();

@@ -106,7 +106,7 @@ pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -
     // Pinned before the record is taken: a consumer's exit that frees the
     // record's consumer after us waits for this guard.
     // Notifications wait until the guard is gone (callbacks may wait for readers).
-    let _scope = ioasid_core::NotifyScope::enter();
+    let _scope = crate::notify::scope();
     let _pin = crate::domain().pin();
     let mut ids = vendor_ids();
     if !free()? {
@@ -255,7 +255,7 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
             return neg(Error::InvalidArgument);
         }
         // Notifications wait until the guard is gone (callbacks may wait for readers).
-        let _scope = ioasid_core::NotifyScope::enter();
+        let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
         // SAFETY: the consumer's own set.
         let Some(imp) = (unsafe { load_set(std::ptr::addr_of_mut!((*pasid).set), &pin) }) else {
@@ -332,7 +332,7 @@ pub unsafe extern "C" fn iommu_pasid_free(pasid: *mut iommu_pasid, ioasid: ioasi
                 return;
             }
             // Notifications wait until the guard is gone (callbacks may wait for readers).
-            let _scope = ioasid_core::NotifyScope::enter();
+            let _scope = crate::notify::scope();
             let pin = crate::domain().pin();
             // SAFETY: the consumer's own set.
             if let Some(imp) = unsafe { load_set(std::ptr::addr_of_mut!((*pasid).set), &pin) } {
