@@ -818,14 +818,16 @@ impl fmt::Debug for NotifyScope {
     }
 }
 
-/// Holds `send` back if a scope is open on this thread; else gives it back.
-pub(crate) fn hold_back(send: Box<dyn FnOnce()>) -> Option<Box<dyn FnOnce()>> {
-    if SCOPES.with(Cell::get) == 0 {
-        return Some(send);
-    }
+/// True if a scope is open on this thread (sends are held back).
+pub(crate) fn holding() -> bool {
+    SCOPES.with(Cell::get) != 0
+}
+
+/// Holds `send` back until the outermost scope of this thread closes
+/// (call only while [`holding`]).
+pub(crate) fn hold_back(send: Box<dyn FnOnce()>) {
     HELD.with(|h| h.borrow_mut().push(send));
     ANY_HELD.with(|h| h.set(true));
-    None
 }
 
 /// An event on its way (see [`SpaceNotify::note`]).

@@ -854,7 +854,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     pub(crate) fn send_to(&self, note: Option<Note<T>>, chains: Chains) {
         let Some(note) = note else { return };
-        if !note.reads_under_guard() {
+        if !note.reads_under_guard() && crate::notify::holding() {
             // Held back if this thread opened a NotifyScope: then sent with
             // the hub and domain only (nothing is read from the tree).
             let hub = self.notify.hub().clone();
@@ -876,9 +876,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 let _retire = RetireAfter::<T>(domain.clone(), note.owned_word(), PhantomData);
                 note.send(chains, &hub, || domain.pin(), |_| None);
             });
-            if let Some(send) = crate::notify::hold_back(send) {
-                send();
-            }
+            crate::notify::hold_back(send);
             return;
         }
         struct RetireAfter<'s, T: Payload, const F: usize>(&'s SpaceInner<T, F>, Option<u64>);
