@@ -55,6 +55,8 @@
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `notify`: notifier chains (global and per set), events, registrations.
 //! - `set`: the set handle.
+//! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
+//! - `spid`: set private IDs (per-set SPID -> host ID tables).
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
@@ -65,6 +67,7 @@
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]
 
+mod capacity;
 mod custom;
 mod domain;
 mod entry;
@@ -75,9 +78,12 @@ mod owners;
 mod refs;
 mod set;
 mod space;
+#[allow(dead_code)] // used by the SPID protocol, next
+mod spid;
 mod sync;
 mod tree;
 
+pub use capacity::Capacity;
 pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};

@@ -7,6 +7,7 @@
 //! INVARIANT: a set's core and owner index are handed to the epoch only
 //! after the set removed every word naming it (see `owners.rs`).
 
+use crate::capacity::Capacity;
 use crate::domain::Guard;
 use crate::entry::{Payload, Ref};
 use crate::error::Error;
@@ -43,6 +44,8 @@ pub struct Set<T: Payload, const F: usize = 64> {
     /// This set's owner index in its space's entry words.
     index: u16,
     space: Space<T, F>,
+    /// The capacity its quota is reserved from, if any (given back on drop).
+    capacity: Option<Capacity>,
 }
 
 // SAFETY: the core is shared state made of atomics; data crosses threads as
@@ -52,10 +55,19 @@ unsafe impl<T: Payload, const F: usize> Send for Set<T, F> {}
 unsafe impl<T: Payload, const F: usize> Sync for Set<T, F> {}
 
 impl<T: Payload, const F: usize> Set<T, F> {
-    pub(crate) fn new(space: Space<T, F>, quota: usize) -> Result<Self, Error> {
+    pub(crate) fn new(
+        space: Space<T, F>,
+        quota: usize,
+        capacity: Option<Capacity>,
+    ) -> Result<Self, Error> {
         let core = Box::into_raw(Box::new(SetCore::new(quota, space.inner.span())));
         match space.inner.sets.register(core) {
-            Ok(index) => Ok(Set { core, index, space }),
+            Ok(index) => Ok(Set {
+                core,
+                index,
+                space,
+                capacity,
+            }),
             Err(e) => {
                 // SAFETY: never registered or shared.
                 drop(unsafe { Box::from_raw(core) });
@@ -74,9 +86,42 @@ impl<T: Payload, const F: usize> Set<T, F> {
         &self.space
     }
 
-    /// The quota, if the set has one.
+    /// The quota, if the set has one (a quota above `u32::MAX` reads as
+    /// `u32::MAX`: no space holds more IDs).
     pub fn quota(&self) -> Option<usize> {
-        self.core().has_quota().then_some(self.core().quota)
+        self.core().quota()
+    }
+
+    /// Changes the quota of a set that has one (the extended core's
+    /// `ioasid_adjust_set`); live IDs are kept. A raise is reserved from
+    /// the set's [`Capacity`], if it was made from one, and a cut given
+    /// back to it. Errors, nothing changed: [`Error::Busy`] below the
+    /// set's live count (FREE_PENDING IDs still count),
+    /// [`Error::NoSpace`] when the capacity has less left than the raise,
+    /// [`Error::InvalidArgument`] for a set made without a quota (it does
+    /// not count its IDs, so it pays nothing for quotas on alloc and free).
+    ///
+    /// ```
+    /// use ioasid::Error;
+    /// let space = ioasid::Space::<()>::new(0, 99)?;
+    /// let set = space.new_set_with_quota(2);
+    /// set.alloc(0, 99, ())?;
+    /// set.alloc(0, 99, ())?;
+    /// assert_eq!(set.alloc(0, 99, ()), Err(Error::QuotaExceeded));
+    /// set.adjust_quota(3)?;
+    /// set.alloc(0, 99, ())?;
+    /// assert_eq!(set.adjust_quota(2), Err(Error::Busy));
+    /// assert_eq!(set.quota(), Some(3));
+    /// assert_eq!(space.new_set().adjust_quota(5), Err(Error::InvalidArgument));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn adjust_quota(&self, quota: usize) -> Result<(), Error> {
+        self.core().adjust(quota, self.capacity.as_ref())
+    }
+
+    /// The capacity this set's quota is reserved from, if any.
+    pub fn capacity(&self) -> Option<&Capacity> {
+        self.capacity.as_ref()
     }
 
     /// Allocates an ID in `min..=max` (clamped to the space) with `data`.
@@ -254,8 +299,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// count until released): a counter with a quota, else a walk.
     pub fn len(&self) -> usize {
         if self.core().has_quota() {
-            // Relaxed: a snapshot.
-            return self.core().live.load(crate::sync::Ordering::Relaxed);
+            return self.core().live();
         }
         let mut n = 0;
         let _ = self.walk_owned(|| {
@@ -399,6 +443,9 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         // Not pinned yet: the teardown's FREE events run callbacks, which
         // may wait for readers.
         self.clear();
+        if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
+            capacity.give(quota as u64);
+        }
         let inner = &self.space.inner;
         // Before the index can be reused (below, after a grace period).
         inner.notify.forget_set(self.index);

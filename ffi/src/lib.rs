@@ -23,6 +23,8 @@
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
 //! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
 //! - `notify`: notifier chains (`struct notifier_block`, `ioasid_notify`).
+//! - `tokens`: sets with tokens, set references and the system capacity
+//!   of the extended IOASID core (SPEC 6.4).
 //!
 //! ## Invariants
 //!
@@ -56,12 +58,14 @@ mod kernel;
 mod notify;
 mod refs;
 mod rfc;
+mod tokens;
 
 pub use ext::*;
 pub use kernel::*;
 pub use notify::*;
 pub use refs::*;
 pub use rfc::*;
+pub use tokens::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 
 #[doc(hidden)]
