@@ -169,9 +169,49 @@ fn registry() -> MutexGuard<'static, BTreeMap<Key, Registered>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A block registered for an MM token: parked, or on that set's chain.
+/// A block registered for an MM token: parked (`attached` is `None`), or on
+/// the chain of that token's MM set (the set's address, its registration).
 struct MmEntry {
-    registration: Option<Registered>,
+    priority: c_int,
+    attached: Option<(usize, Registered)>,
+}
+
+/// Attaches the parked blocks of `token` to the chain of its MM set, if
+/// one exists (at registration, when the set is created, and after a set
+/// of the token was torn down, in case a new one exists already).
+pub(crate) fn attach_parked(token: usize) {
+    let mut mm = mm_registry();
+    for (&(t, nb), entry) in mm.range_mut((token, 0)..=(token, usize::MAX)) {
+        debug_assert_eq!(t, token);
+        if entry.attached.is_some() {
+            continue;
+        }
+        // Under the MM map's lock of `tokens`: the set stays alive.
+        entry.attached = crate::tokens::with_mm_set(token, |set| {
+            let pin = domain().pin();
+            // SAFETY: a mapped MM set is a live record (tokens' invariant).
+            let imp = unsafe { crate::load_set(set, &pin) }?;
+            let counted = Counted::new();
+            let registration = imp.set.register_notifier(entry.priority, c_callback(nb));
+            Some((set as usize, (registration, counted)))
+        })
+        .flatten();
+    }
+}
+
+/// Parks again the blocks attached to MM set `set` of `token`, which was
+/// torn down (after its FREE events).
+pub(crate) fn mm_set_gone(token: usize, set: usize) {
+    let taken: Vec<_> = {
+        let mut mm = mm_registry();
+        mm.range_mut((token, 0)..=(token, usize::MAX))
+            .filter(|(_, e)| e.attached.as_ref().is_some_and(|a| a.0 == set))
+            .filter_map(|(_, e)| e.attached.take())
+            .collect()
+    };
+    // Dropped with the lock released: each waits for calls in flight.
+    drop(taken);
+    attach_parked(token);
 }
 
 fn mm_registry() -> MutexGuard<'static, BTreeMap<Key, MmEntry>> {
@@ -346,8 +386,18 @@ pub unsafe extern "C" fn ioasid_register_notifier_mm(
             if mm.contains_key(&key) {
                 return -crate::errno::EEXIST;
             }
-            // No MM set exists for any token in this build: parked.
-            mm.insert(key, MmEntry { registration: None });
+            // SAFETY: checked above.
+            let priority = unsafe { (*nb).priority };
+            mm.insert(
+                key,
+                MmEntry {
+                    priority,
+                    attached: None,
+                },
+            );
+            drop(mm);
+            // On the chain of the token's set at once, if it has one.
+            attach_parked(token as usize);
             0
         }
     )
@@ -370,7 +420,7 @@ pub unsafe extern "C" fn ioasid_unregister_notifier_mm(
         {
             let taken = mm_registry().remove(&(token as usize, nb as usize));
             // Dropped with the lock released: it waits for calls in flight.
-            drop(taken.and_then(|e| e.registration));
+            drop(taken.and_then(|e| e.attached));
         }
     )
 }

@@ -480,6 +480,73 @@ static void test_threads(void)
 	CHECK_EQ(live(), 0);
 }
 
+/* MM registrations: parked until the token's MM set exists, attached at
+ * once when it does, parked again when it is torn down, no replay. */
+static void test_mm_registrations(void)
+{
+	int mm, other_mm;
+	REC(early, 5, "early");
+	REC(late, 1, "late");
+
+	/* Parked: no set of this token yet; its events are not replayed. */
+	CHECK_EQ(ioasid_register_notifier_mm(&mm, &early.nb), 0);
+	CHECK_EQ(ioasid_register_notifier_mm(&mm, &early.nb), -EEXIST);
+	reset();
+	struct ioasid_set *vm = ioasid_alloc_set(&mm, 16, IOASID_SET_TYPE_MM);
+	CHECK(!IS_ERR_OR_NULL(vm));
+	struct ioasid_set *other = ioasid_alloc_set(&other_mm, 16, IOASID_SET_TYPE_MM);
+	CHECK(!IS_ERR_OR_NULL(other));
+	CHECK_EQ(n_events, 0);
+	ioasid_t a = ioasid_alloc(vm, 1, 100, &mm);
+	ioasid_t o = ioasid_alloc(other, 1, 100, NULL);
+	CHECK(a != INVALID_IOASID && o != INVALID_IOASID);
+	CHECK_EQ(n_events, 1); /* the other token's set: not on its chain */
+	CHECK(n_events == 1 && events[0].action == IOASID_NOTIFY_ALLOC && events[0].args.id == a &&
+	      events[0].args.set == vm && events[0].args.pdata == &mm);
+
+	/* The set exists: attached at once. */
+	CHECK_EQ(ioasid_register_notifier_mm(&mm, &late.nb), 0);
+	CHECK_EQ(ioasid_register_notifier_mm(&mm, &late.nb), -EEXIST);
+	/* The plain chain of the same set is another chain. */
+	CHECK_EQ(ioasid_register_notifier(vm, &late.nb), 0);
+	ioasid_unregister_notifier(vm, &late.nb);
+	reset();
+	CHECK_EQ(ioasid_notify(a, IOASID_NOTIFY_BIND, IOASID_NOTIFY_SET), 0);
+	CHECK_EQ(n_events, 2);
+	CHECK(n_events == 2 && strcmp(events[0].name, "early") == 0 &&
+	      strcmp(events[1].name, "late") == 0);
+
+	/* Teardown by the last put: FREE to both, then parked again. */
+	ioasid_get(a);
+	reset();
+	ioasid_set_put(vm);
+	CHECK_EQ(count(IOASID_NOTIFY_FREE, a), 2);
+	CHECK(ioasid_put(a)); /* FREE_PENDING, detached: nothing more */
+	CHECK_EQ(n_events, 2);
+
+	/* A new MM set of the token: both attached again, nothing replayed. */
+	reset();
+	vm = ioasid_alloc_set(&mm, 16, IOASID_SET_TYPE_MM);
+	CHECK(!IS_ERR_OR_NULL(vm));
+	CHECK_EQ(n_events, 0);
+	a = ioasid_alloc(vm, 1, 100, NULL);
+	CHECK_EQ(count(IOASID_NOTIFY_ALLOC, a), 2);
+
+	/* Unregistered: from the set's chain, or from the parked blocks. */
+	ioasid_unregister_notifier_mm(&mm, &early.nb);
+	reset();
+	ioasid_free(a);
+	CHECK_EQ(n_events, 1);
+	CHECK(n_events == 1 && strcmp(events[0].name, "late") == 0);
+	ioasid_set_put(vm);
+	ioasid_unregister_notifier_mm(&mm, &late.nb);
+	CHECK_EQ(ioasid_register_notifier_mm(&mm, &late.nb), 0);
+	ioasid_unregister_notifier_mm(&mm, &late.nb);
+	ioasid_free(o);
+	ioasid_set_put(other);
+	CHECK_EQ(live(), 0);
+}
+
 int main(void)
 {
 	test_errors_and_null();
@@ -489,6 +556,7 @@ int main(void)
 	test_callbacks_call_back();
 	test_self_unregister();
 	test_unregister_waits();
+	test_mm_registrations();
 	test_threads();
 	return check_report("notify");
 }
