@@ -511,3 +511,69 @@ fn threads_allocate_while_blocks_come_and_go() {
     assert_eq!(space.live_count(), 0);
     space.check_invariants().unwrap();
 }
+
+#[test]
+fn a_scope_holds_events_back_until_its_outermost_end() {
+    let space = common::space(0, 9, Policy::Lowest);
+    let set = space.new_set();
+    let log = log();
+    let waited = Arc::new(AtomicUsize::new(0));
+    let (w, inner) = (waited.clone(), space.clone());
+    let _r = space.register_notifier(0, move |_| {
+        // Sent after the guard below is gone: waiting for readers works.
+        assert!(inner.try_synchronize().is_ok());
+        w.fetch_add(1, Ordering::SeqCst);
+        ControlFlow::Continue(())
+    });
+    let _g = space.register_notifier(-1, recorder(&log, "g", false));
+    let outer = ioasid::NotifyScope::enter();
+    let guard = space.pin();
+    let a = set.alloc(0, 9, 1).unwrap();
+    {
+        let _inner = ioasid::NotifyScope::enter();
+        set.free(a).unwrap();
+    }
+    assert!(
+        taken(&log).is_empty(),
+        "the inner scope's end sends nothing"
+    );
+    drop(guard);
+    drop(outer);
+    assert_eq!(
+        taken(&log),
+        vec![("g", Event::Alloc, a), ("g", Event::Free, a)],
+        "in order, once each"
+    );
+    assert_eq!(waited.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_boxed_payload_not_owned_by_the_event_is_read_under_a_guard() {
+    let space: Space<String> = Space::builder()
+        .range(0, 9)
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    let inner = space.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let _r = space.register_notifier(0, move |n| {
+        // ALLOC reads the boxed value in its slot (a guard is held); the
+        // FREE of a released ID owns it (no guard).
+        let pinned = inner.try_synchronize() == Err(Error::Deadlock);
+        log.lock()
+            .unwrap()
+            .push((n.event(), pinned, n.data().cloned()));
+        ControlFlow::Continue(())
+    });
+    let id = set.alloc(0, 9, "ctx".to_string()).unwrap();
+    set.free(id).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (Event::Alloc, true, Some("ctx".to_string())),
+            (Event::Free, false, Some("ctx".to_string())),
+        ]
+    );
+}
