@@ -727,6 +727,37 @@ int iommu_pasid_for_each(struct iommu_pasid *pasid,
                          void *data);
 
 /*
+ Attaches set private ID `spid` (a guest PASID) to live `ioasid` of the
+ global space; its set then finds it with `ioasid_find_by_spid`, and
+ another set may use the same SPID. Returns 0; `-EINVAL` if either is
+ `INVALID_IOASID` (checked first); `-ENOENT` if `ioasid` is not live (or
+ FREE_PENDING); `-EEXIST` if the set uses `spid` already or `ioasid` has
+ a SPID. Nothing changes on error. Freeing the ID (FREE_PENDING
+ included) detaches its SPID at once.
+ */
+int ioasid_attach_spid(ioasid_t ioasid,
+                       ioasid_t spid);
+
+/*
+ Detaches the SPID of `ioasid` (global space); a no-op for an ID that
+ is not live or has no SPID.
+ */
+void ioasid_detach_spid(ioasid_t ioasid);
+
+/*
+ The host ID that holds `spid` in `set`, with a reference taken if `get`
+ (drop it with `ioasid_put`), or `INVALID_IOASID` if none, for a NULL
+ set, or (with `get`) for an ID being freed or at its count's maximum.
+ Lock-free, and it does not scan the set.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+ioasid_t ioasid_find_by_spid(struct ioasid_set *set,
+                             ioasid_t spid,
+                             bool get);
+
+/*
  A new set of the global space with one reference, `token` its owner (a
  process for `IOASID_SET_TYPE_MM`, any value for `IOASID_SET_TYPE_NULL`)
  and `quota` IDs reserved from the system capacity. Errors as

@@ -59,6 +59,10 @@ impl Capacity {
     }
 
     /// The total.
+    ///
+    /// ```
+    /// assert_eq!(ioasid::Capacity::new(7).total(), 7);
+    /// ```
     pub fn total(&self) -> u32 {
         (self.load() >> 32) as u32
     }
@@ -77,6 +81,14 @@ impl Capacity {
     }
 
     /// What is left to reserve: total minus reserved.
+    ///
+    /// ```
+    /// let capacity = ioasid::Capacity::new(8);
+    /// let space = ioasid::Space::<()>::new(0, 99)?;
+    /// let _set = space.try_new_set_from(&capacity, 3)?;
+    /// assert_eq!(capacity.available(), 5);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
     pub fn available(&self) -> u32 {
         let word = self.load();
         ((word >> 32) - (word & LOW)) as u32

@@ -57,6 +57,7 @@
 //! - `set`: the set handle.
 //! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
 //! - `spid`: set private IDs (per-set SPID -> host ID tables).
+//! - `tokens`: sets found by token, one live set per token ([`TokenSets`]).
 //! - `custom`: custom allocator hooks.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
@@ -78,9 +79,9 @@ mod owners;
 mod refs;
 mod set;
 mod space;
-#[allow(dead_code)] // used by the SPID protocol, next
 mod spid;
 mod sync;
+mod tokens;
 mod tree;
 
 pub use capacity::Capacity;
@@ -91,6 +92,7 @@ pub use error::{errno, Error};
 pub use notify::{Chains, Event, Notification, Notifiers, NotifyScope, Registration, SetId};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
+pub use tokens::TokenSets;
 
 /// An I/O address space ID, the kernel's `ioasid_t`.
 pub type Ioasid = u32;

@@ -120,6 +120,15 @@ impl<T: Payload, const F: usize> Set<T, F> {
     }
 
     /// The capacity this set's quota is reserved from, if any.
+    ///
+    /// ```
+    /// let capacity = ioasid::Capacity::new(5);
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.try_new_set_from(&capacity, 2)?;
+    /// assert_eq!(set.capacity().map(|c| c.available()), Some(3));
+    /// assert!(space.new_set_with_quota(2).capacity().is_none());
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
     pub fn capacity(&self) -> Option<&Capacity> {
         self.capacity.as_ref()
     }
@@ -201,6 +210,102 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// `Ok(true)` if it released the ID; errors as [`Set::free`].
     pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
         self.drop_ref(id, RefDrop::Put)
+    }
+
+    /// Attaches set private ID `spid` (a guest PASID) to `id`, an ID of
+    /// this set (the extended core's `ioasid_attach_spid`): the set then
+    /// finds `id` by `spid` ([`Set::find_by_spid`]). Another set may use the
+    /// same SPID for another ID. Freeing `id` (FREE_PENDING included) or its
+    /// last put detaches the SPID at once.
+    ///
+    /// Errors, nothing changed: [`Error::InvalidArgument`] if `id` or `spid`
+    /// is `INVALID_IOASID` (checked first); [`Error::NotFound`] if `id` is
+    /// not live or FREE_PENDING; [`Error::PermissionDenied`] if another set
+    /// owns it; [`Error::AlreadyExists`] if this set uses `spid` already or
+    /// `id` has a SPID. (An attach racing a free of `id` returns `Ok`, the
+    /// free detaching it, or `NotFound`.)
+    ///
+    /// ```
+    /// use ioasid::Error;
+    /// let space = ioasid::Space::<()>::new(1, 0xFFFFF)?;
+    /// let (vm1, vm2) = (space.new_set(), space.new_set());
+    /// let (a, b) = (vm1.alloc(1, 0xFFFFF, ())?, vm2.alloc(1, 0xFFFFF, ())?);
+    /// vm1.attach_spid(a, 101)?;
+    /// vm2.attach_spid(b, 101)?; // the same guest PASID in another VM
+    /// assert_eq!((vm1.find_by_spid(101), vm2.find_by_spid(101)), (Ok(a), Ok(b)));
+    /// assert_eq!(vm1.attach_spid(a, 102), Err(Error::AlreadyExists));
+    /// assert_eq!(vm1.attach_spid(b, 7), Err(Error::PermissionDenied));
+    /// vm1.free(a)?;
+    /// assert_eq!(vm1.find_by_spid(101), Err(Error::NotFound));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
+        self.space.inner.attach_spid(id, spid, Some(self.index))
+    }
+
+    /// Detaches the SPID of `id`, an ID of this set (`ioasid_detach_spid`):
+    /// `Ok(Some(spid))` with the SPID it held, `Ok(None)` if it had none;
+    /// [`Error::NotFound`] if `id` is not live, [`Error::PermissionDenied`]
+    /// if another set owns it.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 0)?;
+    /// assert_eq!(vm.detach_spid(id), Ok(Some(0)));
+    /// assert_eq!(vm.detach_spid(id), Ok(None));
+    /// assert_eq!(vm.find_by_spid(0), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
+        self.space.inner.detach_spid(id, Some(self.index))
+    }
+
+    /// The host ID that holds `spid` in this set (`ioasid_find_by_spid`
+    /// without `get`): [`Error::NotFound`] if none. Lock-free, writes
+    /// nothing, and does not scan the set: a few dependent loads, whatever
+    /// the set's size (see the `spid` module). Weakly consistent like
+    /// [`Set::find`]: an ID whose free is under way may still be answered.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 0xFFFF_FFFE)?;
+    /// assert_eq!(vm.find_by_spid(0xFFFF_FFFE), Ok(id));
+    /// assert_eq!(space.ref_count(id), Some(1), "no reference taken");
+    /// assert_eq!(vm.find_by_spid(1), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn find_by_spid(&self, spid: Ioasid) -> Result<Ioasid, Error> {
+        self.space
+            .inner
+            .find_by_spid(self.core(), self.index, spid, false)
+    }
+
+    /// [`Set::find_by_spid`] that also takes a reference on the ID
+    /// (`ioasid_find_by_spid` with `get`; drop it with [`Set::put`]). Never
+    /// takes one on an ID that is FREE_PENDING or being released: it then
+    /// answers [`Error::NotFound`]. [`Error::Overflow`] at the count's
+    /// maximum.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 5)?;
+    /// assert_eq!(vm.get_by_spid(5), Ok(id));
+    /// assert_eq!(space.ref_count(id), Some(2));
+    /// vm.free(id)?; // FREE_PENDING: the SPID is detached at once
+    /// assert_eq!(vm.get_by_spid(5), Err(ioasid::Error::NotFound));
+    /// assert_eq!(vm.put(id), Ok(true));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get_by_spid(&self, spid: Ioasid) -> Result<Ioasid, Error> {
+        self.space
+            .inner
+            .find_by_spid(self.core(), self.index, spid, true)
     }
 
     /// The data of `id` if this set owns it: [`Error::NotFound`] or

@@ -418,6 +418,61 @@ impl<T: Payload, const F: usize> Space<T, F> {
         self.free_released(id).is_some()
     }
 
+    /// Attaches set private ID `spid` to live `id`, whichever set owns it
+    /// (the kernel-form `ioasid_attach_spid`; see [`Set::attach_spid`]
+    /// for the semantics and errors, less `PermissionDenied`).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// space.attach_spid(id, 0xFFFFF)?;
+    /// assert_eq!(space.spid(id), Some(0xFFFFF));
+    /// assert_eq!(vm.find_by_spid(0xFFFFF), Ok(id));
+    /// assert_eq!(space.detach_spid(id), Ok(Some(0xFFFFF)));
+    /// assert_eq!(space.spid(id), None);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
+        self.inner.attach_spid(id, spid, None)
+    }
+
+    /// Detaches the SPID of live `id`, whichever set owns it (see
+    /// [`Set::detach_spid`]).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// assert_eq!(space.detach_spid(id), Ok(None));
+    /// space.attach_spid(id, 1)?;
+    /// assert_eq!(space.detach_spid(id), Ok(Some(1)));
+    /// assert_eq!(space.detach_spid(8), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
+        self.inner.detach_spid(id, None)
+    }
+
+    /// The SPID that live `id` holds, if any (`None` also for an ID that is
+    /// not live or FREE_PENDING).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 42)?;
+    /// vm.get(id)?;
+    /// assert_eq!(space.spid(id), Some(42));
+    /// vm.free(id)?; // FREE_PENDING: detached
+    /// assert_eq!(space.spid(id), None);
+    /// # vm.put(id)?;
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn spid(&self, id: Ioasid) -> Option<Ioasid> {
+        self.inner.spid(id)
+    }
+
     /// Frees `id` as [`Space::free`] does and says what happened:
     /// `Some(true)` if this released it, `Some(false)` if references remain
     /// and it entered FREE_PENDING, `None` if it was not live (or already

@@ -3,7 +3,7 @@
 //! against allocations.
 
 mod common;
-use ioasid::{Capacity, Error, Policy};
+use ioasid::{Capacity, Error, Ioasid, Policy};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -185,4 +185,72 @@ fn a_cut_races_allocations_at_the_quota() {
         assert_eq!(set.len(), 1 + got);
         assert_eq!(set.len(), common::ids_of(&*set).len());
     }
+}
+
+#[test]
+fn token_sets_hold_one_live_set_per_token() {
+    use ioasid::TokenSets;
+    let capacity = Capacity::new(8);
+    let space = common::space(0, 99, Policy::Lowest);
+    let mms: TokenSets<usize, Ioasid> = TokenSets::new(space.clone(), capacity.clone());
+    let a = mms.create(1, 4).unwrap();
+    assert_eq!(mms.create(1, 1).err(), Some(Error::AlreadyExists));
+    assert_eq!(mms.create(2, 5).err(), Some(Error::NoSpace));
+    let b = mms.create(2, 4).unwrap();
+    let id = a.alloc(0, 99, 7).unwrap();
+    let found = mms.find(&1).unwrap();
+    assert_eq!(found.copied(id), Ok(7));
+    drop(a);
+    assert!(mms.find(&1).is_some(), "still held by `found`");
+    drop(found);
+    assert!(mms.find(&1).is_none());
+    assert_eq!(space.copied(id), None, "the last reference freed its IDs");
+    assert_eq!(capacity.available(), 4, "and gave its quota back");
+    assert!(mms.find(&2).is_some());
+    drop(b);
+    assert_eq!(capacity.available(), 8);
+    assert!(format!("{mms:?}").contains("TokenSets"));
+}
+
+/// Threads create, find and drop the set of one token at once: at most
+/// one set of the token is alive at any time, and a found set is the live
+/// one.
+#[test]
+fn token_sets_race_create_find_and_last_drop() {
+    use ioasid::TokenSets;
+    let space = common::space(0, 7, Policy::Lowest);
+    let mms = Arc::new(TokenSets::<u8, Ioasid>::new(
+        space.clone(),
+        Capacity::new(64),
+    ));
+    let alive = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (mms, alive) = (mms.clone(), alive.clone());
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    match mms.create(9, 2) {
+                        Ok(set) => {
+                            assert_eq!(alive.fetch_add(1, Ordering::SeqCst), 0);
+                            let _ = set.alloc(0, 7, 1);
+                            assert!(Arc::ptr_eq(&mms.find(&9).unwrap(), &set));
+                            assert_eq!(alive.fetch_sub(1, Ordering::SeqCst), 1);
+                        }
+                        Err(e) => {
+                            assert_eq!(e, Error::AlreadyExists);
+                            if let Some(set) = mms.find(&9) {
+                                let _ = set.alloc(0, 7, 2);
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(mms.find(&9).is_none());
+    assert_eq!(mms.capacity().available(), 64);
+    assert_eq!(space.live_count(), 0);
 }

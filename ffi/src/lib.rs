@@ -24,7 +24,8 @@
 //! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
 //! - `notify`: notifier chains (`struct notifier_block`, `ioasid_notify`).
 //! - `tokens`: sets with tokens, set references and the system capacity
-//!   of the extended IOASID core (SPEC 6.4).
+//!   of the extended IOASID core (SPEC 6.4);
+//! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5).
 //!
 //! ## Invariants
 //!
@@ -58,6 +59,7 @@ mod kernel;
 mod notify;
 mod refs;
 mod rfc;
+mod spids;
 mod tokens;
 
 pub use ext::*;
@@ -65,6 +67,7 @@ pub use kernel::*;
 pub use notify::*;
 pub use refs::*;
 pub use rfc::*;
+pub use spids::*;
 pub use tokens::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 
