@@ -903,3 +903,25 @@ impl<T: Payload> Note<T> {
         }
     }
 }
+
+impl<T: Payload, const F: usize> crate::space::SpaceInner<T, F> {
+    /// Sends BIND or UNBIND of `id` with `spid` once the attach or detach
+    /// took effect (a free's detach sends none: its FREE says it all). An
+    /// ID freed meanwhile gets none either.
+    pub(crate) fn notify_spid(&self, event: Event, id: Ioasid, spid: Ioasid) {
+        if !self.notify.active() {
+            return;
+        }
+        let note = {
+            let guard = self.pin();
+            let Some(word) = self.load(id, &guard) else {
+                return;
+            };
+            // Under `guard`, the word's owner index names its set.
+            let mut note = self.notify.note(event, id, entry::owner(word), word, false);
+            note.spid = Some(spid);
+            note
+        };
+        self.send_to(Some(note), Chains::BOTH);
+    }
+}

@@ -240,7 +240,10 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
-        self.space.inner.attach_spid(id, spid, Some(self.index))
+        let inner = &self.space.inner;
+        inner.attach_spid(id, spid, Some(self.index))?;
+        inner.notify_spid(crate::Event::Bind, id, spid);
+        Ok(())
     }
 
     /// Detaches the SPID of `id`, an ID of this set (`ioasid_detach_spid`):
@@ -259,7 +262,12 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
-        self.space.inner.detach_spid(id, Some(self.index))
+        let inner = &self.space.inner;
+        let spid = inner.detach_spid(id, Some(self.index))?;
+        if let Some(spid) = spid {
+            inner.notify_spid(crate::Event::Unbind, id, spid);
+        }
+        Ok(spid)
     }
 
     /// The host ID that holds `spid` in this set (`ioasid_find_by_spid`

@@ -434,7 +434,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
-        self.inner.attach_spid(id, spid, None)
+        self.inner.attach_spid(id, spid, None)?;
+        self.inner.notify_spid(Event::Bind, id, spid);
+        Ok(())
     }
 
     /// Detaches the SPID of live `id`, whichever set owns it (see
@@ -451,7 +453,11 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
-        self.inner.detach_spid(id, None)
+        let spid = self.inner.detach_spid(id, None)?;
+        if let Some(spid) = spid {
+            self.inner.notify_spid(Event::Unbind, id, spid);
+        }
+        Ok(spid)
     }
 
     /// The SPID that live `id` holds, if any (`None` also for an ID that is
@@ -661,9 +667,12 @@ impl<T: Payload, const F: usize> Space<T, F> {
             let guard = self.pin();
             let word = self.inner.load(id, &guard).ok_or(Error::NotFound)?;
             // Under `guard`, the word's owner index names its set.
-            self.inner
+            let mut note = self
+                .inner
                 .notify
-                .note(event, id, entry::owner(word), word, false)
+                .note(event, id, entry::owner(word), word, false);
+            note.spid = self.inner.spid(id);
+            note
         };
         self.inner.send_to(Some(note), chains);
         Ok(())

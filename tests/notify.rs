@@ -577,3 +577,42 @@ fn a_boxed_payload_not_owned_by_the_event_is_read_under_a_guard() {
         ]
     );
 }
+
+#[test]
+fn bind_and_unbind_carry_the_spid_and_a_free_detaches_with_no_unbind() {
+    let space = common::space(0, 0xFFFFF, Policy::Lowest);
+    let vm = space.new_set();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let _r = vm.register_notifier(0, move |n| {
+        log.lock().unwrap().push((n.event(), n.id(), n.spid()));
+        ControlFlow::Continue(())
+    });
+    let a = vm.alloc(1, 0xFFFFF, 0).unwrap();
+    let b = vm.alloc(1, 0xFFFFF, 0).unwrap();
+    vm.attach_spid(a, 101).unwrap();
+    assert_eq!(
+        vm.attach_spid(b, 101),
+        Err(Error::AlreadyExists),
+        "no BIND on error"
+    );
+    space.attach_spid(b, 0xFFFFF).unwrap();
+    assert_eq!(vm.detach_spid(a), Ok(Some(101)));
+    assert_eq!(vm.detach_spid(a), Ok(None), "no SPID: no UNBIND");
+    space.notify(b, Event::Bind, Chains::SET).unwrap(); // by hand: its SPID
+    vm.free(b).unwrap(); // detaches its SPID: FREE only
+    vm.free(a).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (Event::Alloc, a, None),
+            (Event::Alloc, b, None),
+            (Event::Bind, a, Some(101)),
+            (Event::Bind, b, Some(0xFFFFF)),
+            (Event::Unbind, a, Some(101)),
+            (Event::Bind, b, Some(0xFFFFF)),
+            (Event::Free, b, Some(0xFFFFF)),
+            (Event::Free, a, None),
+        ]
+    );
+}

@@ -547,6 +547,41 @@ static void test_mm_registrations(void)
 	CHECK_EQ(live(), 0);
 }
 
+/* BIND on attach_spid, UNBIND on detach_spid, none when a free detaches;
+ * args.spid is the SPID (INVALID_IOASID when none). */
+static void test_bind_unbind(void)
+{
+	DECLARE_IOASID_SET(vm);
+	REC(s, 0, "s");
+	CHECK_EQ(ioasid_register_notifier(&vm, &s.nb), 0);
+	ioasid_t a = ioasid_alloc(&vm, 1, 100, NULL);
+	ioasid_t b = ioasid_alloc(&vm, 1, 100, NULL);
+	reset();
+	CHECK_EQ(ioasid_attach_spid(a, 101), 0);
+	CHECK_EQ(ioasid_attach_spid(b, 101), -EEXIST); /* no BIND on error */
+	CHECK_EQ(ioasid_attach_spid(b, 0xFFFFF), 0);
+	CHECK_EQ(n_events, 2);
+	CHECK(n_events == 2 && events[0].action == IOASID_NOTIFY_BIND && events[0].args.id == a &&
+	      events[0].args.spid == 101 && events[0].args.set == &vm);
+	CHECK(n_events == 2 && events[1].args.id == b && events[1].args.spid == 0xFFFFF);
+	reset();
+	ioasid_detach_spid(a);
+	ioasid_detach_spid(a); /* none left: no UNBIND */
+	CHECK_EQ(n_events, 1);
+	CHECK(n_events == 1 && events[0].action == IOASID_NOTIFY_UNBIND && events[0].args.spid == 101);
+	reset();
+	ioasid_free(b); /* detaches its SPID: FREE only, with the SPID */
+	CHECK_EQ(n_events, 1);
+	CHECK(n_events == 1 && events[0].action == IOASID_NOTIFY_FREE &&
+	      events[0].args.spid == 0xFFFFF);
+	reset();
+	ioasid_free(a);
+	CHECK(n_events == 1 && events[0].args.spid == INVALID_IOASID);
+	ioasid_unregister_notifier(&vm, &s.nb);
+	ioasid_set_destroy(&vm);
+	CHECK_EQ(live(), 0);
+}
+
 int main(void)
 {
 	test_errors_and_null();
@@ -557,6 +592,7 @@ int main(void)
 	test_self_unregister();
 	test_unregister_waits();
 	test_mm_registrations();
+	test_bind_unbind();
 	test_threads();
 	return check_report("notify");
 }
