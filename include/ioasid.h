@@ -13,6 +13,7 @@
 struct iommu_pasid;
 struct iommu_ops;
 struct bus_type;
+struct notifier_block;
 
 /* The kernel's I/O ASID type; INVALID_IOASID is never allocated. */
 #define INVALID_IOASID ((ioasid_t)-1)
@@ -36,11 +37,23 @@ struct bus_type;
  *   IOASID_NO_ERR_HELPERS     ERR_PTR, PTR_ERR, IS_ERR, IS_ERR_OR_NULL;
  *   IOASID_NO_IOMMU_TYPES     struct iommu_ops, struct bus_type (its own
  *                             definitions must have this header's layout);
- *   IOASID_NO_NOTIFIER_BLOCK  struct notifier_block and NOTIFY_* (reserved:
- *                             this header defines none yet).
+ *   IOASID_NO_NOTIFIER_BLOCK  struct notifier_block, NOTIFY_DONE, NOTIFY_OK,
+ *                             NOTIFY_STOP_MASK (its own definitions must
+ *                             have the kernel's layout and values).
  * The list field of struct ioasid_allocator_ops has the layout of the
  * kernel's struct list_head (two pointers).
  */
+
+/* ioasid_notify flags: the global chain, the chain of the ID's set. */
+#define IOASID_NOTIFY_ALL (1U << 0)
+#define IOASID_NOTIFY_SET (1U << 1)
+
+/* The return values of a notifier_call (the kernel's). */
+#ifndef IOASID_NO_NOTIFIER_BLOCK
+#define NOTIFY_DONE 0x0000
+#define NOTIFY_OK 0x0001
+#define NOTIFY_STOP_MASK 0x8000
+#endif /* IOASID_NO_NOTIFIER_BLOCK */
 
 /* The kernel's error pointers: a negative errno in the top 4095 bytes. */
 #define IOASID_MAX_ERRNO 4095
@@ -93,6 +106,55 @@ enum ioasid_policy {
    Any free ID in range (best scaling, no ordering promise).
    */
   IOASID_POLICY_ANY = 2,
+};
+
+/*
+ The events of a notifier chain (the kernel's `enum ioasid_notify_val`):
+ the `action` argument of `notifier_call`. Functions take it as a plain
+ `unsigned int`; an unknown value is `-EINVAL`.
+ */
+enum ioasid_notify_val {
+  /*
+   The ID was allocated (sent once lookups find it).
+   */
+  IOASID_NOTIFY_ALLOC = 1,
+  /*
+   The ID was freed: exactly once per ID, at `ioasid_free` or its set's
+   teardown (even if it only enters FREE_PENDING), or at the last
+   `ioasid_put` of an ID never freed.
+   */
+  IOASID_NOTIFY_FREE = 2,
+  /*
+   A set private ID was attached to the ID.
+   */
+  IOASID_NOTIFY_BIND = 3,
+  /*
+   The ID's set private ID was detached.
+   */
+  IOASID_NOTIFY_UNBIND = 4,
+};
+
+/*
+ Priorities of the kernel's users, lowest first (a chain calls higher
+ priorities first; any `int` is accepted).
+ */
+enum ioasid_notifier_prios {
+  /*
+   Runs after everyone else.
+   */
+  IOASID_PRIO_LAST = 0,
+  /*
+   IOMMU drivers.
+   */
+  IOASID_PRIO_IOMMU = 1,
+  /*
+   Device drivers.
+   */
+  IOASID_PRIO_DEVICE = 2,
+  /*
+   CPU-side users (KVM): run first.
+   */
+  IOASID_PRIO_CPU = 3,
 };
 
 /*
@@ -172,6 +234,40 @@ struct ioasid_allocator_ops {
   void *pdata;
 };
 
+#if !defined(IOASID_NO_NOTIFIER_BLOCK)
+/*
+ The kernel's notifier callback type (opt out as for
+ `struct notifier_block`).
+ */
+typedef int (*notifier_fn_t)(struct notifier_block *nb,
+                             unsigned long action,
+                             void *data);
+#endif
+
+#if !defined(IOASID_NO_NOTIFIER_BLOCK)
+/*
+ The kernel's `struct notifier_block` (same layout). Code with its own
+ definition (a kernel-compat `notifier.h`) defines
+ `IOASID_NO_NOTIFIER_BLOCK` before including this header.
+ */
+struct notifier_block {
+  /*
+   Called with the block, an `enum ioasid_notify_val` and a
+   `struct ioasid_nb_args *`; returns `NOTIFY_DONE`, `NOTIFY_OK`, or a
+   value with `NOTIFY_STOP_MASK` to stop the chain.
+   */
+  notifier_fn_t notifier_call;
+  /*
+   The kernel's chain link; the library never touches it.
+   */
+  struct notifier_block *next;
+  /*
+   Higher runs first; read when the block is registered.
+   */
+  int priority;
+};
+#endif
+
 #if !defined(IOASID_NO_IOMMU_TYPES)
 /*
  The PASID hooks of the kernel's `struct iommu_ops`. Code with its own
@@ -242,6 +338,29 @@ struct bus_type {
   const struct iommu_ops *iommu_ops;
 };
 #endif
+
+/*
+ The `data` argument of `notifier_call`: valid during the call only.
+ */
+struct ioasid_nb_args {
+  /*
+   The ID.
+   */
+  ioasid_t id;
+  /*
+   Its set private ID, or `INVALID_IOASID`.
+   */
+  ioasid_t spid;
+  /*
+   Its set; NULL for the anonymous set of `ioasid_alloc(NULL, ...)` or
+   an ID detached by its set's teardown.
+   */
+  struct ioasid_set *set;
+  /*
+   Its private data.
+   */
+  void *pdata;
+};
 
 #ifdef __cplusplus
 extern "C" {
@@ -400,6 +519,72 @@ int ioasid_register_allocator(struct ioasid_allocator_ops *allocator);
  `allocator` is NULL or any pointer (it is only compared).
  */
 void ioasid_unregister_allocator(struct ioasid_allocator_ops *allocator);
+
+/*
+ Registers `nb` on the chain of `set`, or on the global chain (every ID
+ of every space) for a NULL `set`: 0; `-EINVAL` for a NULL block or
+ NULL `notifier_call`, or a set whose space was destroyed; `-EEXIST` if
+ the block is already on that chain; `-ENOSPC` if a declared set cannot
+ get its state. The block sees every event that begins after this
+ returns. Callbacks run with no library lock held and may call any
+ function of this header (a block may even unregister itself from its
+ own call, see `ioasid_unregister_notifier`).
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`; `nb` is NULL or a valid
+ `struct notifier_block` that stays valid until it is unregistered.
+ */
+int ioasid_register_notifier(struct ioasid_set *set,
+                             struct notifier_block *nb);
+
+/*
+ Takes `nb` off the chain of `set` (NULL: the global chain) and returns
+ once no call of it is in flight on another thread, so the caller may
+ free it. A block that is not on that chain, or NULL, is ignored. A
+ block may unregister itself from its own call (that call is not waited
+ for).
+
+ # Safety
+ `set` and `nb` are any pointers (only compared).
+ */
+void ioasid_unregister_notifier(struct ioasid_set *set,
+                                struct notifier_block *nb);
+
+/*
+ Registers `nb` for the MM set of `token`: on its chain at once if that
+ set exists, else parked until it is created (earlier events are not
+ replayed); parked again when that set is torn down. 0; `-EINVAL` for a
+ NULL block or NULL `notifier_call`; `-EEXIST` if the block is already
+ registered for `token`.
+
+ # Safety
+ `nb` is NULL or a valid `struct notifier_block` that stays valid until
+ it is unregistered; `token` is any value.
+ */
+int ioasid_register_notifier_mm(void *token,
+                                struct notifier_block *nb);
+
+/*
+ Takes `nb` off the MM set of `token` (or out of the parked blocks) and
+ returns once no call of it is in flight on another thread. A block not
+ registered for `token`, or NULL, is ignored.
+
+ # Safety
+ `token` and `nb` are any values (only compared).
+ */
+void ioasid_unregister_notifier_mm(void *token,
+                                   struct notifier_block *nb);
+
+/*
+ Sends event `cmd` about live `ioasid` of the global space by hand to
+ the chains of `flags` (`IOASID_NOTIFY_SET`: its set's chain first, then
+ `IOASID_NOTIFY_ALL`: the global chain): 0; `-EINVAL` for an unknown
+ event or flags (0 included); `-ENOENT` if `ioasid` is not live (a
+ FREE_PENDING ID is still found, so it may be notified).
+ */
+int ioasid_notify(ioasid_t ioasid,
+                  unsigned int cmd,
+                  unsigned int flags);
 
 /*
  Takes a reference on live `ioasid` (global space, any set); a no-op for

@@ -54,6 +54,7 @@
 //!   lazily by the walks).
 //! - `space`: policies, alloc/free/replace, the space handle.
 //! - `refs`: reference counts and FREE_PENDING (extension records).
+//! - `notify`: notifier chains (global and per set), events, registrations.
 //! - `set`: the set handle.
 //! - `iter`: iterators over a set's and a space's IDs under a guard.
 //! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
@@ -77,6 +78,7 @@ mod entry;
 mod error;
 mod iter;
 mod members;
+mod notify;
 mod owners;
 mod refs;
 mod set;
@@ -93,6 +95,7 @@ pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
 pub use iter::{SetIter, SpaceIter};
+pub use notify::{Chains, Event, Notification, Notifiers, NotifyScope, Registration, SetId};
 pub use set::Set;
 pub use space::{Policy, Space, SpaceBuilder};
 pub use tokens::TokenSets;

@@ -35,8 +35,9 @@
 use crate::custom::State;
 use crate::entry::{self, Payload};
 use crate::error::Error;
+use crate::notify::Event;
 use crate::owners::SetCore;
-use crate::space::{Expect, SpaceInner};
+use crate::space::{NoteOut, SpaceInner};
 use crate::sync::{atomic_array, install, yield_now, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::Slot;
 use crate::Ioasid;
@@ -312,21 +313,23 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         if entry::owner(slot.load(Ordering::Acquire)) == owner {
             return Ok(());
         }
-        let guard = self.pin();
-        let _ = self.drop_ref(id, Expect::Any(&guard), RefDrop::Put);
+        // A put that may release it (and send its FREE, if never freed).
+        let _ = self.drop_ref_any(id, RefDrop::Put);
         Err(Error::PermissionDenied)
     }
 
     /// Drops a reference of a tracked ID (its word had `EXT`); `Ok(true)` if
     /// this released it, `None` if the caller must load the word again (the
     /// record was FREE: a first get between its steps, or the ID was
-    /// released since the caller's load).
+    /// released since the caller's load). A FREE event (the first free of
+    /// the ID, or the last put of one never freed) is left in `note`.
     pub(crate) fn drop_tracked(
         &self,
         id: Ioasid,
         key: u64,
         slot: Slot<'_, F>,
         how: RefDrop,
+        mut note: NoteOut<'_, T>,
     ) -> Option<Result<bool, Error>> {
         let record = self.refs.tracked(key);
         // Acquire: as in `get_ref`.
@@ -360,6 +363,13 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             };
             let spid = spid_of(current).filter(|_| state(next) != LIVE);
             let unmap = spid.map(|spid| self.spid_unmapper(slot, spid));
+            // A free that leaves the ID FREE_PENDING sends FREE with the word
+            // read before the CAS: after it, a last put may release the ID
+            // at once. (A teardown detaches the word after the CAS, so this
+            // one still names the set.)
+            let pending_word = (state(current) == LIVE && state(next) == PENDING && note.is_some())
+                // Acquire: as above.
+                .then(|| slot.word().load(Ordering::Acquire));
             // AcqRel: Release orders our reads of the ID before a releaser's
             // reclamation; Acquire makes the releaser see every earlier
             // holder's accesses (the chain of CASes on this record).
@@ -368,12 +378,24 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                     if let Some(unmap) = unmap {
                         unmap.run(id);
                     }
-                    self.release_tracked(id, key, slot, record);
+                    // FREE once: here unless a free already sent it.
+                    let free_event = state(current) == LIVE;
+                    self.release_tracked(id, key, slot, record, free_event, note.as_deref_mut());
+                    // The FREE carries the SPID the ID had.
+                    if let Some(Some(n)) = note.as_deref_mut() {
+                        n.spid = spid;
+                    }
                     return Some(Ok(true));
                 }
                 Ok(_) => {
                     if let Some(unmap) = unmap {
                         unmap.run(id);
+                    }
+                    if let (Some(word), Some(out)) = (pending_word, note.as_deref_mut()) {
+                        let owner = entry::owner(word);
+                        let mut free = self.notify.note(Event::Free, id, owner, word, false);
+                        free.spid = spid;
+                        *out = Some(free);
                     }
                     if how == RefDrop::Teardown {
                         self.detach(slot);
@@ -386,8 +408,17 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     }
 
     /// The one releaser of a tracked ID (its record is DEAD): takes the word
-    /// out, resets the record, then releases the number.
-    fn release_tracked(&self, id: Ioasid, key: u64, slot: Slot<'_, F>, record: &AtomicU64) {
+    /// out, resets the record, then releases the number. With `free_event`,
+    /// leaves the FREE event (owning the taken value) in `note`.
+    fn release_tracked(
+        &self,
+        id: Ioasid,
+        key: u64,
+        slot: Slot<'_, F>,
+        record: &AtomicU64,
+        free_event: bool,
+        note: NoteOut<'_, T>,
+    ) {
         let guard = self.pin();
         // A custom allocator's ID: its hook runs first, while the ID is
         // still recorded and found (SPEC 6.3, FREE_PENDING included). We
@@ -434,7 +465,15 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             Some(_) => self.custom.finish_free(id, || self.tree.release(slot, key)),
             None => self.tree.release(slot, key),
         }
-        self.retire(word, &guard);
+        match note {
+            Some(out) if free_event => {
+                *out = Some(
+                    self.notify
+                        .note(Event::Free, id, entry::owner(word), word, true),
+                );
+            }
+            _ => self.retire(word, &guard),
+        }
         if let Some(Err(panic)) = hook_done {
             resume_unwind(panic);
         }

@@ -11,6 +11,7 @@ use crate::capacity::Capacity;
 use crate::domain::Guard;
 use crate::entry::{Payload, Ref};
 use crate::error::Error;
+use crate::notify::{Notification, Registration, SetId};
 use crate::owners::{return_index, SetCore};
 use crate::refs::RefDrop;
 use crate::space::{Expect, Space};
@@ -199,11 +200,22 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// owns it (nothing changed). With references outstanding it enters
     /// FREE_PENDING (see [`Space::get`]).
     pub fn free(&self, id: Ioasid) -> Result<(), Error> {
+        self.free_released(id).map(drop)
+    }
+
+    /// Drops a reference as `how` says and sends the FREE event, if any.
+    #[inline]
+    fn drop_ref(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
         let inner = &self.space.inner;
-        if let Some(freed) = inner.free_unpinned(id, Some((self.index, self.core()))) {
-            return freed.map(drop);
+        let expect = Expect::Set(self.index, self.core());
+        // The one load: no notifier about, no notes.
+        if !inner.notify.active() {
+            return inner.drop_ref(id, expect, how, None);
         }
-        inner.remove(id, Expect::Set(self.index, self.core()))
+        let mut note = None;
+        let result = inner.drop_ref(id, expect, how, Some(&mut note));
+        inner.send(&mut note);
+        result
     }
 
     /// Frees an ID of this set as [`Set::free`] does and says whether this
@@ -211,10 +223,14 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// errors as [`Set::free`].
     pub fn free_released(&self, id: Ioasid) -> Result<bool, Error> {
         let inner = &self.space.inner;
-        if let Some(freed) = inner.free_unpinned(id, Some((self.index, self.core()))) {
-            return freed;
+        // The one load: with no notifier about, the set's own untracked ID
+        // frees without a guard.
+        if !inner.notify.active() {
+            if let Some(freed) = inner.free_unpinned(id, Some((self.index, self.core()))) {
+                return freed;
+            }
         }
-        inner.drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Free)
+        self.drop_ref(id, RefDrop::Free)
     }
 
     /// Takes a reference on an ID of this set (the checked `ioasid_get`):
@@ -241,9 +257,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// Drops one reference of an ID of this set (the checked `ioasid_put`):
     /// `Ok(true)` if it released the ID; errors as [`Set::free`].
     pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
-        self.space
-            .inner
-            .drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Put)
+        self.drop_ref(id, RefDrop::Put)
     }
 
     /// Attaches set private ID `spid` (a guest PASID) to `id`, an ID of
@@ -274,7 +288,10 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
-        self.space.inner.attach_spid(id, spid, Some(self.index))
+        let inner = &self.space.inner;
+        inner.attach_spid(id, spid, Some(self.index))?;
+        inner.notify_spid(crate::Event::Bind, id, spid);
+        Ok(())
     }
 
     /// Detaches the SPID of `id`, an ID of this set (`ioasid_detach_spid`):
@@ -293,7 +310,12 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
-        self.space.inner.detach_spid(id, Some(self.index))
+        let inner = &self.space.inner;
+        let spid = inner.detach_spid(id, Some(self.index))?;
+        if let Some(spid) = spid {
+            inner.notify_spid(crate::Event::Unbind, id, spid);
+        }
+        Ok(spid)
     }
 
     /// The host ID that holds `spid` in this set (`ioasid_find_by_spid`
@@ -493,32 +515,110 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn clear(&self) {
-        let inner = &self.space.inner;
         let min = self.space.min();
         let _ = self.core().members.walk(|key| {
             // NotFound: a kernel-form free elsewhere beat us to it. A
             // referenced ID stays FREE_PENDING, detached from this set.
-            let _ = inner.drop_ref(
-                min + key as Ioasid,
-                Expect::Set(self.index, self.core()),
-                RefDrop::Teardown,
-            );
+            let _ = self.drop_ref(min + key as Ioasid, RefDrop::Teardown);
             ControlFlow::<()>::Continue(())
         });
     }
 
     /// Frees every ID of the set and the set itself (same as dropping it).
     pub fn destroy(self) {}
+
+    /// This set's name in [`Notification::set`].
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let (a, b) = (space.new_set(), space.new_set());
+    /// assert_ne!(a.id(), b.id());
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn id(&self) -> SetId {
+        SetId(self.index)
+    }
+
+    /// Stores a word with the set that every [`Notification`] of its IDs
+    /// carries ([`Notification::set_tag`]); 0 until set. The C layer
+    /// stores the address of the `struct ioasid_set` there.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.new_set();
+    /// assert_eq!(set.tag(), 0);
+    /// set.set_tag(0xC0FFEE);
+    /// assert_eq!(set.tag(), 0xC0FFEE);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn set_tag(&self, tag: usize) {
+        self.space.inner.notify.set_tag(self.index, tag)
+    }
+
+    /// The word stored by [`Set::set_tag`].
+    pub fn tag(&self) -> usize {
+        self.space.inner.notify.tag(self.index)
+    }
+
+    /// Registers `callback` on this set's notifier chain with `priority`
+    /// (higher first; equal priorities in registration order). It sees
+    /// the events of this set's IDs that begin after this returns, before
+    /// the space's global chain does, until its [`Registration`] is
+    /// unregistered or dropped (it outlives the set harmlessly). See
+    /// [`crate::Space::register_notifier`] for what a callback may do.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use ioasid::Event;
+    ///
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let (vm, other) = (space.new_set(), space.new_set());
+    /// let freed = Arc::new(AtomicU32::new(0));
+    /// let count = freed.clone();
+    /// let _registration = vm.register_notifier(0, move |n| {
+    ///     if n.event() == Event::Free {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     }
+    ///     ControlFlow::Continue(())
+    /// });
+    /// let id = vm.alloc(0, 9, ())?;
+    /// let theirs = other.alloc(0, 9, ())?;
+    /// vm.free(id)?;
+    /// other.free(theirs)?; // another set's ID: not on this chain
+    /// assert_eq!(freed.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn register_notifier(
+        &self,
+        priority: i32,
+        callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
+    ) -> Registration<T> {
+        self.space
+            .inner
+            .notify
+            .register_set(self.index, priority, callback)
+    }
+
+    /// True if this set's chain has registered notifiers.
+    pub fn has_notifiers(&self) -> bool {
+        self.space.inner.notify.set_has_blocks(self.index)
+    }
 }
 
 impl<T: Payload, const F: usize> Drop for Set<T, F> {
     fn drop(&mut self) {
-        let guard = self.space.pin();
-        let inner = &self.space.inner;
+        // Not pinned yet: the teardown's FREE events run callbacks, which
+        // may wait for readers.
         self.clear();
         if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
             capacity.give(quota as u64);
         }
+        let inner = &self.space.inner;
+        // Before the index can be reused (below, after a grace period).
+        inner.notify.forget_set(self.index);
+        let guard = self.space.pin();
         let core = self.core;
         let index = self.index;
         let pool = inner.sets.pool();

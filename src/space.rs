@@ -16,6 +16,7 @@ use crate::custom::{CustomAlloc, CustomHook, CustomIds, State};
 use crate::domain::{Domain, Guard};
 use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
+use crate::notify::{Chains, Event, Note, Notification, Notifiers, Registration, SpaceNotify};
 use crate::owners::{SetCore, SetTable};
 use crate::refs::{RefDrop, RefState, RefTable};
 use crate::set::Set;
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
 
@@ -72,6 +74,10 @@ pub(crate) enum Expect<'a, const F: usize> {
     Set(u16, &'a SetCore<F>),
 }
 
+/// Where an operation leaves its event: `None` when the caller saw no
+/// notifier (then no event is made).
+pub(crate) type NoteOut<'a, T> = Option<&'a mut Option<Note<T>>>;
+
 pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     pub(crate) tree: ManuallyDrop<Tree<F>>,
     /// Per-ID extension records (reference counts), made on first use.
@@ -88,6 +94,8 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     /// IDs a custom allocator chose, with the hook to give each back to.
     pub(crate) custom: CustomIds,
     pub(crate) domain: Domain,
+    /// Notifier chains: the one load of the hot paths, the hub, set chains.
+    pub(crate) notify: SpaceNotify<T>,
     _data: PhantomData<T>,
 }
 
@@ -120,11 +128,12 @@ impl<T: Payload, const F: usize> Clone for Space<T, F> {
 }
 
 /// Builds a [`Space`]: range, policy, domain.
-pub struct SpaceBuilder<T, const F: usize = 64> {
+pub struct SpaceBuilder<T: Payload, const F: usize = 64> {
     min: Ioasid,
     max: Ioasid,
     policy: Policy,
     domain: Option<Domain>,
+    notifiers: Option<Notifiers<T>>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -142,13 +151,14 @@ impl<T: Payload, const F: usize> Default for SpaceBuilder<T, F> {
     }
 }
 
-impl<T, const F: usize> fmt::Debug for SpaceBuilder<T, F> {
+impl<T: Payload, const F: usize> fmt::Debug for SpaceBuilder<T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpaceBuilder")
             .field("min", &self.min)
             .field("max", &self.max)
             .field("policy", &self.policy)
             .field("domain", &self.domain)
+            .field("shared_notifiers", &self.notifiers.is_some())
             .finish()
     }
 }
@@ -173,6 +183,13 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
         self
     }
 
+    /// The global notifier chain, shared with the other spaces given it
+    /// (see [`Notifiers`]). Default: a chain of the space's own.
+    pub fn notifiers(mut self, notifiers: Notifiers<T>) -> Self {
+        self.notifiers = Some(notifiers);
+        self
+    }
+
     /// The space, or [`Error::InvalidArgument`] for `min > max` or
     /// `max > 0xFFFF_FFFE` (`INVALID_IOASID` is never an ID).
     pub fn build(self) -> Result<Space<T, F>, Error> {
@@ -187,7 +204,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
             #[cfg(ioasid_loom)]
             None => Domain::new(),
         };
-        Ok(Space {
+        let space = Space {
             inner: Arc::new(SpaceInner {
                 tree: ManuallyDrop::new(Tree::new(span)),
                 refs: RefTable::new(span),
@@ -199,9 +216,12 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
                 hook: AtomicPtr::new(ptr::null_mut()),
                 custom: CustomIds::new(),
                 domain,
+                notify: SpaceNotify::new(self.notifiers.unwrap_or_default()),
                 _data: PhantomData,
             }),
-        })
+        };
+        space.inner.notify.attach();
+        Ok(space)
     }
 }
 
@@ -245,6 +265,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
             max: MAX_IOASID,
             policy: Policy::Lowest,
             domain: None,
+            notifiers: None,
             _data: PhantomData,
         }
     }
@@ -397,11 +418,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// Frees `id` whichever set owns it (kernel `ioasid_free`): true if it
     /// was live. The data is dropped once no reader can see it.
     pub fn free(&self, id: Ioasid) -> bool {
-        if let Some(freed) = self.inner.free_unpinned(id, None) {
-            return freed.is_ok();
-        }
-        let guard = self.pin();
-        self.inner.remove(id, Expect::Any(&guard)).is_ok()
+        self.free_released(id).is_some()
     }
 
     /// Attaches set private ID `spid` to live `id`, whichever set owns it
@@ -420,7 +437,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
-        self.inner.attach_spid(id, spid, None)
+        self.inner.attach_spid(id, spid, None)?;
+        self.inner.notify_spid(Event::Bind, id, spid);
+        Ok(())
     }
 
     /// Detaches the SPID of live `id`, whichever set owns it (see
@@ -437,7 +456,11 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
-        self.inner.detach_spid(id, None)
+        let spid = self.inner.detach_spid(id, None)?;
+        if let Some(spid) = spid {
+            self.inner.notify_spid(Event::Unbind, id, spid);
+        }
+        Ok(spid)
     }
 
     /// The SPID that live `id` holds, if any (`None` also for an ID that is
@@ -477,13 +500,14 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn free_released(&self, id: Ioasid) -> Option<bool> {
-        if let Some(freed) = self.inner.free_unpinned(id, None) {
-            return freed.ok();
+        // The one load: with no notifier about, an untracked ID of a plain
+        // owner frees without a guard.
+        if !self.inner.notify.active() {
+            if let Some(freed) = self.inner.free_unpinned(id, None) {
+                return freed.ok();
+            }
         }
-        let guard = self.pin();
-        self.inner
-            .drop_ref(id, Expect::Any(&guard), RefDrop::Free)
-            .ok()
+        self.inner.drop_ref_any(id, RefDrop::Free).ok()
     }
 
     /// Takes a reference on live `id`, whichever set owns it (kernel
@@ -530,8 +554,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn put(&self, id: Ioasid) -> Result<bool, Error> {
-        let guard = self.pin();
-        self.inner.drop_ref(id, Expect::Any(&guard), RefDrop::Put)
+        self.inner.drop_ref_any(id, RefDrop::Put)
     }
 
     /// The reference count of `id` (FREE_PENDING included), `None` if it is
@@ -552,6 +575,117 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// [`Error::NotFound`]. The old data is dropped once no reader can see it.
     pub fn set_data(&self, id: Ioasid, data: T) -> Result<(), Error> {
         self.inner.replace(id, None, data)
+    }
+
+    /// Registers `callback` on the space's global notifier chain with
+    /// `priority` (higher first; equal priorities in registration order):
+    /// it sees every event of every set's IDs that begins after this
+    /// returns, after the ID's set chain, until its [`Registration`] is
+    /// unregistered or dropped. [`ControlFlow::Break`] stops the chain (the
+    /// kernel's `NOTIFY_STOP_MASK`).
+    ///
+    /// The library sends [`Event::Alloc`] once an allocation is published
+    /// and [`Event::Free`] exactly once per ID: at its free or its set's
+    /// teardown (even when it only enters FREE_PENDING), or at the last
+    /// put of an ID never freed.
+    ///
+    /// Callbacks run on the thread of the operation, with no library lock
+    /// held, after the operation took effect: they may call any function
+    /// of the library, register and unregister other blocks, and drop their
+    /// own registration (which then does not wait for this call). They run
+    /// outside any read-side section, except for a payload stored boxed or
+    /// with drop glue when the event does not own it (an ALLOC, a free that
+    /// leaves the ID FREE_PENDING, an event sent by hand): then a guard
+    /// keeps the value alive for the call, and the callback must not wait
+    /// for readers ([`Space::try_synchronize`] says `Deadlock`).
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use std::sync::{Arc, Mutex};
+    /// use ioasid::{Event, Space};
+    ///
+    /// let space = Space::<u32>::new(1, 100)?;
+    /// let set = space.new_set();
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let (iommu, kvm) = (log.clone(), log.clone());
+    /// let _a = space.register_notifier(1, move |n| {
+    ///     iommu.lock().unwrap().push(("iommu", n.event(), n.id()));
+    ///     ControlFlow::Continue(())
+    /// });
+    /// let _b = space.register_notifier(3, move |n| {
+    ///     kvm.lock().unwrap().push(("kvm", n.event(), n.id()));
+    ///     ControlFlow::Continue(())
+    /// });
+    /// let id = set.alloc(1, 100, 7)?;
+    /// space.get(id)?;
+    /// assert!(space.free(id)); // FREE_PENDING: FREE is sent now
+    /// assert_eq!(space.put(id), Ok(true)); // released: no second FREE
+    /// assert_eq!(*log.lock().unwrap(), vec![
+    ///     ("kvm", Event::Alloc, 1), ("iommu", Event::Alloc, 1),
+    ///     ("kvm", Event::Free, 1), ("iommu", Event::Free, 1),
+    /// ]);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn register_notifier(
+        &self,
+        priority: i32,
+        callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
+    ) -> Registration<T> {
+        self.inner.notify.hub().register(priority, callback)
+    }
+
+    /// The space's global notifier chain (shared with the spaces given the
+    /// same [`Notifiers`]).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// assert!(space.notifiers().same(&space.clone().notifiers()));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn notifiers(&self) -> Notifiers<T> {
+        self.inner.notify.hub().clone()
+    }
+
+    /// Sends `event` about live `id` by hand (the kernel's
+    /// `ioasid_notify`) to `chains`: its set's chain, then the global one.
+    /// [`Error::NotFound`] if `id` is not live (a FREE_PENDING ID is still
+    /// found, so it may be notified).
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use ioasid::{Chains, Event};
+    ///
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.new_set();
+    /// let id = set.alloc(0, 9, ())?;
+    /// let binds = Arc::new(AtomicUsize::new(0));
+    /// let seen = binds.clone();
+    /// let _r = set.register_notifier(0, move |n| {
+    ///     if n.event() == Event::Bind { seen.fetch_add(1, Ordering::SeqCst); }
+    ///     ControlFlow::Continue(())
+    /// });
+    /// space.notify(id, Event::Bind, Chains::SET)?;
+    /// space.notify(id, Event::Bind, Chains::GLOBAL)?; // not the set's chain
+    /// assert_eq!(binds.load(Ordering::SeqCst), 1);
+    /// assert_eq!(space.notify(5, Event::Bind, Chains::BOTH), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn notify(&self, id: Ioasid, event: Event, chains: Chains) -> Result<(), Error> {
+        let note = {
+            let guard = self.pin();
+            let word = self.inner.load(id, &guard).ok_or(Error::NotFound)?;
+            // Under `guard`, the word's owner index names its set.
+            let mut note = self
+                .inner
+                .notify
+                .note(event, id, entry::owner(word), word, false);
+            note.spid = self.inner.spid(id);
+            note
+        };
+        self.inner.send_to(Some(note), chains);
+        Ok(())
     }
 
     /// Installs (or, with `None`, removes) the custom allocator; returns the
@@ -798,7 +932,105 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         slot.store(word, Ordering::Release);
         // After the publish (members.rs: the word, a fence, then the bit).
         set.members.insert_published(u64::from(id - self.min));
+        if self.notify.active() {
+            self.notify_alloc(id, owner, word);
+        }
         Ok(id)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn notify_alloc(&self, id: Ioasid, owner: u16, word: u64) {
+        // The caller holds the set, so its owner index is valid.
+        self.send_to(
+            Some(self.notify.note(Event::Alloc, id, owner, word, false)),
+            Chains::BOTH,
+        );
+    }
+
+    /// Sends a note captured by an operation (with no guard held now) to
+    /// both chains; a value the note owns is retired afterwards, even if a
+    /// callback panics. No note: one test.
+    #[inline]
+    pub(crate) fn send(&self, note: &mut Option<Note<T>>) {
+        if note.is_some() {
+            self.send_taken(note);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_taken(&self, note: &mut Option<Note<T>>) {
+        self.send_to(note.take(), Chains::BOTH)
+    }
+
+    pub(crate) fn send_to(&self, note: Option<Note<T>>, chains: Chains) {
+        let Some(note) = note else { return };
+        if !note.reads_under_guard() && crate::notify::holding() {
+            // Held back if this thread opened a NotifyScope: then sent with
+            // the hub and domain only (nothing is read from the tree).
+            let hub = self.notify.hub().clone();
+            let domain = self.domain.clone();
+            let send = Box::new(move || {
+                struct RetireAfter<T: Payload>(Domain, Option<u64>, PhantomData<T>);
+                impl<T: Payload> Drop for RetireAfter<T> {
+                    fn drop(&mut self) {
+                        if let Some(word) = self.1.filter(|&w| entry::needs_drop::<T>(w)) {
+                            // SAFETY: the note owned the word's value, which
+                            // left its slot; this is its one drop, deferred
+                            // past every guard that could have loaded it.
+                            self.0
+                                .pin()
+                                .defer(move || unsafe { entry::drop_value::<T>(word) });
+                        }
+                    }
+                }
+                let _retire = RetireAfter::<T>(domain.clone(), note.owned_word(), PhantomData);
+                note.send(chains, &hub, || domain.pin(), |_| None);
+            });
+            crate::notify::hold_back(send);
+            return;
+        }
+        struct RetireAfter<'s, T: Payload, const F: usize>(&'s SpaceInner<T, F>, Option<u64>);
+        impl<T: Payload, const F: usize> Drop for RetireAfter<'_, T, F> {
+            fn drop(&mut self) {
+                if let Some(word) = self.1 {
+                    self.0.retire(word, &self.0.pin());
+                }
+            }
+        }
+        let _retire = RetireAfter(self, note.owned_word());
+        let id = note.id();
+        note.send(
+            chains,
+            self.notify.hub(),
+            || self.pin(),
+            |guard| self.load(id, guard),
+        );
+    }
+
+    /// [`SpaceInner::drop_ref`] of any set's ID (kernel forms), sending
+    /// its event once the guard is gone.
+    /// With no notifier about (the one load), no notes are taken at all.
+    #[inline]
+    pub(crate) fn drop_ref_any(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
+        if !self.notify.active() {
+            let guard = self.pin();
+            return self.drop_ref(id, Expect::Any(&guard), how, None);
+        }
+        self.drop_ref_any_noting(id, how)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_ref_any_noting(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
+        let mut note = None;
+        let result = {
+            let guard = self.pin();
+            self.drop_ref(id, Expect::Any(&guard), how, Some(&mut note))
+        };
+        self.send(&mut note);
+        result
     }
 
     /// Claims a number: through the custom allocator if one is installed,
@@ -913,12 +1145,6 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         })
     }
 
-    /// Frees `id`: any owner's (kernel form, under the caller's guard), or
-    /// only the given set's.
-    pub(crate) fn remove(&self, id: Ioasid, expect: Expect<'_, F>) -> Result<(), Error> {
-        self.drop_ref(id, expect, RefDrop::Free).map(|_| ())
-    }
-
     /// The free without a guard, for its common case: an untracked word
     /// (no ext bit) with an inline value (nothing to reclaim), no custom
     /// IDs about, and either (kernel form, `set` `None`) a plain owner index
@@ -971,12 +1197,15 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// Drops one reference of `id` as `how` says; `Ok(true)` if this
     /// released the ID. An untracked ID (no ext bit) has exactly one
     /// reference, so every form releases it here, as v5.5's free did; a
-    /// tracked one goes to `refs.rs`.
+    /// tracked one goes to `refs.rs`. With `note` (the caller saw a
+    /// notifier about), the FREE event, if any, is left there for the caller
+    /// to send once it holds no guard; without, no event is made.
     pub(crate) fn drop_ref(
         &self,
         id: Ioasid,
         expect: Expect<'_, F>,
         how: RefDrop,
+        mut note: NoteOut<'_, T>,
     ) -> Result<bool, Error> {
         let key = self.key_of(id).ok_or(Error::NotFound)?;
         let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
@@ -995,7 +1224,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 Expect::Any(_) => self.sets.get(owner),
             };
             if entry::has_ext(word) {
-                match self.drop_tracked(id, key, slot, how) {
+                match self.drop_tracked(id, key, slot, how, note.as_deref_mut()) {
                     Some(result) => return result,
                     None => {
                         // Acquire: as above.
@@ -1046,7 +1275,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             // The set's member bit stays (members.rs: cleaned lazily).
             self.tree.release(slot, key);
             core.unreserve();
-            self.retire_taken(word, expect);
+            self.retire_taken(id, word, expect, note);
             return Ok(true);
         };
         // The kernel's order: the hook runs while the ID is still recorded
@@ -1059,15 +1288,26 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         let word = slot.word().swap(0, Ordering::AcqRel);
         core.unreserve();
         self.custom.finish_free(id, || self.tree.release(slot, key));
-        self.retire_taken(word, expect);
+        self.retire_taken(id, word, expect, note);
         if let Err(panic) = hook_done {
             resume_unwind(panic);
         }
         Ok(true)
     }
 
-    /// Retires the value of a word a removal took out of its slot.
-    fn retire_taken(&self, word: u64, expect: Expect<'_, F>) {
+    /// Retires the value of a word a removal took out of its slot, or hands
+    /// it to the FREE note when the caller takes notes.
+    #[inline(always)]
+    fn retire_taken(&self, id: Ioasid, word: u64, expect: Expect<'_, F>, note: NoteOut<'_, T>) {
+        if let Some(out) = note {
+            // The owner is followed while the caller's guard (Any) or set
+            // (Set) keeps its index valid.
+            *out = Some(
+                self.notify
+                    .note(Event::Free, id, entry::owner(word), word, true),
+            );
+            return;
+        }
         match expect {
             Expect::Any(guard) => self.retire(word, guard),
             Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),

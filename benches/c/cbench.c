@@ -16,6 +16,9 @@
  * Workloads (each thread a tight loop for a fixed time or op count):
  *   lowest  alloc+free pairs, Lowest: ioasid_alloc on a DECLARE_IOASID_SET
  *           (the global space), ioasid_free
+ *   notify  the same with one notifier_block on the global chain (ioasid
+ *           sends ALLOC and FREE to it; the locks run their plain pair):
+ *           what a registered notifier costs (SPEC 6.6)
  *   any     alloc+free pairs, Any: a private IOASID_POLICY_ANY space,
  *           one set (ioasid_set_init) shared by all threads,
  *           ioasid_alloc/ioasid_set_free; the locks still allocate lowest
@@ -268,10 +271,11 @@ enum impl { IMPL_IOASID, IMPL_IOASID_NOLOCK, IMPL_MUTEX, IMPL_RWLOCK, IMPL_LFB, 
 static const char *const impl_names[NIMPLS] = {
 	"ioasid", "ioasid-nolock", "mutex-ida", "rwlock-ida", "lockfree-bitmap",
 };
-enum workload { W_LOWEST, W_ANY, W_HOT, W_RANDOM, NWORKLOADS };
-static const char *const workload_names[NWORKLOADS] = { "lowest", "any", "hot", "random" };
+enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, NWORKLOADS };
+static const char *const workload_names[NWORKLOADS] = { "lowest", "notify", "any", "hot", "random" };
 static const char *const workload_titles[NWORKLOADS] = {
 	"alloc+free pairs, Lowest (ioasid_alloc on a DECLARE_IOASID_SET / ioasid_free, global space)",
+	"alloc+free pairs, Lowest, one notifier registered on the global chain (ioasid only notifies)",
 	"alloc+free pairs, Any (IOASID_POLICY_ANY space, one shared set, ioasid_set_free; locks: lowest)",
 	"find, hot: random IDs among 1024 live (ioasid_find(set, id, NULL))",
 	"find, random: random IDs among 2^20-1 live (ioasid_find(set, id, NULL))",
@@ -354,6 +358,28 @@ DEFINE_LOOP(loop_ioasid_lowest, {
 	if (id != INVALID_IOASID)
 		ioasid_free(id);
 })
+/* The notifier of the notify workload: counts its calls on this thread, so
+ * the loop checks that each pair sent its ALLOC and its FREE. */
+static _Thread_local uint64_t notified;
+static int bench_notifier(struct notifier_block *nb, unsigned long action, void *data)
+{
+	(void)nb;
+	(void)action;
+	(void)data;
+	notified++;
+	return NOTIFY_DONE;
+}
+static struct notifier_block bench_nb = { bench_notifier, NULL, IOASID_PRIO_IOMMU };
+DEFINE_LOOP(loop_ioasid_lowest_notify, {
+	uint64_t before = notified;
+	ioasid_t id = ioasid_alloc(cx->set, ID_MIN, ID_MAX, w);
+	if (unlikely(id == INVALID_IOASID || bad_id(id, cx->single)))
+		errors++;
+	if (id != INVALID_IOASID)
+		ioasid_free(id);
+	if (unlikely(id != INVALID_IOASID && notified != before + 2))
+		errors++;
+})
 DEFINE_LOOP(loop_ioasid_any, {
 	ioasid_t id = ioasid_alloc(cx->set, ID_MIN, ID_MAX, w);
 	if (unlikely(id == INVALID_IOASID || bad_id(id, false)))
@@ -428,6 +454,8 @@ DEFINE_LOOP(loop_lfb_find, {
 typedef void (*loop_fn)(struct worker *);
 static const loop_fn loops[NWORKLOADS][NIMPLS] = {
 	[W_LOWEST] = { loop_ioasid_lowest, NULL, loop_mutex_alloc, loop_rwlock_alloc, loop_lfb_alloc },
+	[W_NOTIFY] = { loop_ioasid_lowest_notify, NULL, loop_mutex_alloc, loop_rwlock_alloc,
+		       loop_lfb_alloc },
 	[W_ANY] = { loop_ioasid_any, NULL, loop_mutex_alloc, loop_rwlock_alloc, loop_lfb_alloc },
 	[W_HOT] = { loop_ioasid_find, loop_ioasid_nolock_find, loop_mutex_find, loop_rwlock_find,
 		    loop_lfb_find },
@@ -601,7 +629,7 @@ static void parse_names(const char *s, const char *const *names, int count, bool
 static void usage(void)
 {
 	fprintf(stderr, "usage: cbench [--ms N] [--reps N] [--threads 1,2,4,8,16] "
-			"[--workloads lowest,any,hot,random]\n"
+			"[--workloads lowest,notify,any,hot,random]\n"
 			"              [--impls ioasid,ioasid-nolock,mutex-ida,rwlock-ida,lockfree-bitmap] "
 			"[--ops N] [--smoke]\n");
 	exit(2);
@@ -712,6 +740,10 @@ int main(int argc, char **argv)
 			fill(cx.nlive);
 			check_count("global space after fill", ioasid_space_live_count(NULL), cx.nlive);
 		}
+		if (wl == W_NOTIFY && ioasid_register_notifier(NULL, &bench_nb) != 0) {
+			error("ioasid_register_notifier failed");
+			return 1;
+		}
 		if (wl == W_ANY) {
 			any_space = ioasid_space_create(ID_MIN, ID_MAX, IOASID_POLICY_ANY);
 			if (!any_space || ioasid_set_init(&any_set, any_space, 0) != 0) {
@@ -741,6 +773,8 @@ int main(int argc, char **argv)
 		}
 		if (wl == W_HOT || wl == W_RANDOM)
 			unfill(cx.nlive);
+		if (wl == W_NOTIFY)
+			ioasid_unregister_notifier(NULL, &bench_nb);
 		if (any_space) {
 			ioasid_set_destroy(&any_set);
 			ioasid_space_destroy(any_space);

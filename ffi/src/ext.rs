@@ -64,7 +64,12 @@ pub extern "C" fn ioasid_space_create(
         let Some(policy) = Policy::from_raw(policy) else {
             return std::ptr::null_mut();
         };
-        let Ok(space) = Space::builder().range(min, max).policy(policy).build() else {
+        let Ok(space) = Space::builder()
+            .range(min, max)
+            .policy(policy)
+            .notifiers(crate::notify::hub().clone())
+            .build()
+        else {
             return std::ptr::null_mut();
         };
         let handle = Box::into_raw(Box::new(ioasid_space {
@@ -206,6 +211,8 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
         if set.is_null() {
             return neg(Error::InvalidArgument);
         }
+        // Notifications wait until the guard is gone (callbacks may wait for readers).
+        let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
         let held = unsafe { crate::sets::load_held(set, &pin) };

@@ -75,6 +75,8 @@ pub unsafe extern "C" fn ioasid_alloc(
                 .alloc(min, max, CData::new(private_))
                 .unwrap_or(INVALID_IOASID);
         }
+        // Notifications wait until the guard is gone (callbacks may wait for readers).
+        let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
         let alloc_in = |imp: &crate::SetImpl| {
             if !imp.usable() {

@@ -22,6 +22,7 @@
 //! - `kernel`: the kernel v5.5 `ioasid_*` functions and custom allocators;
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
 //! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
+//! - `notify`: notifier chains (`struct notifier_block`, `ioasid_notify`).
 //! - `tokens`: sets with tokens, set references and the system capacity
 //!   of the extended IOASID core (SPEC 6.4);
 //! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5).
@@ -55,6 +56,7 @@ mod sets;
 
 mod ext;
 mod kernel;
+mod notify;
 mod refs;
 mod rfc;
 mod spids;
@@ -62,6 +64,7 @@ mod tokens;
 
 pub use ext::*;
 pub use kernel::*;
+pub use notify::*;
 pub use refs::*;
 pub use rfc::*;
 pub use spids::*;

@@ -23,6 +23,8 @@ unsafe fn with_set(
     ioasid: Ioasid,
     f: impl FnOnce(&SetImpl) -> Result<c_int, Error>,
 ) -> c_int {
+    // Notifications wait until the guard is gone (callbacks may wait for readers).
+    let _scope = crate::notify::scope();
     let guard = domain().pin();
     // SAFETY: forwarded from the caller.
     let result = match unsafe { load_set(set, &guard) } {
@@ -120,6 +122,8 @@ pub unsafe extern "C" fn ioasid_alloc_id(
         if ioasid.is_null() {
             return -crate::errno::EINVAL;
         }
+        // Notifications wait until the guard is gone (callbacks may wait for readers).
+        let _scope = crate::notify::scope();
         let pin = domain().pin();
         let allocated = if set.is_null() {
             let imp = null_set();

@@ -135,6 +135,8 @@ pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -
     if VENDOR_LIVE.load(Ordering::Relaxed) == 0 {
         return free();
     }
+    // Notifications wait until the guard is gone (callbacks may wait for readers).
+    let _scope = crate::notify::scope();
     let _pin = crate::domain().pin();
     let mut vendors = vendor_ids();
     if !free()? {
@@ -320,6 +322,8 @@ pub unsafe extern "C" fn iommu_pasid_alloc(
         if min > max || lo > hi {
             return neg(Error::InvalidArgument);
         }
+        // Notifications wait until the guard is gone (callbacks may wait for readers).
+        let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
         // SAFETY: the consumer's own set.
         let Some(imp) = (unsafe { load_set(std::ptr::addr_of_mut!((*pasid).set), &pin) }) else {
@@ -396,6 +400,8 @@ pub unsafe extern "C" fn iommu_pasid_free(pasid: *mut iommu_pasid, ioasid: ioasi
             if pasid.is_null() {
                 return;
             }
+            // Notifications wait until the guard is gone (callbacks may wait for readers).
+            let _scope = crate::notify::scope();
             let pin = crate::domain().pin();
             // SAFETY: the consumer's own set.
             if let Some(imp) = unsafe { load_set(std::ptr::addr_of_mut!((*pasid).set), &pin) } {

@@ -112,6 +112,7 @@ pub(crate) fn global_space() -> &'static Space<CData> {
     GLOBAL.get_or_init(|| {
         Space::builder()
             .range(0, ioasid_core::MAX_IOASID)
+            .notifiers(crate::notify::hub().clone())
             .build()
             .expect("the global range is valid")
     })
@@ -250,8 +251,13 @@ pub(crate) unsafe fn install_set(
     let raw = Box::into_raw(fresh);
     // SAFETY: forwarded from the caller; `raw` is ours, not shared.
     match unsafe { replace_unused(set, raw, _pin) } {
-        // SAFETY: just installed; freed only through the epoch (invariant).
-        Ok(()) => Ok(unsafe { &*raw }),
+        Ok(()) => {
+            // SAFETY: just installed; freed only through the epoch (invariant).
+            let imp = unsafe { &*raw };
+            // Notifications name the set by its address (`notify`).
+            imp.set.set_tag(set as usize);
+            Ok(imp)
+        }
         Err(()) => {
             // SAFETY: forwarded from the caller.
             let slot = unsafe { set_slot(set) };
@@ -318,6 +324,8 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
         // Referenced IDs stay FREE_PENDING, detached: the state's next user
         // must not own them.
         shared.set.clear();
+        // The set's notifier registrations end with it (after its FREEs).
+        crate::notify::forget_set(set);
         let mut pool = auto_pool();
         reclaim_if_idle(&mut pool, raw, auto);
         return;
@@ -329,6 +337,8 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
     for id in set_ids(&imp.set) {
         let _ = free_in_set(&imp, id);
     }
+    // The set's notifier registrations end with it (after its FREEs).
+    crate::notify::forget_set(set);
     bury(imp);
 }
 
@@ -480,7 +490,8 @@ fn reclaim_if_idle(pool: &mut AutoPool, raw: *mut SetImpl, auto: &AutoState) {
     }
     // SAFETY: a declared set's state, never freed (invariant).
     let imp = unsafe { &*raw };
-    if imp.set.is_empty() {
+    // A set with notifiers on its chain stays bound to its `ioasid_set`.
+    if imp.set.is_empty() && !imp.set.has_notifiers() {
         // Release: pairs with `serves`' Acquire.
         auto.bound.store(0, Ordering::Release);
         pool.free.push(raw as usize);
@@ -535,6 +546,8 @@ fn auto_take(set: *mut ioasid_set) -> Result<*mut SetImpl, Error> {
 fn bind(raw: *mut SetImpl, set: *mut ioasid_set) {
     // SAFETY: a declared set's state, never freed (invariant).
     let auto = unsafe { (*raw).auto.as_ref() }.expect("a declared set's state");
+    // SAFETY: as above. Notifications name the set by its address.
+    unsafe { (*raw).set.set_tag(set as usize) };
     // Release (both): `bound` before DEAD clears, so a hold that reads the
     // clear reads the binding (see `SetImpl::hold`).
     auto.bound.store(set as usize, Ordering::Release);

@@ -139,7 +139,17 @@ pub(crate) fn create_mm_set(token: usize, quota: ioasid_t) -> Result<*mut TokenS
     }
     let raw = new_record(token, quota, SET_TYPE_MM)?;
     sets.insert(token, raw as usize);
+    drop(sets);
+    // Blocks parked for this token join the new set's chain (no replay).
+    crate::notify::attach_parked(token);
     Ok(raw)
+}
+
+/// Runs `f` on the `struct ioasid_set` of the MM set of `token`, if one is
+/// mapped, under the MM map's lock (the record stays alive meanwhile).
+pub(crate) fn with_mm_set<R>(token: usize, f: impl FnOnce(*mut ioasid_set) -> R) -> Option<R> {
+    let sets = mm_sets();
+    sets.get(&token).map(|&record| f(record as *mut ioasid_set))
 }
 
 /// Tears down a set whose last reference is gone: frees each of its IDs
@@ -169,6 +179,8 @@ fn teardown_set(record: *mut TokenSet) {
         }
         // Referenced IDs: FREE_PENDING, detached from the set.
         imp.set.clear();
+        // The set's notifier registrations end with it (after its FREEs).
+        crate::notify::forget_set(set);
         // The quota back to the capacity now (the set's own drop, after
         // readers, then gives back nothing). Busy only if a caller broke
         // the contract by allocating after the last put.
@@ -191,7 +203,11 @@ fn teardown_mm_set(record: *mut TokenSet) {
             sets.remove(&token);
         }
     }
+    // SAFETY: alive until `teardown_set` buries it.
+    let token = unsafe { (*record).token };
     teardown_set(record);
+    // Its MM blocks saw its FREE events; now they are parked again.
+    crate::notify::mm_set_gone(token, record as usize);
 }
 
 /// A new set of the global space with one reference, `token` its owner (a

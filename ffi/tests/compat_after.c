@@ -7,6 +7,7 @@
 #include "compat/err.h"
 #include "compat/list.h"
 #include "compat/iommu.h"
+#include "compat/notifier.h"
 
 int compat_after(void);
 
@@ -22,5 +23,10 @@ int compat_after(void)
 		return 2;
 	struct list_head head;
 	INIT_LIST_HEAD(&head);
-	return head.next == &head ? 0 : 3;
+	if (head.next != &head)
+		return 3;
+	struct notifier_block nb = { 0 };
+	if (ioasid_register_notifier(NULL, &nb) != -EINVAL) /* NULL notifier_call */
+		return 4;
+	return NOTIFY_STOP_MASK == 0x8000 ? 0 : 5;
 }

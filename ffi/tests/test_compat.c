@@ -1,5 +1,5 @@
 /* Kernel code compiles unchanged (SPEC 6.1): this file includes its own
- * kernel-compat err.h, list.h and iommu.h BEFORE ioasid.h, with the opt-out
+ * kernel-compat err.h, list.h, iommu.h and notifier.h BEFORE ioasid.h, with the opt-out
  * macros; compat_after.c includes ioasid.h first and the compat headers
  * AFTER it. Both build with -Wall -Wextra -Werror -pedantic. Neither
  * includes <errno.h>: ioasid.h does. */
@@ -11,6 +11,7 @@
 #include "compat/err.h"
 #include "compat/list.h"
 #include "compat/iommu.h"
+#include "compat/notifier.h"
 #include "ioasid.h"
 #include "check.h"
 
@@ -41,6 +42,16 @@ static void host_free(ioasid_t id, void *pdata)
 
 static DECLARE_IOASID_SET(set);
 
+static int frees_seen;
+static int on_event(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct ioasid_nb_args *args = data;
+	(void)nb;
+	if (action == IOASID_NOTIFY_FREE && args->set == &set)
+		frees_seen++;
+	return NOTIFY_OK;
+}
+
 int main(void)
 {
 	int token;
@@ -59,7 +70,12 @@ int main(void)
 	CHECK(IS_ERR(ioasid_find(&set, id + 1, NULL)));
 	CHECK_EQ(PTR_ERR(ioasid_find(&set, id + 1, NULL)), -ENOENT);
 	CHECK_EQ(ioasid_set_data(id + 1, NULL), -ENOENT);
+	/* The compat notifier.h's block works with the notifier functions. */
+	struct notifier_block nb = { .notifier_call = on_event, .priority = 1 };
+	CHECK_EQ(ioasid_register_notifier(&set, &nb), 0);
 	ioasid_free(id);
+	CHECK_EQ(frees_seen, 1);
+	ioasid_unregister_notifier(&set, &nb);
 
 	/* The compat iommu.h's types work with the RFC functions. */
 	static const struct iommu_ops iommu = { 0 };

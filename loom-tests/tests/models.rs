@@ -41,6 +41,9 @@
 //! - a custom ID's number released before its free hook ran, or a re-issued
 //!   answer recorded without waiting for a free under way:
 //!   `custom_free_races_reissue_of_the_same_id`;
+//! - a notifier block entered by a load then a store of its state word
+//!   instead of a CAS: `unregister_races_notify` (a call begins after
+//!   unregister returned);
 //! - a tracked ID's releaser that resets its record to FREE only after
 //!   releasing the number (a new incarnation's first get then loses its
 //!   record): `get_races_the_last_put` (livelock: loom's branch limit).
@@ -1316,5 +1319,106 @@ fn get_by_spid_races_the_last_put() {
         drop(set);
         drop(space);
         assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// SPEC 6.6: an unregister races a call of its block (the block runs for an
+/// allocation on another thread). Unregister returns only when no call of
+/// the block is running, and no call starts after it returned: the calls
+/// counted when it returns are all the calls there ever are.
+#[test]
+fn unregister_races_notify() {
+    model(3, || {
+        let space: Space<u32, 4> = Space::builder()
+            .range(0, 3)
+            .domain(Domain::new())
+            .build()
+            .unwrap();
+        let set = Arc::new(space.new_set());
+        let inside = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let calls = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let registration = {
+            let (inside, calls) = (inside.clone(), calls.clone());
+            space.register_notifier(0, move |_| {
+                inside.fetch_add(1, LoomOrdering::SeqCst);
+                calls.fetch_add(1, LoomOrdering::SeqCst);
+                thread::yield_now();
+                inside.fetch_sub(1, LoomOrdering::SeqCst);
+                ControlFlow::Continue(())
+            })
+        };
+        let allocator = {
+            let set = set.clone();
+            spawn(move || set.alloc(0, 3, 7).expect("room"))
+        };
+        let unregisterer = {
+            let (inside, calls) = (inside.clone(), calls.clone());
+            spawn(move || {
+                registration.unregister();
+                assert_eq!(inside.load(LoomOrdering::SeqCst), 0, "a call still runs");
+                calls.load(LoomOrdering::SeqCst)
+            })
+        };
+        let id = allocator.join().unwrap();
+        let calls_at_return = unregisterer.join().unwrap();
+        assert!(calls_at_return <= 1);
+        assert_eq!(
+            calls.load(LoomOrdering::SeqCst),
+            calls_at_return,
+            "a call began after unregister returned"
+        );
+        set.free(id).unwrap();
+        assert_eq!(calls.load(LoomOrdering::SeqCst), calls_at_return);
+    });
+}
+
+/// SPEC 6.6: a register races events. An event that begins after the
+/// register returned (here: after its flag is seen) reaches the block;
+/// each event reaches it at most once.
+#[test]
+fn register_races_notify() {
+    model(3, || {
+        let space: Space<u32, 4> = Space::builder()
+            .range(0, 3)
+            .domain(Domain::new())
+            .build()
+            .unwrap();
+        let set = Arc::new(space.new_set());
+        let registered = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let registrar = {
+            let (space, registered, seen) = (space.clone(), registered.clone(), seen.clone());
+            spawn(move || {
+                let registration = space.register_notifier(0, move |n| {
+                    if n.event() == ioasid::Event::Alloc {
+                        seen.fetch_add(1, LoomOrdering::SeqCst);
+                    }
+                    ControlFlow::Continue(())
+                });
+                // Release: the register happens before a reader of the flag.
+                registered.store(true, LoomOrdering::Release);
+                registration
+            })
+        };
+        let allocator = {
+            let (set, registered) = (set.clone(), registered.clone());
+            spawn(move || {
+                let first = set.alloc(0, 3, 1).expect("room");
+                // Acquire: pairs with the Release above.
+                let after = registered.load(LoomOrdering::Acquire);
+                let second = set.alloc(0, 3, 2).expect("room");
+                (first, second, after)
+            })
+        };
+        let registration = registrar.join().unwrap();
+        let (first, second, after) = allocator.join().unwrap();
+        let seen_now = seen.load(LoomOrdering::SeqCst);
+        assert!(seen_now <= 2, "an event reached the block twice");
+        if after {
+            assert!(seen_now >= 1, "the event after the register was missed");
+        }
+        set.free(first).unwrap();
+        set.free(second).unwrap();
+        drop(registration);
     });
 }

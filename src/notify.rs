@@ -1,0 +1,927 @@
+//! Notifier chains (SPEC 6.6): who is told when an ID is allocated, freed,
+//! bound or unbound.
+//!
+//! Every space has a *global chain* (held by a [`Notifiers`] hub, which
+//! several spaces may share: the C layer gives one hub to every space it
+//! makes) and each set may have its own *set chain*. An event of an ID goes
+//! first to its set's chain, then to the global chain; each chain calls its
+//! blocks in descending priority (equal priorities in registration order)
+//! until one returns [`ControlFlow::Break`] (the kernel's
+//! `NOTIFY_STOP_MASK`), which stops that chain only.
+//!
+//! ## The protocol
+//!
+//! - A chain is a copy-on-write array of blocks behind a mutex: a call
+//!   clones the array (an `Arc`) under the mutex and runs the blocks with
+//!   no lock held, so a block may call back into the library, register or
+//!   unregister blocks (itself excepted, see below) and wait for readers.
+//! - Each block has one state word: bit `DEAD` and the number of calls of
+//!   it in flight. A call enters with a CAS that fails once `DEAD` is set;
+//!   unregister removes the block from the array, sets `DEAD`, then waits
+//!   until no call is in flight (calls of the block on the unregistering
+//!   thread's own stack excepted: a block that unregisters itself does not
+//!   wait for itself).
+//! - Each space keeps `active`: the number of registrations (global or of
+//!   one of its sets) that can see its events. The paths that emit events
+//!   load it once; zero means nothing more is done, so spaces without
+//!   notifiers pay one load per alloc or free.
+//!
+//! INVARIANTS:
+//! - A block is in a chain's array only while its state has no `DEAD`; a
+//!   call runs the block's callback only between a successful enter and its
+//!   exit, so once unregister has seen a zero count after setting `DEAD`,
+//!   the callback never runs again.
+//! - A space's `active` is at least the number of registrations in its
+//!   global chain plus those in its sets' chains whenever a block is in
+//!   an array (it is raised before the block goes in and lowered after it
+//!   is taken out), so an event that loads zero has no block to call.
+//! - The hub's list of space counters holds a space's counter exactly while
+//!   the space lives (added once it sits in its `Arc`, removed by its drop,
+//!   both under the hub's lock), so a counter is only written while valid.
+
+use crate::domain::Guard;
+use crate::entry::{self, Payload, Ref};
+use crate::sync::{thread_local, AtomicUsize, Mutex, Ordering};
+use crate::Ioasid;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::ControlFlow;
+use std::sync::Arc as StdArc;
+
+/// What happened to an ID (the kernel's `enum ioasid_notify_val`).
+///
+/// ```
+/// use ioasid::Event;
+/// assert_eq!(Event::from_raw(2), Some(Event::Free));
+/// assert_eq!(Event::Unbind.as_raw(), 4);
+/// assert_eq!(Event::from_raw(0), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// The ID was allocated and published (lookups find it).
+    Alloc = 1,
+    /// The ID was freed (exactly once per ID: at its free or its set's
+    /// teardown, even if it only entered FREE_PENDING, or at the last put
+    /// of an ID never freed).
+    Free = 2,
+    /// A set private ID (guest PASID) was attached to the ID.
+    Bind = 3,
+    /// The ID's set private ID was detached.
+    Unbind = 4,
+}
+
+impl Event {
+    /// The event of a C `enum ioasid_notify_val` value, or `None`.
+    pub fn from_raw(value: u32) -> Option<Event> {
+        match value {
+            1 => Some(Event::Alloc),
+            2 => Some(Event::Free),
+            3 => Some(Event::Bind),
+            4 => Some(Event::Unbind),
+            _ => None,
+        }
+    }
+
+    /// The C `enum ioasid_notify_val` value.
+    pub fn as_raw(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Which chains an event sent by hand ([`crate::Space::notify`]) goes to:
+/// the C flags `IOASID_NOTIFY_ALL` (the global chain) and
+/// `IOASID_NOTIFY_SET` (the chain of the ID's set).
+///
+/// ```
+/// use ioasid::Chains;
+/// assert_eq!(Chains::from_bits(3), Some(Chains::BOTH));
+/// assert_eq!(Chains::from_bits(0), None, "no chain at all is an error");
+/// assert_eq!(Chains::from_bits(4), None);
+/// assert!(Chains::BOTH.contains(Chains::SET));
+/// assert!(!Chains::GLOBAL.contains(Chains::SET));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Chains(u8);
+
+impl Chains {
+    /// The global chain (`IOASID_NOTIFY_ALL`).
+    pub const GLOBAL: Chains = Chains(1);
+    /// The chain of the ID's set (`IOASID_NOTIFY_SET`).
+    pub const SET: Chains = Chains(2);
+    /// Both, the set's first (what the library's own events use).
+    pub const BOTH: Chains = Chains(3);
+
+    /// The chains of C flags; `None` for 0 or an unknown bit.
+    pub fn from_bits(bits: u32) -> Option<Chains> {
+        (bits != 0 && bits & !3 == 0).then_some(Chains(bits as u8))
+    }
+
+    /// The C flags.
+    pub fn bits(self) -> u32 {
+        u32::from(self.0)
+    }
+
+    /// True if every chain of `other` is in `self`.
+    pub fn contains(self, other: Chains) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Names a set in a [`Notification`]; equal to [`crate::Set::id`] of the
+/// ID's set. A dropped set's `SetId` may be reused by a later set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetId(pub(crate) u16);
+
+/// One event as a notifier sees it (the C `struct ioasid_nb_args`).
+pub struct Notification<'a, T: Payload> {
+    pub(crate) event: Event,
+    pub(crate) id: Ioasid,
+    pub(crate) spid: Option<Ioasid>,
+    pub(crate) set: Option<SetId>,
+    pub(crate) set_tag: usize,
+    pub(crate) data: Option<Ref<'a, T>>,
+}
+
+impl<T: Payload> Notification<'_, T> {
+    /// What happened.
+    pub fn event(&self) -> Event {
+        self.event
+    }
+
+    /// The ID.
+    pub fn id(&self) -> Ioasid {
+        self.id
+    }
+
+    /// Its set private ID (guest PASID), if it has one.
+    pub fn spid(&self) -> Option<Ioasid> {
+        self.spid
+    }
+
+    /// Its set; `None` for an ID its set's teardown detached.
+    pub fn set(&self) -> Option<SetId> {
+        self.set
+    }
+
+    /// The tag of its set ([`crate::Set::set_tag`]; 0 if none was given).
+    pub fn set_tag(&self) -> usize {
+        self.set_tag
+    }
+
+    /// Its private data: at an ALLOC the value allocated, at a FREE the
+    /// value it was freed with, else its current value. `None` only if the
+    /// ID was released while the event was on its way.
+    pub fn data(&self) -> Option<&T> {
+        self.data.as_deref()
+    }
+}
+
+impl<T: Payload> fmt::Debug for Notification<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notification")
+            .field("event", &self.event)
+            .field("id", &self.id)
+            .field("spid", &self.spid)
+            .field("set", &self.set)
+            .field("set_tag", &self.set_tag)
+            .finish_non_exhaustive()
+    }
+}
+
+type Callback<T> = dyn Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync;
+
+const DEAD: usize = 1 << (usize::BITS - 1);
+
+/// One registered block.
+struct Block<T: Payload> {
+    priority: i32,
+    /// `DEAD` and the calls in flight (module docs).
+    state: AtomicUsize,
+    callback: Box<Callback<T>>,
+}
+
+thread_local! {
+    /// The blocks whose calls are running on this thread, innermost last.
+    static RUNNING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+}
+
+impl<T: Payload> Block<T> {
+    fn key(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
+    /// Enters a call: false once unregister has begun.
+    fn enter(&self) -> bool {
+        // Relaxed: a first guess; the CAS decides.
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & DEAD != 0 {
+                return false;
+            }
+            // Acquire: orders the callback's run after the count is up (a
+            // concurrent unregister sees it); Relaxed on failure (retried).
+            match self.state.compare_exchange(
+                state,
+                state + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Runs the callback for `n` if unregister has not begun.
+    fn call(&self, n: &Notification<'_, T>) -> ControlFlow<()> {
+        if !self.enter() {
+            return ControlFlow::Continue(());
+        }
+        struct Exit<'b, T: Payload>(&'b Block<T>);
+        impl<T: Payload> Drop for Exit<'_, T> {
+            fn drop(&mut self) {
+                RUNNING.with(|r| {
+                    r.borrow_mut().pop();
+                });
+                // Release: the callback's accesses happen before an
+                // unregister that reads the lower count (its Acquire), so
+                // its caller may free what the callback used.
+                self.0.state.fetch_sub(1, Ordering::Release);
+            }
+        }
+        RUNNING.with(|r| r.borrow_mut().push(self.key()));
+        let _exit = Exit(self);
+        (self.callback)(n)
+    }
+
+    /// Marks the block dead and waits until no call of it is in flight,
+    /// except calls on this thread's own stack.
+    fn retire(&self) {
+        let own = RUNNING.with(|r| r.borrow().iter().filter(|&&k| k == self.key()).count());
+        // AcqRel: Acquire reads the count of every enter before it.
+        self.state.fetch_or(DEAD, Ordering::AcqRel);
+        let mut spins = 0u32;
+        // Acquire: pairs with the Release of each exit.
+        while self.state.load(Ordering::Acquire) & !DEAD > own {
+            spins += 1;
+            wait_a_little(spins);
+        }
+    }
+}
+
+#[cfg(not(ioasid_loom))]
+fn wait_a_little(spins: u32) {
+    if spins < 64 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
+#[cfg(ioasid_loom)]
+fn wait_a_little(_spins: u32) {
+    crate::sync::yield_now();
+}
+
+/// One chain: its blocks in call order.
+pub(crate) struct Chain<T: Payload> {
+    blocks: Mutex<StdArc<[StdArc<Block<T>>]>>,
+}
+
+impl<T: Payload> Chain<T> {
+    fn new() -> Self {
+        Chain {
+            blocks: Mutex::new(StdArc::from(Vec::new())),
+        }
+    }
+
+    fn snapshot(&self) -> StdArc<[StdArc<Block<T>>]> {
+        self.blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn insert(&self, block: StdArc<Block<T>>) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let at = blocks
+            .iter()
+            .position(|b| b.priority < block.priority)
+            .unwrap_or(blocks.len());
+        let mut next = blocks.to_vec();
+        next.insert(at, block);
+        *blocks = StdArc::from(next);
+    }
+
+    fn remove(&self, block: &StdArc<Block<T>>) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let next: Vec<_> = blocks
+            .iter()
+            .filter(|b| !StdArc::ptr_eq(b, block))
+            .cloned()
+            .collect();
+        *blocks = StdArc::from(next);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Calls the blocks in order until one stops the chain.
+    fn call(&self, n: &Notification<'_, T>) {
+        for block in self.snapshot().iter() {
+            if block.call(n).is_break() {
+                return;
+            }
+        }
+    }
+}
+
+/// The space counters a hub raises for its global registrations.
+struct Counters {
+    /// Registrations in the global chain now.
+    global: usize,
+    /// (space serial, its `active` counter): live spaces only (invariant).
+    spaces: Vec<(u64, *const AtomicUsize)>,
+}
+
+// SAFETY: the pointers are only dereferenced under the hub's lock while
+// their spaces live (module invariant); the counters are atomics.
+unsafe impl Send for Counters {}
+
+struct Hub<T: Payload> {
+    global: StdArc<Chain<T>>,
+    counters: Mutex<Counters>,
+}
+
+/// A global notifier chain: a space's, or one shared by several spaces
+/// (give it to each with [`crate::SpaceBuilder::notifiers`]); blocks
+/// registered on it see the events of the IDs of every such space.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use std::sync::{Arc, Mutex};
+/// use ioasid::{Event, Notifiers, Space};
+///
+/// let hub = Notifiers::<u32>::new();
+/// let a: Space<u32> = Space::builder().range(0, 9).notifiers(hub.clone()).build()?;
+/// let b: Space<u32> = Space::builder().range(0, 9).notifiers(hub.clone()).build()?;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = seen.clone();
+/// let registration = hub.register(0, move |n| {
+///     log.lock().unwrap().push((n.event(), n.id(), n.data().copied()));
+///     ControlFlow::Continue(())
+/// });
+/// let (sa, sb) = (a.new_set(), b.new_set());
+/// sa.alloc(0, 9, 10)?;
+/// sb.alloc(5, 9, 20)?;
+/// registration.unregister();
+/// sa.alloc(0, 9, 30)?; // after unregister: not seen
+/// assert_eq!(*seen.lock().unwrap(),
+///            vec![(Event::Alloc, 0, Some(10)), (Event::Alloc, 5, Some(20))]);
+/// # Ok::<(), ioasid::Error>(())
+/// ```
+pub struct Notifiers<T: Payload> {
+    hub: StdArc<Hub<T>>,
+}
+
+impl<T: Payload> Clone for Notifiers<T> {
+    fn clone(&self) -> Self {
+        Notifiers {
+            hub: self.hub.clone(),
+        }
+    }
+}
+
+impl<T: Payload> Default for Notifiers<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Payload> fmt::Debug for Notifiers<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifiers").finish_non_exhaustive()
+    }
+}
+
+impl<T: Payload> Notifiers<T> {
+    /// A new, empty global chain.
+    pub fn new() -> Self {
+        Notifiers {
+            hub: StdArc::new(Hub {
+                global: StdArc::new(Chain::new()),
+                counters: Mutex::new(Counters {
+                    global: 0,
+                    spaces: Vec::new(),
+                }),
+            }),
+        }
+    }
+
+    /// Registers `callback` on this global chain with `priority` (higher
+    /// runs first; equal priorities in registration order). It sees every
+    /// event that begins after this returns, until its [`Registration`]
+    /// is unregistered or dropped. See [`crate::Space::register_notifier`]
+    /// for what a callback may do.
+    pub fn register(
+        &self,
+        priority: i32,
+        callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
+    ) -> Registration<T> {
+        let block = new_block(priority, callback);
+        {
+            let mut counters = self.hub.counters.lock().unwrap_or_else(|e| e.into_inner());
+            counters.global += 1;
+            for &(_, counter) in &counters.spaces {
+                // SAFETY: a live space's counter (module invariant; we hold
+                // the lock its drop takes).
+                // Relaxed: the chain's mutex orders the block's insertion;
+                // `active` only says "look" (module docs).
+                unsafe { &*counter }.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.hub.global.insert(block.clone());
+        Registration {
+            block: Some(block),
+            chain: self.hub.global.clone(),
+            hub: self.hub.clone(),
+            space: None,
+        }
+    }
+
+    /// True if `self` and `other` are the same chain.
+    ///
+    /// ```
+    /// let hub = ioasid::Notifiers::<()>::new();
+    /// assert!(hub.same(&hub.clone()));
+    /// assert!(!hub.same(&ioasid::Notifiers::new()));
+    /// ```
+    pub fn same(&self, other: &Notifiers<T>) -> bool {
+        StdArc::ptr_eq(&self.hub, &other.hub)
+    }
+
+    /// Lowers the counters of the global registration being removed.
+    fn lower_global(&self) {
+        let mut counters = self.hub.counters.lock().unwrap_or_else(|e| e.into_inner());
+        counters.global -= 1;
+        for &(_, counter) in &counters.spaces {
+            // SAFETY: as in `register`. Relaxed: as there.
+            unsafe { &*counter }.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn new_block<T: Payload>(
+    priority: i32,
+    callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
+) -> StdArc<Block<T>> {
+    StdArc::new(Block {
+        priority,
+        state: AtomicUsize::new(0),
+        callback: Box::new(callback),
+    })
+}
+
+/// A registered notifier. Dropping it (or [`Registration::unregister`])
+/// takes the block off its chain and returns only once no call of it is in
+/// flight on another thread, so what the callback uses may be freed then.
+///
+/// A callback must not drop its own registration while it runs on another
+/// thread's event (that would wait for itself there); dropping it from
+/// within its own call does not wait for that call.
+#[must_use = "dropping a registration unregisters it"]
+pub struct Registration<T: Payload> {
+    block: Option<StdArc<Block<T>>>,
+    chain: StdArc<Chain<T>>,
+    hub: StdArc<Hub<T>>,
+    /// The space serial of a set registration; `None` for a global one.
+    space: Option<u64>,
+}
+
+impl<T: Payload> Registration<T> {
+    /// The priority it was registered with.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let r = space.register_notifier(7, |_| std::ops::ControlFlow::Continue(()));
+    /// assert_eq!(r.priority(), 7);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn priority(&self) -> i32 {
+        self.block.as_ref().map_or(0, |b| b.priority)
+    }
+
+    /// Unregisters now (as dropping does): returns once no call of the
+    /// block is in flight on another thread.
+    pub fn unregister(mut self) {
+        self.take_off();
+    }
+
+    fn take_off(&mut self) {
+        let Some(block) = self.block.take() else {
+            return;
+        };
+        self.chain.remove(&block);
+        match self.space {
+            None => Notifiers {
+                hub: self.hub.clone(),
+            }
+            .lower_global(),
+            Some(serial) => {
+                let counters = self.hub.counters.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(&(_, counter)) = counters.spaces.iter().find(|(s, _)| *s == serial) {
+                    // SAFETY: a live space's counter (module invariant).
+                    // Relaxed: as in `Notifiers::register`.
+                    unsafe { &*counter }.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        block.retire();
+    }
+}
+
+impl<T: Payload> Drop for Registration<T> {
+    fn drop(&mut self) {
+        self.take_off();
+    }
+}
+
+impl<T: Payload> fmt::Debug for Registration<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("priority", &self.priority())
+            .field("global", &self.space.is_none())
+            .finish()
+    }
+}
+
+/// What a space keeps of its sets for notifications.
+struct SetHooks<T: Payload> {
+    chain: Option<StdArc<Chain<T>>>,
+    tag: usize,
+}
+
+impl<T: Payload> Default for SetHooks<T> {
+    fn default() -> Self {
+        SetHooks {
+            chain: None,
+            tag: 0,
+        }
+    }
+}
+
+/// A space's notification state.
+pub(crate) struct SpaceNotify<T: Payload> {
+    /// Registrations that see this space's events (module docs).
+    active: AtomicUsize,
+    serial: u64,
+    hub: Notifiers<T>,
+    /// Owner index -> the set's chain and tag, for sets that have either.
+    sets: Mutex<BTreeMap<u16, SetHooks<T>>>,
+}
+
+impl<T: Payload> SpaceNotify<T> {
+    pub(crate) fn new(hub: Notifiers<T>) -> Self {
+        // Relaxed: only uniqueness matters.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SpaceNotify {
+            active: AtomicUsize::new(0),
+            serial: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hub,
+            sets: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Adds this space's counter to its hub; called once the space sits in
+    /// its `Arc` (its address is final).
+    pub(crate) fn attach(&self) {
+        let mut counters = self
+            .hub
+            .hub
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Relaxed: under the hub's lock, before any event of the space.
+        self.active.fetch_add(counters.global, Ordering::Relaxed);
+        counters.spaces.push((self.serial, &self.active));
+    }
+
+    /// The one load of the hot paths: true if some block may see an event.
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        // Relaxed: a registration's block goes into its chain under the
+        // chain's mutex, which a sender takes before calling; a register
+        // that happens before the event is seen by coherence (module docs).
+        self.active.load(Ordering::Relaxed) != 0
+    }
+
+    pub(crate) fn hub(&self) -> &Notifiers<T> {
+        &self.hub
+    }
+
+    /// Registers on the chain of the set with owner index `owner`.
+    pub(crate) fn register_set(
+        &self,
+        owner: u16,
+        priority: i32,
+        callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
+    ) -> Registration<T> {
+        let block = new_block(priority, callback);
+        let chain = {
+            let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+            sets.entry(owner)
+                .or_default()
+                .chain
+                .get_or_insert_with(|| StdArc::new(Chain::new()))
+                .clone()
+        };
+        // Relaxed: as in `Notifiers::register`; raised before the insert.
+        self.active.fetch_add(1, Ordering::Relaxed);
+        chain.insert(block.clone());
+        Registration {
+            block: Some(block),
+            chain,
+            hub: self.hub.hub.clone(),
+            space: Some(self.serial),
+        }
+    }
+
+    /// True if the set with owner index `owner` has registered blocks.
+    pub(crate) fn set_has_blocks(&self, owner: u16) -> bool {
+        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.get(&owner)
+            .and_then(|h| h.chain.as_ref())
+            .is_some_and(|c| !c.is_empty())
+    }
+
+    pub(crate) fn set_tag(&self, owner: u16, tag: usize) {
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.entry(owner).or_default().tag = tag;
+    }
+
+    pub(crate) fn tag(&self, owner: u16) -> usize {
+        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.get(&owner).map_or(0, |h| h.tag)
+    }
+
+    /// Forgets a set that is going away (before its index can be reused).
+    /// Its registrations stay valid; they see no more events.
+    pub(crate) fn forget_set(&self, owner: u16) {
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.remove(&owner);
+    }
+
+    /// An event of `id`, captured while the caller may follow `owner`
+    /// (it holds the set, or a guard under which it loaded a word naming
+    /// it), to be sent once the caller holds no guard. `word` is the ID's
+    /// word; `owned`: the caller took it out of its slot and hands its
+    /// value to the note (dropped through the epoch once sent).
+    pub(crate) fn note(
+        &self,
+        event: Event,
+        id: Ioasid,
+        owner: u16,
+        word: u64,
+        owned: bool,
+    ) -> Note<T> {
+        let (chain, tag) = if owner == 0 {
+            (None, 0)
+        } else {
+            let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+            sets.get(&owner)
+                .map_or((None, 0), |h| (h.chain.clone(), h.tag))
+        };
+        Note {
+            event,
+            id,
+            set: (owner != 0).then_some(SetId(owner)),
+            chain,
+            tag,
+            word,
+            owned,
+            spid: None,
+        }
+    }
+}
+
+impl<T: Payload> Drop for SpaceNotify<T> {
+    fn drop(&mut self) {
+        let mut counters = self
+            .hub
+            .hub
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let me = self.serial;
+        counters.spaces.retain(|(s, _)| *s != me);
+    }
+}
+
+// Plain cells with no destructor: opening and closing a scope with nothing
+// held is a few instructions on this thread's block (the C layer opens one
+// on every call that holds a guard over an operation).
+#[cfg(not(ioasid_loom))]
+std::thread_local! {
+    /// Open [`NotifyScope`]s on this thread.
+    static SCOPES: Cell<usize> = const { Cell::new(0) };
+    /// True while `HELD` may hold sends.
+    static ANY_HELD: Cell<bool> = const { Cell::new(false) };
+}
+#[cfg(ioasid_loom)]
+thread_local! {
+    static SCOPES: Cell<usize> = Cell::new(0);
+    static ANY_HELD: Cell<bool> = Cell::new(false);
+}
+thread_local! {
+    /// Sends held back by the scopes, in order.
+    static HELD: RefCell<Vec<Box<dyn FnOnce()>>> = RefCell::new(Vec::new());
+}
+
+/// Holds back the notifications this thread's operations send until the
+/// outermost scope is dropped, then sends them in order: for code that
+/// holds a guard or a lock of its own over library calls (the C layer
+/// does) and wants callbacks to run after it let go.
+///
+/// An event whose data needs a guard to be read (a boxed payload or one
+/// with drop glue, not owned by the event) is sent at once, as always
+/// inside a read-side section.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let space = ioasid::Space::<u32>::new(0, 9)?;
+/// let set = space.new_set();
+/// let seen = Arc::new(AtomicUsize::new(0));
+/// let count = seen.clone();
+/// let _r = space.register_notifier(0, move |_| {
+///     count.fetch_add(1, Ordering::SeqCst);
+///     ControlFlow::Continue(())
+/// });
+/// let scope = ioasid::NotifyScope::enter();
+/// let guard = space.pin(); // e.g. a guard kept over the call
+/// set.alloc(0, 9, 1)?;
+/// assert_eq!(seen.load(Ordering::SeqCst), 0, "held back");
+/// drop(guard);
+/// drop(scope);
+/// assert_eq!(seen.load(Ordering::SeqCst), 1);
+/// # Ok::<(), ioasid::Error>(())
+/// ```
+#[must_use = "the scope holds notifications back until it is dropped"]
+pub struct NotifyScope {
+    _thread: PhantomData<*const ()>,
+}
+
+impl NotifyScope {
+    /// Opens a scope on this thread (scopes nest).
+    pub fn enter() -> NotifyScope {
+        SCOPES.with(|s| s.set(s.get() + 1));
+        NotifyScope {
+            _thread: PhantomData,
+        }
+    }
+}
+
+impl Drop for NotifyScope {
+    fn drop(&mut self) {
+        let left = SCOPES.with(|s| {
+            s.set(s.get() - 1);
+            s.get()
+        });
+        if left != 0 || !ANY_HELD.with(|h| h.replace(false)) {
+            return;
+        }
+        // Sends may send more (a callback that frees): they go out at once
+        // now, or into a scope the callback opened.
+        loop {
+            let batch = HELD.with(|h| std::mem::take(&mut *h.borrow_mut()));
+            if batch.is_empty() {
+                return;
+            }
+            for send in batch {
+                send();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for NotifyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NotifyScope")
+    }
+}
+
+/// True if a scope is open on this thread (sends are held back).
+pub(crate) fn holding() -> bool {
+    SCOPES.with(Cell::get) != 0
+}
+
+/// Holds `send` back until the outermost scope of this thread closes
+/// (call only while [`holding`]).
+pub(crate) fn hold_back(send: Box<dyn FnOnce()>) {
+    HELD.with(|h| h.borrow_mut().push(send));
+    ANY_HELD.with(|h| h.set(true));
+}
+
+/// An event on its way (see [`SpaceNotify::note`]).
+pub(crate) struct Note<T: Payload> {
+    event: Event,
+    id: Ioasid,
+    set: Option<SetId>,
+    chain: Option<StdArc<Chain<T>>>,
+    tag: usize,
+    word: u64,
+    owned: bool,
+    pub(crate) spid: Option<Ioasid>,
+}
+
+impl<T: Payload> Note<T> {
+    pub(crate) fn id(&self) -> Ioasid {
+        self.id
+    }
+
+    /// The word whose value the note owns, if it owns one (to retire it
+    /// when the note is sent or dropped).
+    pub(crate) fn owned_word(&self) -> Option<u64> {
+        self.owned.then_some(self.word)
+    }
+
+    /// True if sending reads the data under a guard (not owned, and boxed
+    /// or with drop glue).
+    pub(crate) fn reads_under_guard(&self) -> bool {
+        !self.owned && entry::needs_drop::<T>(self.word)
+    }
+
+    /// Sends the note to `chains`. `current` gives, under a guard, the ID's
+    /// current word (for data the note does not own, when reading it needs
+    /// a guard); `global` is the space's hub.
+    pub(crate) fn send(
+        &self,
+        chains: Chains,
+        global: &Notifiers<T>,
+        pin: impl FnOnce() -> Guard,
+        current: impl FnOnce(&Guard) -> Option<u64>,
+    ) {
+        // The data: owned (valid until we retire it), or inline with no
+        // drop glue (the bits are the value), or else read again under a
+        // guard that lives for the calls.
+        let guard;
+        let word = if self.owned || !entry::needs_drop::<T>(self.word) {
+            Some(self.word)
+        } else {
+            guard = pin();
+            current(&guard)
+        };
+        let data = word.map(|word| {
+            // SAFETY: `word` is owned by this note, or its value has no
+            // drop glue and lives inline (never reclaimed), or it was
+            // loaded under `guard`, which lives until the calls end.
+            unsafe { Ref::new(word) }
+        });
+        let n = Notification {
+            event: self.event,
+            id: self.id,
+            spid: self.spid,
+            set: self.set,
+            set_tag: self.tag,
+            data,
+        };
+        if chains.contains(Chains::SET) {
+            if let Some(chain) = &self.chain {
+                chain.call(&n);
+            }
+        }
+        if chains.contains(Chains::GLOBAL) {
+            global.hub.global.call(&n);
+        }
+    }
+}
+
+impl<T: Payload, const F: usize> crate::space::SpaceInner<T, F> {
+    /// Sends BIND or UNBIND of `id` with `spid` once the attach or detach
+    /// took effect (a free's detach sends none: its FREE says it all). An
+    /// ID freed meanwhile gets none either.
+    pub(crate) fn notify_spid(&self, event: Event, id: Ioasid, spid: Ioasid) {
+        if !self.notify.active() {
+            return;
+        }
+        let note = {
+            let guard = self.pin();
+            let Some(word) = self.load(id, &guard) else {
+                return;
+            };
+            // Under `guard`, the word's owner index names its set.
+            let mut note = self.notify.note(event, id, entry::owner(word), word, false);
+            note.spid = Some(spid);
+            note
+        };
+        self.send_to(Some(note), Chains::BOTH);
+    }
+}
