@@ -55,6 +55,8 @@
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
 //! - `custom`: custom allocator hooks.
+//! - `snapshot`: [`Snapshot`], [`Space::snapshot`] and [`Space::restore`]
+//!   (live migration), and the versioned byte format.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
 
@@ -72,6 +74,7 @@ mod members;
 mod owners;
 mod refs;
 mod set;
+mod snapshot;
 mod space;
 mod sync;
 mod tree;
@@ -81,6 +84,7 @@ pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
 pub use set::Set;
+pub use snapshot::{IdSnapshot, SetSnapshot, Snapshot};
 pub use space::{Policy, Space, SpaceBuilder};
 
 /// An I/O address space ID, the kernel's `ioasid_t`.

@@ -13,6 +13,7 @@ use crate::entry::MAX_SETS;
 use crate::error::Error;
 use crate::members::Members;
 use crate::sync::{atomic_array, install, AtomicPtr, AtomicUsize, CachePadded, Ordering};
+use std::collections::BTreeSet;
 use std::ptr;
 use std::sync::{Arc as StdArc, Mutex};
 
@@ -93,6 +94,10 @@ pub(crate) struct SetTable<const F: usize> {
 pub(crate) struct IndexPool {
     next: u16,
     free: Vec<u16>,
+    /// Indices of sets not yet dropped (a snapshot's list of sets): an
+    /// index is here from its registration until its set's drop begins, so
+    /// while the lock is held the core of every index here is alive.
+    live: BTreeSet<u16>,
 }
 
 impl IndexPool {
@@ -137,17 +142,55 @@ impl<const F: usize> SetTable<F> {
     /// Registers a new set core under a fresh index: `Err(NoSpace)` when all
     /// `MAX_SETS` indices are in use.
     pub(crate) fn register(&self, core: *const SetCore<F>) -> Result<u16, Error> {
-        let index = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or(Error::NoSpace)?;
+        let mut pool = self.lock_pool();
+        let index = pool.take().ok_or(Error::NoSpace)?;
+        pool.live.insert(index);
+        drop(pool);
+        self.publish(index, core);
+        Ok(index)
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, IndexPool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, index: u16, core: *const SetCore<F>) {
         let slot = self.slot(index, true).expect("created on the way");
         // Release: a thread that loads a word naming this index (published
         // after this store) sees the core's initialised contents.
         slot.store(core.cast_mut(), Ordering::Release);
-        Ok(index)
+    }
+
+    /// Takes `index` out of the live sets: its set's drop has begun.
+    pub(crate) fn unregister(&self, index: u16) {
+        self.lock_pool().live.remove(&index);
+    }
+
+    /// Restore (a fresh table, not yet shared): the pool's state as saved,
+    /// then `cores` registered under their saved indices. The caller has
+    /// validated the indices (distinct, in `1..=next`, none in `free`).
+    pub(crate) fn restore(&self, next: u16, free: &[u16], cores: &[(u16, *const SetCore<F>)]) {
+        let mut pool = self.lock_pool();
+        pool.next = next;
+        pool.free = free.to_vec();
+        for &(index, core) in cores {
+            pool.live.insert(index);
+            self.publish(index, core);
+        }
+    }
+
+    /// The pool's next fresh index and free list, and `visit(index, core)`
+    /// for each live set in ascending index order, all under the pool lock
+    /// (so each core is alive during its call).
+    pub(crate) fn live_sets(&self, mut visit: impl FnMut(u16, &SetCore<F>)) -> (u16, Vec<u16>) {
+        let pool = self.lock_pool();
+        for &index in &pool.live {
+            let core = self.get(index);
+            // SAFETY: a live index's set has not begun its drop (the lock is
+            // held), so its core, registered under it, is alive.
+            visit(index, unsafe { &*core });
+        }
+        (pool.next, pool.free.clone())
     }
 
     /// The core of owner `index`. See the module invariant for when the

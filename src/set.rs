@@ -63,6 +63,12 @@ impl<T: Payload, const F: usize> Set<T, F> {
         }
     }
 
+    /// A set made by a restore: `core` (leaked box) already registered
+    /// under `index` in `space`'s table.
+    pub(crate) fn from_parts(space: Space<T, F>, core: *const SetCore<F>, index: u16) -> Self {
+        Set { core, index, space }
+    }
+
     fn core(&self) -> &SetCore<F> {
         // SAFETY: the core lives until `drop` hands it to the epoch.
         unsafe { &*self.core }
@@ -71,6 +77,21 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// The space this set allocates in.
     pub fn space(&self) -> &Space<T, F> {
         &self.space
+    }
+
+    /// The set's number in its space: stable for the set's life, kept by
+    /// [`Space::snapshot`] and [`Space::restore`], in `1..=16383`. A dropped
+    /// set's number is reused for a later set (after a grace period).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 9)?;
+    /// let (a, b) = (space.new_set(), space.new_set());
+    /// assert_ne!(a.number(), b.number());
+    /// assert!(a.number() >= 1);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn number(&self) -> u16 {
+        self.index
     }
 
     /// The quota, if the set has one.
@@ -314,6 +335,8 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
     fn drop(&mut self) {
         let guard = self.space.pin();
         let inner = &self.space.inner;
+        // Out of the snapshot's list of sets before its IDs go.
+        inner.sets.unregister(self.index);
         self.clear();
         let core = self.core;
         let index = self.index;
