@@ -61,7 +61,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// // Cyclic goes on after 2, on both.
 /// assert_eq!(vm.alloc(1, 100, 9)?, 3);
 /// assert_eq!(sets[0].alloc(1, 100, 9)?, 3);
-/// assert_eq!(copy.copied(2), Ok(8));
+/// assert_eq!(copy.copied(2), Some(8));
 /// # Ok::<(), ioasid::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
