@@ -94,6 +94,15 @@ impl<T: Payload, const F: usize> Set<T, F> {
         self.index
     }
 
+    /// Takes the set out of its space's later snapshots now, as its drop
+    /// does (for a set whose handle outlives its use: the C layer's
+    /// destroyed sets wait for readers before they drop). IDs it owns from
+    /// then on are not saved. Idempotent.
+    #[doc(hidden)]
+    pub fn unlist(&self) {
+        self.space.inner.sets.unregister(self.index);
+    }
+
     /// The quota, if the set has one.
     pub fn quota(&self) -> Option<usize> {
         self.core().has_quota().then_some(self.core().quota)

@@ -341,22 +341,24 @@ impl<T: Payload, const F: usize> Space<T, F> {
         inner.tree.for_each_live(&mut |key, word| {
             let id = min + key as Ioasid;
             let owner = entry::owner(word);
-            let set = match owner {
-                0 => None,
-                n if live.contains(&n) => Some(n),
-                // A set whose drop is under way: its IDs are going.
-                _ => return,
-            };
+            let listed = owner == 0 || live.contains(&owner);
             let state = if entry::has_ext(word) {
                 inner.ref_state(id)
             } else {
                 Some(RefState::Live(1))
             };
-            let (refs, free_pending) = match state {
-                Some(RefState::Live(n)) => (n, false),
-                Some(RefState::Pending(n)) => (n, true),
-                None => return, // released meanwhile
+            let (set, refs, free_pending) = match state {
+                Some(RefState::Live(n)) if listed => (Some(owner), n, false),
+                Some(RefState::Pending(n)) if listed => (Some(owner), n, true),
+                // A set whose teardown is under way (or unlisted): saved
+                // as that teardown leaves it, the allocation's reference
+                // dropped and the ID detached.
+                Some(RefState::Live(n)) if n > 1 => (None, n - 1, true),
+                Some(RefState::Pending(n)) => (None, n, true),
+                // Released meanwhile, or released by that teardown.
+                _ => return,
             };
+            let set = set.filter(|&n| n != 0);
             if set.is_none() && !free_pending {
                 return; // a concurrent change mixed two instants
             }

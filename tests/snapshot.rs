@@ -612,3 +612,33 @@ mod serde_round_trips {
         assert_eq!(any, Policy::Any);
     }
 }
+
+#[test]
+fn an_unlisted_sets_ids_are_saved_as_its_teardown_leaves_them() {
+    let space = Space::<u32>::builder().domain(Domain::new()).build().unwrap();
+    let set = space.new_set();
+    let plain = set.alloc(0, 9, 1).unwrap();
+    let held = set.alloc(0, 9, 2).unwrap();
+    let pending = set.alloc(0, 9, 3).unwrap();
+    set.get(held).unwrap();
+    set.get(pending).unwrap();
+    set.get(pending).unwrap();
+    set.free(pending).unwrap();
+    set.unlist();
+    set.unlist();
+    let snapshot = space.snapshot();
+    assert!(snapshot.sets.is_empty());
+    let saved: Vec<_> = snapshot
+        .ids
+        .iter()
+        .map(|i| (i.id, i.set, i.refs, i.free_pending))
+        .collect();
+    assert_eq!(saved, vec![(held, None, 1, true), (pending, None, 2, true)]);
+    assert!(!snapshot.ids.iter().any(|i| i.id == plain));
+    let (copy, sets) = Space::<u32>::restore(snapshot).unwrap();
+    assert!(sets.is_empty());
+    assert_eq!(copy.put(held), Ok(true));
+    assert_eq!(copy.put(pending), Ok(false));
+    assert_eq!(copy.put(pending), Ok(true));
+    assert_eq!(copy.live_count(), 0);
+}

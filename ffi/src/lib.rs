@@ -21,7 +21,9 @@
 //! One module per API family, holding its `extern "C"` functions and types:
 //! - `kernel`: the kernel v5.5 `ioasid_*` functions and custom allocators;
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
-//! - `ext`: our extensions (spaces, set init/destroy, walks, read locks).
+//! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
+//! - `snapshot`: saving and restoring a space (`ioasid_space_save`,
+//!   `ioasid_space_restore`, docs/SNAPSHOT.md).
 //!
 //! ## Invariants
 //!
@@ -54,11 +56,13 @@ mod ext;
 mod kernel;
 mod refs;
 mod rfc;
+mod snapshot;
 
 pub use ext::*;
 pub use kernel::*;
 pub use refs::*;
 pub use rfc::*;
+pub use snapshot::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 
 #[doc(hidden)]
