@@ -112,3 +112,8 @@ pub mod contract {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// So do those of the snapshot page (`docs/SNAPSHOT.md`).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/SNAPSHOT.md")]
+pub struct SnapshotDoctests;

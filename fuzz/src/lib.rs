@@ -13,6 +13,8 @@
 //! Used by the libFuzzer target (`fuzz_targets/c_abi.rs`) and by the
 //! libFuzzer-free random driver (`src/bin/random_driver.rs`).
 
+pub mod snapshot;
+
 use ioasid_ffi::*;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
