@@ -475,11 +475,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
                 (set.number, core.cast_const())
             })
             .collect();
-        inner.sets.restore(
-            snapshot.next_set_number,
-            &snapshot.free_set_numbers,
-            &cores,
-        );
+        inner
+            .sets
+            .restore(snapshot.next_set_number, &snapshot.free_set_numbers, &cores);
         // From here on the sets own their cores: an early return drops
         // them and the space, which frees every ID restored so far.
         let sets: Vec<Set<T, F>> = cores
@@ -561,7 +559,10 @@ struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let (head, rest) = self.0.split_first_chunk::<N>().ok_or(Error::InvalidArgument)?;
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(Error::InvalidArgument)?;
         self.0 = rest;
         Ok(*head)
     }

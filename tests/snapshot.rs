@@ -182,9 +182,14 @@ where
     for op in before {
         original.run(op, true);
     }
-    original.space.check_invariants().map_err(TestCaseError::fail)?;
+    original
+        .space
+        .check_invariants()
+        .map_err(TestCaseError::fail)?;
     let snapshot = original.space.snapshot();
-    snapshot.validate().map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    snapshot
+        .validate()
+        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let (space, restored_sets) =
         Space::<T, F>::restore_in(snapshot.clone(), &Domain::new(), None).unwrap();
     space.check_invariants().map_err(TestCaseError::fail)?;
@@ -212,7 +217,10 @@ where
         prop_assert_eq!(&answer, &answers[step], "step {} {:?}", step, op);
     }
     prop_assert_eq!(original.observe(), restored.observe());
-    restored.space.check_invariants().map_err(TestCaseError::fail)?;
+    restored
+        .space
+        .check_invariants()
+        .map_err(TestCaseError::fail)?;
     Ok(())
 }
 
@@ -261,7 +269,7 @@ proptest! {
         policy in prop_oneof![Just(Policy::Lowest), Just(Policy::Cyclic), Just(Policy::Any)],
         (before, after) in history(),
     ) {
-        round_trip::<Box<u32>, 64>(PASID_MAX - 30, 31, policy, |d| Box::new(d), &before, &after)?;
+        round_trip::<Box<u32>, 64>(PASID_MAX - 30, 31, policy, Box::new, &before, &after)?;
     }
 
     /// Bytes from a real snapshot round-trip; the decoder's answer for any
@@ -393,7 +401,10 @@ fn every_state_survives_a_byte_round_trip() {
     assert_eq!(copy.put(6), Ok(true));
     assert_eq!(space.put(6), Ok(true));
     // Cyclic: after 6, on both; the freed 1 is not reused yet.
-    assert_eq!(restored[0].alloc(0, 0xFFFFF, 1), sets[0].alloc(0, 0xFFFFF, 1));
+    assert_eq!(
+        restored[0].alloc(0, 0xFFFFF, 1),
+        sets[0].alloc(0, 0xFFFFF, 1)
+    );
     assert_eq!(sets[0].alloc(0, 0xFFFFF, 1), Ok(8));
     assert_eq!(restored[0].alloc(0, 0xFFFFF, 1), Ok(8));
     // The quota counts the FREE_PENDING ID until its last put.
@@ -436,11 +447,15 @@ fn hand_made_snapshots_are_validated() {
         s.next_set_number = 3;
         s.free_set_numbers = vec![2];
         s.sets = vec![SetSnapshot::new(1, Some(1)), SetSnapshot::new(3, None)];
-        s.ids = vec![IdSnapshot::new(10, Some(1), 0u32), IdSnapshot::new(20, Some(3), 1)];
+        s.ids = vec![
+            IdSnapshot::new(10, Some(1), 0u32),
+            IdSnapshot::new(20, Some(3), 1),
+        ];
         s
     };
     assert_eq!(good().validate(), Ok(()));
-    let cases: Vec<(&str, fn(&mut Snapshot<u32>))> = vec![
+    type Spoil = fn(&mut Snapshot<u32>);
+    let cases: Vec<(&str, Spoil)> = vec![
         ("reversed range", |s| s.min = 21),
         ("max past the last ID", |s| s.max = u32::MAX),
         ("cursor below min", |s| s.cyclic_next = 9),
@@ -506,7 +521,11 @@ fn custom_ids_go_back_to_the_allocator_given_to_restore() {
     assert_eq!(set.alloc(0, 99, 2), Ok(0));
     let snapshot = space.snapshot();
     assert_eq!(
-        snapshot.ids.iter().map(|i| (i.id, i.custom)).collect::<Vec<_>>(),
+        snapshot
+            .ids
+            .iter()
+            .map(|i| (i.id, i.custom))
+            .collect::<Vec<_>>(),
         vec![(0, false), (5, true)]
     );
     assert_eq!(
@@ -525,7 +544,11 @@ fn custom_ids_go_back_to_the_allocator_given_to_restore() {
 
 #[test]
 fn a_full_space_stays_full_and_edge_ids_survive() {
-    for (min, max) in [(0, 63), (MAX_IOASID - 63, MAX_IOASID), (PASID_MAX - 63, PASID_MAX)] {
+    for (min, max) in [
+        (0, 63),
+        (MAX_IOASID - 63, MAX_IOASID),
+        (PASID_MAX - 63, PASID_MAX),
+    ] {
         for policy in [Policy::Lowest, Policy::Cyclic, Policy::Any] {
             let space: Space<u32> = Space::builder()
                 .range(min, max)
@@ -547,7 +570,10 @@ fn a_full_space_stays_full_and_edge_ids_survive() {
 
 #[test]
 fn a_dropped_sets_number_is_saved_as_free() {
-    let space = Space::<u32>::builder().domain(Domain::new()).build().unwrap();
+    let space = Space::<u32>::builder()
+        .domain(Domain::new())
+        .build()
+        .unwrap();
     let (a, b, c) = (space.new_set(), space.new_set(), space.new_set());
     let number = b.number();
     drop(b);
@@ -607,7 +633,10 @@ mod serde_round_trips {
 
     #[test]
     fn policy_serializes_by_name() {
-        assert_eq!(serde_json::to_string(&Policy::Cyclic).unwrap(), "\"Cyclic\"");
+        assert_eq!(
+            serde_json::to_string(&Policy::Cyclic).unwrap(),
+            "\"Cyclic\""
+        );
         let any: Policy = serde_json::from_str("\"Any\"").unwrap();
         assert_eq!(any, Policy::Any);
     }
@@ -615,7 +644,10 @@ mod serde_round_trips {
 
 #[test]
 fn an_unlisted_sets_ids_are_saved_as_its_teardown_leaves_them() {
-    let space = Space::<u32>::builder().domain(Domain::new()).build().unwrap();
+    let space = Space::<u32>::builder()
+        .domain(Domain::new())
+        .build()
+        .unwrap();
     let set = space.new_set();
     let plain = set.alloc(0, 9, 1).unwrap();
     let held = set.alloc(0, 9, 2).unwrap();

@@ -76,9 +76,8 @@ pub unsafe extern "C" fn ioasid_space_save(
             return -EINVAL;
         };
         let snapshot = shared.space.snapshot();
-        let Ok(snapshot) = snapshot.try_map(|_, _, data| {
-            Ok::<u64, std::convert::Infallible>(data.ptr.addr() as u64)
-        });
+        let Ok(snapshot) = snapshot
+            .try_map(|_, _, data| Ok::<u64, std::convert::Infallible>(data.ptr.addr() as u64));
         let needed = snapshot.encoded_len();
         // SAFETY: non-null, valid by the caller's contract.
         let room = unsafe { *size };
@@ -141,8 +140,12 @@ pub unsafe extern "C" fn ioasid_space_restore(
         let Ok(snapshot) = Snapshot::decode(bytes) else {
             return -EINVAL;
         };
-        // SAFETY: non-null, valid by the caller's contract.
-        let room = if sets.is_null() { 0 } else { unsafe { *nr_sets } };
+        let room = if sets.is_null() {
+            0
+        } else {
+            // SAFETY: non-null, valid by the caller's contract.
+            unsafe { *nr_sets }
+        };
         let count = snapshot.sets.len();
         if count > room as usize {
             // SAFETY: as above; `count` <= 16383 fits.

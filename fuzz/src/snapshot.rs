@@ -45,7 +45,11 @@ pub fn snapshot_one(input: &[u8]) {
         assert_eq!(*e, Error::InvalidArgument);
     }
     if let Ok(snapshot) = &decoded {
-        assert_eq!(snapshot.encode(), bytes, "decode accepts only its own encoding");
+        assert_eq!(
+            snapshot.encode(),
+            bytes,
+            "decode accepts only its own encoding"
+        );
         let restored = Space::<u64, 4>::restore(snapshot.clone());
         if snapshot.ids.iter().any(|id| id.custom) {
             assert_eq!(restored.err(), Some(Error::InvalidArgument));
@@ -57,7 +61,9 @@ pub fn snapshot_one(input: &[u8]) {
     }
     // The C restore: the same verdict (custom IDs: C spaces have no
     // allocator to give them back to), nothing written on error.
-    let c_ok = decoded.as_ref().is_ok_and(|s| !s.ids.iter().any(|id| id.custom));
+    let c_ok = decoded
+        .as_ref()
+        .is_ok_and(|s| !s.ids.iter().any(|id| id.custom));
     let mut space: *mut ioasid_space = ptr::null_mut();
     let mut sets: Vec<*mut ioasid_set> = vec![ptr::null_mut(); 16384];
     let mut nr = sets.len() as c_uint;
@@ -83,8 +89,15 @@ pub fn snapshot_one(input: &[u8]) {
     let mut saved = vec![0u8; bytes.len()];
     let mut size = saved.len();
     // SAFETY: a live space handle, a buffer of `size` bytes.
-    assert_eq!(unsafe { ioasid_space_save(space, saved.as_mut_ptr().cast(), &mut size) }, 0);
-    assert_eq!((size, &saved), (bytes.len(), &bytes), "restore then save: the same bytes");
+    assert_eq!(
+        unsafe { ioasid_space_save(space, saved.as_mut_ptr().cast(), &mut size) },
+        0
+    );
+    assert_eq!(
+        (size, &saved),
+        (bytes.len(), &bytes),
+        "restore then save: the same bytes"
+    );
     for &set in &sets[..nr as usize] {
         // SAFETY: sets the restore handed out, released once.
         unsafe { ioasid_set_release(set) };
