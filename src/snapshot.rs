@@ -79,8 +79,8 @@ pub struct Snapshot<T> {
     pub cyclic_next: Ioasid,
     /// The set-number pool: the next fresh number (the highest ever given).
     pub next_set_number: u16,
-    /// The set-number pool: free numbers below `next_set_number`, in the
-    /// order they are reused last to first (a stack).
+    /// The set-number pool: the numbers in `1..=next_set_number` that no
+    /// set has, in the order they are reused last to first (a stack).
     pub free_set_numbers: Vec<u16>,
     /// The sets, in ascending number order.
     pub sets: Vec<SetSnapshot>,
@@ -228,7 +228,7 @@ impl<T> Snapshot<T> {
     /// - `min <= max <= 0xFFFF_FFFE`, `cyclic_next` in `[min, max]`;
     /// - `next_set_number <= 16383`; set numbers strictly ascending and in
     ///   `1..=next_set_number`; free numbers distinct, in that range, and
-    ///   no set's;
+    ///   no set's; every number in that range a set's or free;
     /// - IDs strictly ascending, in `[min, max]`, each of a listed set or
     ///   detached (then FREE_PENDING), with `1..=2^30 - 1` references, no
     ///   SPID (not supported yet);
@@ -271,6 +271,10 @@ impl<T> Snapshot<T> {
             if !numbers.contains(&number) || quotas.contains_key(&number) || !free.insert(number) {
                 return bad;
             }
+        }
+        // Every number given so far is a set's or free: nothing is lost.
+        if free.len() + quotas.len() != usize::from(next) {
+            return bad;
         }
         let mut last: Option<Ioasid> = None;
         for id in &self.ids {

@@ -467,6 +467,8 @@ fn hand_made_snapshots_are_validated() {
         ("a free number in use", |s| s.free_set_numbers = vec![1]),
         ("a free number twice", |s| s.free_set_numbers = vec![2, 2]),
         ("free number 0", |s| s.free_set_numbers = vec![0]),
+        ("a number neither free nor a set's", |s| s.free_set_numbers.clear()),
+        ("a number past next, lost", |s| s.next_set_number = 4),
         ("ID below min", |s| s.ids[0].id = 9),
         ("ID above max", |s| s.ids[1].id = 21),
         ("IDs out of order", |s| s.ids.swap(0, 1)),
