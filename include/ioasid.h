@@ -21,6 +21,11 @@ struct bus_type;
 /* A set ready to use with no init call (static or automatic storage). */
 #define DECLARE_IOASID_SET(name) struct ioasid_set name = { 0 }
 
+/* The types of a set made by ioasid_alloc_set: its token is any pointer
+ * value, which may repeat (NULL), or a process, one set per token (MM). */
+#define IOASID_SET_TYPE_NULL 1
+#define IOASID_SET_TYPE_MM 2
+
 /* The PCIe PASID range of an RFC consumer (PASID 0 means "no PASID"). */
 #define IOMMU_PASID_MIN 1
 #define IOMMU_PASID_MAX 0xFFFFF
@@ -627,6 +632,115 @@ int ioasid_set_number(struct ioasid_set *set);
  other thread uses the set during or after the call.
  */
 void ioasid_set_release(struct ioasid_set *set);
+
+/*
+ Attaches set private ID `spid` (a guest PASID) to live `ioasid` of the
+ global space; its set then finds it with `ioasid_find_by_spid`, and
+ another set may use the same SPID. Returns 0; `-EINVAL` if either is
+ `INVALID_IOASID` (checked first); `-ENOENT` if `ioasid` is not live (or
+ FREE_PENDING); `-EEXIST` if the set uses `spid` already or `ioasid` has
+ a SPID. Nothing changes on error. Freeing the ID (FREE_PENDING
+ included) detaches its SPID at once.
+ */
+int ioasid_attach_spid(ioasid_t ioasid,
+                       ioasid_t spid);
+
+/*
+ Detaches the SPID of `ioasid` (global space); a no-op for an ID that
+ is not live or has no SPID.
+ */
+void ioasid_detach_spid(ioasid_t ioasid);
+
+/*
+ The host ID that holds `spid` in `set`, with a reference taken if `get`
+ (drop it with `ioasid_put`), or `INVALID_IOASID` if none, for a NULL
+ set, or (with `get`) for an ID being freed or at its count's maximum.
+ Lock-free, and it does not scan the set.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+ioasid_t ioasid_find_by_spid(struct ioasid_set *set,
+                             ioasid_t spid,
+                             bool get);
+
+/*
+ A new set of the global space with one reference, `token` its owner (a
+ process for `IOASID_SET_TYPE_MM`, any value for `IOASID_SET_TYPE_NULL`)
+ and `quota` IDs reserved from the system capacity. Errors as
+ `ERR_PTR`: `-EINVAL` for a zero quota, an unknown type or a NULL MM
+ token; `-EEXIST` for an MM token that has a set already; `-ENOSPC` when
+ the capacity has less than `quota` left. Drop the reference with
+ `ioasid_set_put` (not `ioasid_set_destroy`).
+
+ `token` is any value; it is never dereferenced.
+ */
+struct ioasid_set *ioasid_alloc_set(void *token,
+                                    ioasid_t quota,
+                                    int type_);
+
+/*
+ Takes a reference on a set made by `ioasid_alloc_set`. A no-op for NULL
+ and for other sets (declared or `ioasid_set_init` ones have no count).
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set` on which the caller holds a
+ reference (or another live handle).
+ */
+void ioasid_set_get(struct ioasid_set *set);
+
+/*
+ Drops a reference of a set made by `ioasid_alloc_set`; the last one
+ frees every ID of the set (custom allocator hooks included; IDs still
+ referenced by `ioasid_get` stay FREE_PENDING, detached from the set),
+ gives its quota back to the capacity, and frees the set once no reader
+ can still use it (an MM set's token finds no set from then on). A no-op
+ for NULL and for other sets.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`; after its last put the
+ caller must not use it again.
+ */
+void ioasid_set_put(struct ioasid_set *set);
+
+/*
+ The MM set of `token` with a reference taken (drop it with
+ `ioasid_set_put`), or NULL if the token has none.
+
+ `token` is any value; it is never dereferenced.
+ */
+struct ioasid_set *ioasid_find_mm_set(void *token);
+
+/*
+ Changes the quota of `set` (one made by `ioasid_alloc_set`, or by
+ `ioasid_set_init` with a quota): 0; `-EINVAL` for a NULL set, a zero
+ quota or a set without quota; `-EBUSY` below the set's live count
+ (FREE_PENDING IDs count); `-ENOSPC` when a raise exceeds the capacity
+ left. A raise is reserved from the capacity, a cut given back (for an
+ `ioasid_alloc_set` set). Nothing changes on error.
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+int ioasid_adjust_set(struct ioasid_set *set,
+                      ioasid_t quota);
+
+/*
+ Sets the system capacity quotas are reserved from (0xFFFFF until then):
+ 0; `-EBUSY` after an earlier successful install, or while any quota is
+ reserved (nothing changed).
+ */
+int ioasid_install_capacity(ioasid_t total);
+
+/*
+ The system capacity: the most IDs the quotas of all sets may add up to.
+ */
+ioasid_t ioasid_get_capacity(void);
+
+/*
+ The capacity not reserved by any set's quota.
+ */
+ioasid_t ioasid_get_capacity_avail(void);
 
 #ifdef __cplusplus
 }  // extern "C"

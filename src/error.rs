@@ -31,6 +31,13 @@ pub enum Error {
     /// `EOVERFLOW`: the ID's reference count is at its maximum; the get
     /// was refused and nothing changed.
     Overflow,
+    /// `EBUSY`: a quota cut below the set's live count, or a capacity
+    /// change while quota is reserved. Nothing was changed.
+    Busy,
+    /// `EEXIST`: the thing to create exists already (an MM token's set, a
+    /// SPID already used in the set, an ID that already has a SPID).
+    /// Nothing was changed.
+    AlreadyExists,
     /// An error a custom allocator reported, as a positive errno value.
     Custom(i32),
 }
@@ -47,7 +54,9 @@ pub mod errno {
     pub const ENOMEM: i32 = 12;
     /// The ID belongs to another set.
     pub const EACCES: i32 = 13;
-    /// Already registered.
+    /// Busy (a quota below the live count, a capacity in use).
+    pub const EBUSY: i32 = 16;
+    /// Already registered, or already exists.
     pub const EEXIST: i32 = 17;
     /// Waiting for readers would wait for this thread.
     pub const EDEADLK: i32 = 35;
@@ -77,6 +86,8 @@ impl Error {
             Error::Io => errno::EIO,
             Error::Deadlock => errno::EDEADLK,
             Error::Overflow => errno::EOVERFLOW,
+            Error::Busy => errno::EBUSY,
+            Error::AlreadyExists => errno::EEXIST,
             Error::Custom(e) => e,
         }
     }
@@ -98,6 +109,8 @@ impl Error {
             errno::EIO => Error::Io,
             errno::EDEADLK => Error::Deadlock,
             errno::EOVERFLOW => Error::Overflow,
+            errno::EBUSY => Error::Busy,
+            errno::EEXIST => Error::AlreadyExists,
             other => Error::Custom(other),
         }
     }
@@ -116,6 +129,8 @@ impl fmt::Display for Error {
                 f.write_str("would wait for readers from inside a read-side section (EDEADLK)")
             }
             Error::Overflow => f.write_str("reference count at its maximum (EOVERFLOW)"),
+            Error::Busy => f.write_str("quota or capacity in use (EBUSY)"),
+            Error::AlreadyExists => f.write_str("already exists (EEXIST)"),
             Error::Custom(e) => write!(f, "custom allocator error (errno {e})"),
         }
     }

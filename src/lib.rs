@@ -54,6 +54,8 @@
 //! - `space`: policies, alloc/free/replace, the space handle.
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `set`: the set handle.
+//! - `capacity`: a pool of quota that sets reserve from ([`Capacity`]).
+//! - `spid`: set private IDs (per-set SPID -> host ID tables).
 //! - `custom`: custom allocator hooks.
 //! - `snapshot`: [`Snapshot`], [`Space::snapshot`] and [`Space::restore`]
 //!   (live migration), and the versioned byte format.
@@ -66,6 +68,7 @@
 // loom's `thread_local!` (used under `--cfg ioasid_loom`) takes no `const {}` initialisers.
 #![allow(clippy::missing_const_for_thread_local)]
 
+mod capacity;
 mod custom;
 mod domain;
 mod entry;
@@ -76,9 +79,11 @@ mod refs;
 mod set;
 mod snapshot;
 mod space;
+mod spid;
 mod sync;
 mod tree;
 
+pub use capacity::Capacity;
 pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};

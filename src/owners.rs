@@ -9,67 +9,158 @@
 //! index is never reused while a reader could still pair it with an old
 //! word, and a kernel-form free may follow a word's owner index to its set.
 
+use crate::capacity::Capacity;
 use crate::entry::MAX_SETS;
 use crate::error::Error;
 use crate::members::Members;
-use crate::sync::{atomic_array, install, AtomicPtr, AtomicUsize, CachePadded, Ordering};
+use crate::spid::SpidTable;
+use crate::sync::{atomic_array, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use std::collections::BTreeSet;
 use std::ptr;
 use std::sync::{Arc as StdArc, Mutex};
 
 /// The shared state of one set.
 pub(crate) struct SetCore<const F: usize> {
-    /// Most live IDs, or `usize::MAX` for none.
-    pub(crate) quota: usize,
-    /// Live IDs, counted only when there is a quota (the count is a shared
-    /// cache line that quota-less sets need not fight over). Padded away
-    /// from `quota` and `members`, which every alloc of the set reads.
-    pub(crate) live: CachePadded<AtomicUsize>,
+    /// Whether the set has a quota (fixed at creation): only then are its
+    /// live IDs counted (the count is a shared cache line that quota-less
+    /// sets need not fight over).
+    counted: bool,
+    /// `[quota:32 | live:32]` in one word, so that a reserve (check against
+    /// the quota and count) and a quota change (check against the count and
+    /// store) are each one atomic step. Padded away from `members`, which
+    /// every alloc of the set reads.
+    budget: CachePadded<AtomicU64>,
     pub(crate) members: Members<F>,
+    /// Set private IDs (SPEC 6.5): null until the set's first attach, so a
+    /// set that never attaches pays one null pointer.
+    pub(crate) spids: AtomicPtr<SpidTable>,
+}
+
+const LIVE_MASK: u64 = u32::MAX as u64;
+
+/// A quota as stored: no space holds more than `u32::MAX` IDs, so a larger
+/// quota is the same as `u32::MAX`.
+fn stored_quota(quota: usize) -> u64 {
+    (quota as u64).min(LIVE_MASK)
 }
 
 impl<const F: usize> SetCore<F> {
     pub(crate) fn new(quota: usize, span: u64) -> Self {
+        let counted = quota != usize::MAX;
         SetCore {
-            quota,
-            live: CachePadded(AtomicUsize::new(0)),
+            counted,
+            budget: CachePadded(AtomicU64::new(if counted {
+                stored_quota(quota) << 32
+            } else {
+                LIVE_MASK << 32
+            })),
             members: Members::new(span),
+            spids: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
     pub(crate) fn has_quota(&self) -> bool {
-        self.quota != usize::MAX
+        self.counted
+    }
+
+    /// The quota (`None` without one).
+    pub(crate) fn quota(&self) -> Option<usize> {
+        // Relaxed: a snapshot of one word.
+        self.counted
+            .then(|| (self.budget.load(Ordering::Relaxed) >> 32) as usize)
+    }
+
+    /// Live IDs, counted only with a quota (0 without one).
+    pub(crate) fn live(&self) -> usize {
+        // Relaxed: a snapshot of one word.
+        (self.budget.load(Ordering::Relaxed) & LIVE_MASK) as usize
     }
 
     /// Takes one unit of quota: [`Error::QuotaExceeded`] if none is left.
     pub(crate) fn reserve(&self) -> Result<(), Error> {
-        if !self.has_quota() {
+        if !self.counted {
             return Ok(());
         }
-        // Relaxed: the count guards nothing but itself; the CAS makes the
+        // Relaxed: the word guards nothing but itself; the CAS makes the
         // check against the quota and the increment one atomic step.
-        let mut live = self.live.load(Ordering::Relaxed);
+        let mut budget = self.budget.load(Ordering::Relaxed);
         loop {
-            if live >= self.quota {
+            if budget & LIVE_MASK >= budget >> 32 {
                 return Err(Error::QuotaExceeded);
             }
-            match self.live.compare_exchange_weak(
-                live,
-                live + 1,
+            match self.budget.compare_exchange_weak(
+                budget,
+                budget + 1,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Ok(()),
-                Err(now) => live = now,
+                Err(now) => budget = now,
             }
         }
     }
 
     /// Gives one unit of quota back.
     pub(crate) fn unreserve(&self) {
-        if self.has_quota() {
-            // Relaxed: see `reserve`.
-            self.live.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            // Relaxed: see `reserve`. The live count is at least 1 here (a
+            // reserve preceded), so the borrow never reaches the quota.
+            self.budget.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the quota to `quota` if the set has one and holds at most
+    /// `quota` live IDs, taking a raise from `capacity` (and giving a cut
+    /// back to it). [`Error::InvalidArgument`] without a quota,
+    /// [`Error::Busy`] below the live count, [`Error::NoSpace`] when the
+    /// capacity has less left than the raise.
+    pub(crate) fn adjust(&self, quota: usize, capacity: Option<&Capacity>) -> Result<(), Error> {
+        if !self.counted {
+            return Err(Error::InvalidArgument);
+        }
+        let quota = stored_quota(quota);
+        // Relaxed: as in `reserve`; the CAS checks and stores in one step.
+        let mut budget = self.budget.load(Ordering::Relaxed);
+        loop {
+            if budget & LIVE_MASK > quota {
+                return Err(Error::Busy);
+            }
+            let old = budget >> 32;
+            // A raise is taken from the capacity before the quota grows, so
+            // the sum of quotas never exceeds the capacity's total.
+            if let Some(capacity) = capacity.filter(|_| quota > old) {
+                capacity.take(quota - old)?;
+            }
+            match self.budget.compare_exchange_weak(
+                budget,
+                quota << 32 | (budget & LIVE_MASK),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if let Some(capacity) = capacity.filter(|_| quota < old) {
+                        capacity.give(old - quota);
+                    }
+                    return Ok(());
+                }
+                Err(now) => {
+                    if let Some(capacity) = capacity.filter(|_| quota > old) {
+                        capacity.give(quota - old);
+                    }
+                    budget = now;
+                }
+            }
+        }
+    }
+}
+
+impl<const F: usize> Drop for SetCore<F> {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self`, exclusive access.
+        let spids = self.spids.load(Ordering::Relaxed);
+        if !spids.is_null() {
+            // SAFETY: installed from a Box by `spid_table`, never replaced.
+            drop(unsafe { Box::from_raw(spids) });
         }
     }
 }

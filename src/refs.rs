@@ -9,8 +9,12 @@
 //!
 //! ```text
 //!  63 ............ 32   31 30   29 ............ 0
-//! [reserved (SPID)]    [state] [reference count]
+//! [SPID + 1, 0: none]  [state] [reference count]
 //! ```
+//!
+//! The SPID field (SPEC 6.5, `spid.rs`) is set only on a `LIVE` record and
+//! cleared by the same CAS that moves a record to `PENDING` or `DEAD`: a
+//! free (FREE_PENDING included) or the last put detaches the SPID at once.
 //!
 //! States: `FREE` (the record is unused: the ID is untracked, or a first get
 //! is between its two steps), `LIVE`, `PENDING` (freed while references
@@ -61,6 +65,33 @@ const PENDING: u64 = 2 << COUNT_BITS;
 const DEAD: u64 = 3 << COUNT_BITS;
 /// The most references one ID may hold; a get beyond is refused.
 pub(crate) const MAX_REFS: u64 = COUNT_MASK;
+/// A record just tracked with the allocation's one reference.
+pub(crate) const LIVE_ONE: u64 = LIVE | 1;
+
+const SPID_SHIFT: u32 = 32;
+const SPID_MASK: u64 = u64::MAX << SPID_SHIFT;
+
+/// The SPID a record holds, if any.
+pub(crate) fn spid_of(record: u64) -> Option<u32> {
+    let field = (record >> SPID_SHIFT) as u32;
+    field.checked_sub(1)
+}
+
+/// `record` holding `spid` (`None`: none). `spid` is never `u32::MAX`.
+pub(crate) fn with_spid(record: u64, spid: Option<u32>) -> u64 {
+    let field = spid.map_or(0, |s| u64::from(s) + 1);
+    (record & !SPID_MASK) | (field << SPID_SHIFT)
+}
+
+/// True if `record` is `LIVE`.
+pub(crate) fn is_live(record: u64) -> bool {
+    state(record) == LIVE
+}
+
+/// True if `record` is `FREE` (unused, or a first get between its steps).
+pub(crate) fn is_free(record: u64) -> bool {
+    state(record) == FREE
+}
 
 fn count(record: u64) -> u64 {
     record & COUNT_MASK
@@ -148,7 +179,7 @@ impl RefTable {
 
     /// The record of a tracked `key`: its chunk exists (built by the get
     /// that set `EXT`).
-    fn tracked(&self, key: u64) -> &AtomicU64 {
+    pub(crate) fn tracked(&self, key: u64) -> &AtomicU64 {
         self.record(key, false)
             .expect("an ID with the ext bit has a record")
     }
@@ -282,7 +313,12 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// went to a live ID, but a stale thread may have counted a later
     /// incarnation of the number owned by another set. Then the reference
     /// is given back and the get fails as if it came after that free.
-    fn recheck_owner(&self, id: Ioasid, slot: &AtomicU64, owner: Option<u16>) -> Result<(), Error> {
+    pub(crate) fn recheck_owner(
+        &self,
+        id: Ioasid,
+        slot: &AtomicU64,
+        owner: Option<u16>,
+    ) -> Result<(), Error> {
         let Some(owner) = owner else { return Ok(()) };
         // Acquire: as in `get_ref`.
         if entry::owner(slot.load(Ordering::Acquire)) == owner {
@@ -327,15 +363,30 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 (LIVE, RefDrop::Put) => with(current, LIVE, refs - 1),
                 (_, _) => with(current, PENDING, refs - 1),
             };
+            // Leaving LIVE detaches the SPID in the same step (spid.rs);
+            // its set's table entry goes after the CAS.
+            let next = if state(next) == LIVE {
+                next
+            } else {
+                with_spid(next, None)
+            };
+            let spid = spid_of(current).filter(|_| state(next) != LIVE);
+            let unmap = spid.map(|spid| self.spid_unmapper(slot, spid));
             // AcqRel: Release orders our reads of the ID before a releaser's
             // reclamation; Acquire makes the releaser see every earlier
             // holder's accesses (the chain of CASes on this record).
             match record.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) if state(next) == DEAD => {
+                    if let Some(unmap) = unmap {
+                        unmap.run(id);
+                    }
                     self.release_tracked(id, key, slot, record);
                     return Some(Ok(true));
                 }
                 Ok(_) => {
+                    if let Some(unmap) = unmap {
+                        unmap.run(id);
+                    }
                     if how == RefDrop::Teardown {
                         self.detach(slot);
                     }

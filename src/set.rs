@@ -7,6 +7,7 @@
 //! INVARIANT: a set's core and owner index are handed to the epoch only
 //! after the set removed every word naming it (see `owners.rs`).
 
+use crate::capacity::Capacity;
 use crate::domain::Guard;
 use crate::entry::{Payload, Ref};
 use crate::error::Error;
@@ -42,6 +43,8 @@ pub struct Set<T: Payload, const F: usize = 64> {
     /// This set's owner index in its space's entry words.
     index: u16,
     space: Space<T, F>,
+    /// The capacity its quota is reserved from, if any (given back on drop).
+    capacity: Option<Capacity>,
 }
 
 // SAFETY: the core is shared state made of atomics; data crosses threads as
@@ -51,10 +54,19 @@ unsafe impl<T: Payload, const F: usize> Send for Set<T, F> {}
 unsafe impl<T: Payload, const F: usize> Sync for Set<T, F> {}
 
 impl<T: Payload, const F: usize> Set<T, F> {
-    pub(crate) fn new(space: Space<T, F>, quota: usize) -> Result<Self, Error> {
+    pub(crate) fn new(
+        space: Space<T, F>,
+        quota: usize,
+        capacity: Option<Capacity>,
+    ) -> Result<Self, Error> {
         let core = Box::into_raw(Box::new(SetCore::new(quota, space.inner.span())));
         match space.inner.sets.register(core) {
-            Ok(index) => Ok(Set { core, index, space }),
+            Ok(index) => Ok(Set {
+                core,
+                index,
+                space,
+                capacity,
+            }),
             Err(e) => {
                 // SAFETY: never registered or shared.
                 drop(unsafe { Box::from_raw(core) });
@@ -66,7 +78,12 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// A set made by a restore: `core` (leaked box) already registered
     /// under `index` in `space`'s table.
     pub(crate) fn from_parts(space: Space<T, F>, core: *const SetCore<F>, index: u16) -> Self {
-        Set { core, index, space }
+        Set {
+            core,
+            index,
+            space,
+            capacity: None,
+        }
     }
 
     fn core(&self) -> &SetCore<F> {
@@ -103,9 +120,51 @@ impl<T: Payload, const F: usize> Set<T, F> {
         self.space.inner.sets.unregister(self.index);
     }
 
-    /// The quota, if the set has one.
+    /// The quota, if the set has one (a quota above `u32::MAX` reads as
+    /// `u32::MAX`: no space holds more IDs).
     pub fn quota(&self) -> Option<usize> {
-        self.core().has_quota().then_some(self.core().quota)
+        self.core().quota()
+    }
+
+    /// Changes the quota of a set that has one (the extended core's
+    /// `ioasid_adjust_set`); live IDs are kept. A raise is reserved from
+    /// the set's [`Capacity`], if it was made from one, and a cut given
+    /// back to it. Errors, nothing changed: [`Error::Busy`] below the
+    /// set's live count (FREE_PENDING IDs still count),
+    /// [`Error::NoSpace`] when the capacity has less left than the raise,
+    /// [`Error::InvalidArgument`] for a set made without a quota (it does
+    /// not count its IDs, so it pays nothing for quotas on alloc and free).
+    ///
+    /// ```
+    /// use ioasid::Error;
+    /// let space = ioasid::Space::<()>::new(0, 99)?;
+    /// let set = space.new_set_with_quota(2);
+    /// set.alloc(0, 99, ())?;
+    /// set.alloc(0, 99, ())?;
+    /// assert_eq!(set.alloc(0, 99, ()), Err(Error::QuotaExceeded));
+    /// set.adjust_quota(3)?;
+    /// set.alloc(0, 99, ())?;
+    /// assert_eq!(set.adjust_quota(2), Err(Error::Busy));
+    /// assert_eq!(set.quota(), Some(3));
+    /// assert_eq!(space.new_set().adjust_quota(5), Err(Error::InvalidArgument));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn adjust_quota(&self, quota: usize) -> Result<(), Error> {
+        self.core().adjust(quota, self.capacity.as_ref())
+    }
+
+    /// The capacity this set's quota is reserved from, if any.
+    ///
+    /// ```
+    /// let capacity = ioasid::Capacity::new(5);
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let set = space.try_new_set_from(&capacity, 2)?;
+    /// assert_eq!(set.capacity().map(|c| c.available()), Some(3));
+    /// assert!(space.new_set_with_quota(2).capacity().is_none());
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn capacity(&self) -> Option<&Capacity> {
+        self.capacity.as_ref()
     }
 
     /// Allocates an ID in `min..=max` (clamped to the space) with `data`.
@@ -176,6 +235,102 @@ impl<T: Payload, const F: usize> Set<T, F> {
         self.space
             .inner
             .drop_ref(id, Expect::Set(self.index, self.core()), RefDrop::Put)
+    }
+
+    /// Attaches set private ID `spid` (a guest PASID) to `id`, an ID of
+    /// this set (the extended core's `ioasid_attach_spid`): the set then
+    /// finds `id` by `spid` ([`Set::find_by_spid`]). Another set may use the
+    /// same SPID for another ID. Freeing `id` (FREE_PENDING included) or its
+    /// last put detaches the SPID at once.
+    ///
+    /// Errors, nothing changed: [`Error::InvalidArgument`] if `id` or `spid`
+    /// is `INVALID_IOASID` (checked first); [`Error::NotFound`] if `id` is
+    /// not live or FREE_PENDING; [`Error::PermissionDenied`] if another set
+    /// owns it; [`Error::AlreadyExists`] if this set uses `spid` already or
+    /// `id` has a SPID. (An attach racing a free of `id` returns `Ok`, the
+    /// free detaching it, or `NotFound`.)
+    ///
+    /// ```
+    /// use ioasid::Error;
+    /// let space = ioasid::Space::<()>::new(1, 0xFFFFF)?;
+    /// let (vm1, vm2) = (space.new_set(), space.new_set());
+    /// let (a, b) = (vm1.alloc(1, 0xFFFFF, ())?, vm2.alloc(1, 0xFFFFF, ())?);
+    /// vm1.attach_spid(a, 101)?;
+    /// vm2.attach_spid(b, 101)?; // the same guest PASID in another VM
+    /// assert_eq!((vm1.find_by_spid(101), vm2.find_by_spid(101)), (Ok(a), Ok(b)));
+    /// assert_eq!(vm1.attach_spid(a, 102), Err(Error::AlreadyExists));
+    /// assert_eq!(vm1.attach_spid(b, 7), Err(Error::PermissionDenied));
+    /// vm1.free(a)?;
+    /// assert_eq!(vm1.find_by_spid(101), Err(Error::NotFound));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
+        self.space.inner.attach_spid(id, spid, Some(self.index))
+    }
+
+    /// Detaches the SPID of `id`, an ID of this set (`ioasid_detach_spid`):
+    /// `Ok(Some(spid))` with the SPID it held, `Ok(None)` if it had none;
+    /// [`Error::NotFound`] if `id` is not live, [`Error::PermissionDenied`]
+    /// if another set owns it.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 0)?;
+    /// assert_eq!(vm.detach_spid(id), Ok(Some(0)));
+    /// assert_eq!(vm.detach_spid(id), Ok(None));
+    /// assert_eq!(vm.find_by_spid(0), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
+        self.space.inner.detach_spid(id, Some(self.index))
+    }
+
+    /// The host ID that holds `spid` in this set (`ioasid_find_by_spid`
+    /// without `get`): [`Error::NotFound`] if none. Lock-free, writes
+    /// nothing, and does not scan the set: a few dependent loads, whatever
+    /// the set's size (see the `spid` module). Weakly consistent like
+    /// [`Set::find`]: an ID whose free is under way may still be answered.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 0xFFFF_FFFE)?;
+    /// assert_eq!(vm.find_by_spid(0xFFFF_FFFE), Ok(id));
+    /// assert_eq!(space.ref_count(id), Some(1), "no reference taken");
+    /// assert_eq!(vm.find_by_spid(1), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn find_by_spid(&self, spid: Ioasid) -> Result<Ioasid, Error> {
+        self.space
+            .inner
+            .find_by_spid(self.core(), self.index, spid, false)
+    }
+
+    /// [`Set::find_by_spid`] that also takes a reference on the ID
+    /// (`ioasid_find_by_spid` with `get`; drop it with [`Set::put`]). Never
+    /// takes one on an ID that is FREE_PENDING or being released: it then
+    /// answers [`Error::NotFound`]. [`Error::Overflow`] at the count's
+    /// maximum.
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 5)?;
+    /// assert_eq!(vm.get_by_spid(5), Ok(id));
+    /// assert_eq!(space.ref_count(id), Some(2));
+    /// vm.free(id)?; // FREE_PENDING: the SPID is detached at once
+    /// assert_eq!(vm.get_by_spid(5), Err(ioasid::Error::NotFound));
+    /// assert_eq!(vm.put(id), Ok(true));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn get_by_spid(&self, spid: Ioasid) -> Result<Ioasid, Error> {
+        self.space
+            .inner
+            .find_by_spid(self.core(), self.index, spid, true)
     }
 
     /// The data of `id` if this set owns it: [`Error::NotFound`] or
@@ -274,8 +429,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// count until released): a counter with a quota, else a walk.
     pub fn len(&self) -> usize {
         if self.core().has_quota() {
-            // Relaxed: a snapshot.
-            return self.core().live.load(crate::sync::Ordering::Relaxed);
+            return self.core().live();
         }
         let mut n = 0;
         let _ = self.walk_owned(|| {
@@ -347,6 +501,9 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         // Out of the snapshot's list of sets before its IDs go.
         inner.sets.unregister(self.index);
         self.clear();
+        if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
+            capacity.give(quota as u64);
+        }
         let core = self.core;
         let index = self.index;
         let pool = inner.sets.pool();

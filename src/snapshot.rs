@@ -3,7 +3,8 @@
 //! A [`Snapshot`] is a space's whole state as plain data: range, policy,
 //! the Cyclic cursor, the set-number pool, the sets (number, quota) and
 //! every live ID (owner, data, reference count, FREE_PENDING, SPID, whether
-//! a custom allocator gave it). [`Space::restore`] builds a space from it
+//! a custom allocator gave it). A set's capacity (`Capacity`) is not part
+//! of it: restored sets reserve from none. [`Space::restore`] builds a space from it
 //! that answers every following call as the original would.
 //!
 //! What decides the next ID, per policy (and so what a snapshot carries):
@@ -133,8 +134,8 @@ pub struct IdSnapshot<T> {
     /// Freed while references remained: still found, never got, not
     /// allocatable until the last put.
     pub free_pending: bool,
-    /// Its set private ID (SPEC 6.5). Always `None` in this release, which
-    /// has no SPIDs yet; a restore refuses `Some`.
+    /// Its set private ID (SPEC 6.5), if it has one: only a live ID of a
+    /// set, not FREE_PENDING, can.
     pub spid: Option<Ioasid>,
     /// A custom allocator gave it: its free goes to the allocator's hook
     /// (restore needs one, see [`Space::restore_in`]).
@@ -230,8 +231,9 @@ impl<T> Snapshot<T> {
     ///   `1..=next_set_number`; free numbers distinct, in that range, and
     ///   no set's; every number in that range a set's or free;
     /// - IDs strictly ascending, in `[min, max]`, each of a listed set or
-    ///   detached (then FREE_PENDING), with `1..=2^30 - 1` references, no
-    ///   SPID (not supported yet);
+    ///   detached (then FREE_PENDING), with `1..=2^30 - 1` references; a
+    ///   SPID only on an ID of a set, not FREE_PENDING, never
+    ///   `INVALID_IOASID`, and no SPID twice in one set;
     /// - no set owns more IDs than its quota.
     ///
     /// ```
@@ -277,12 +279,22 @@ impl<T> Snapshot<T> {
             return bad;
         }
         let mut last: Option<Ioasid> = None;
+        let mut spids = BTreeSet::new();
         for id in &self.ids {
+            if let Some(spid) = id.spid {
+                let owner = id
+                    .set
+                    .filter(|_| !id.free_pending)
+                    .ok_or(Error::InvalidArgument)?;
+                if spid == crate::INVALID_IOASID || !spids.insert((owner, spid)) {
+                    return bad;
+                }
+            }
             if last.is_some_and(|last| id.id <= last) || !(self.min..=self.max).contains(&id.id) {
                 return bad;
             }
             last = Some(id.id);
-            if id.refs == 0 || u64::from(id.refs) > MAX_REFS || id.spid.is_some() {
+            if id.refs == 0 || u64::from(id.refs) > MAX_REFS {
                 return bad;
             }
             match id.set {
@@ -327,12 +339,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
         // reads stays alive until it is cloned.
         let guard = self.pin();
         let mut sets = Vec::new();
-        let (next, stacked) = inner.sets.live_sets(|number, core| {
-            sets.push(SetSnapshot::new(
-                number,
-                core.has_quota().then_some(core.quota),
-            ))
-        });
+        let (next, stacked) = inner
+            .sets
+            .live_sets(|number, core| sets.push(SetSnapshot::new(number, core.quota())));
         let live: BTreeSet<u16> = sets.iter().map(|s| s.number).collect();
         // Numbers of dropped sets still in their grace period: free by the
         // time a restored space could ask (bottom of the stack: reused last).
@@ -373,6 +382,8 @@ impl<T: Payload, const F: usize> Space<T, F> {
             saved.refs = refs as u32;
             saved.free_pending = free_pending;
             saved.custom = inner.custom.any() && inner.custom.is_recorded(id);
+            // Only a LIVE ID of a set holds a SPID (a free detaches it).
+            saved.spid = set.filter(|_| !free_pending).and_then(|_| inner.spid(id));
             ids.push(saved);
         });
         drop(guard);
@@ -489,6 +500,11 @@ impl<T: Payload, const F: usize> Space<T, F> {
             .map(|&(number, core)| Set::from_parts(space.clone(), core, number))
             .collect();
         let by_number: BTreeMap<u16, *const SetCore<F>> = cores.into_iter().collect();
+        let spids: Vec<(Ioasid, Ioasid)> = snapshot
+            .ids
+            .iter()
+            .filter_map(|saved| Some((saved.id, saved.spid?)))
+            .collect();
         for saved in snapshot.ids {
             let key = u64::from(saved.id - min);
             let payload = entry::encode(saved.data).map_err(|_| Error::InvalidArgument)?;
@@ -523,6 +539,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
                 debug_assert!(reserved.is_ok());
                 core.members.insert_published(key);
             }
+        }
+        for (id, spid) in spids {
+            space.attach_spid(id, spid)?;
         }
         Ok((space, sets))
     }
@@ -663,8 +682,8 @@ impl Snapshot<u64> {
     /// A snapshot read from the byte format, checked whole: the exact
     /// length, magic, version, checksum, every reserved field zero, and
     /// [`Snapshot::validate`]. [`Error::InvalidArgument`] for anything
-    /// else (truncated, corrupt, a later version, a field this release
-    /// cannot restore: SPIDs, set tokens).
+    /// else (truncated, corrupt, a later version, a set token: spaces that
+    /// can be saved have no token sets).
     ///
     /// ```
     /// use ioasid::Snapshot;
@@ -718,7 +737,8 @@ impl Snapshot<u64> {
         for _ in 0..nsets {
             let number = u16::try_from(r.u32()?).map_err(|_| bad)?;
             let (kind, quota, token) = (r.u32()?, r.u64()?, r.u64()?);
-            // Set tokens (SPEC 6.4) are not in this release: refused.
+            // Token sets (SPEC 6.4) live only in the global space, which
+            // cannot be saved: a token here is refused.
             if kind != 0 || token != 0 {
                 return Err(bad);
             }
@@ -731,9 +751,10 @@ impl Snapshot<u64> {
         for _ in 0..nids {
             let (id, set, refs, flags) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
             let (spid, reserved, data) = (r.u32()?, r.u32()?, r.u64()?);
-            // SPIDs (SPEC 6.5) are not in this release: refused.
-            if flags & !(ID_FREE_PENDING | ID_CUSTOM) != 0
-                || spid != crate::INVALID_IOASID
+            // The SPID field is INVALID_IOASID exactly when the flag is clear.
+            let has_spid = flags & ID_SPID != 0;
+            if flags & !(ID_FREE_PENDING | ID_SPID | ID_CUSTOM) != 0
+                || has_spid == (spid == crate::INVALID_IOASID)
                 || reserved != 0
             {
                 return Err(bad);
@@ -746,6 +767,7 @@ impl Snapshot<u64> {
             saved.refs = refs;
             saved.free_pending = flags & ID_FREE_PENDING != 0;
             saved.custom = flags & ID_CUSTOM != 0;
+            saved.spid = has_spid.then_some(spid);
             snapshot.ids.push(saved);
         }
         snapshot.validate()?;

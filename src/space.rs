@@ -11,6 +11,7 @@
 //! INVARIANT: see `owners.rs`: an owner index in a word a guard loaded maps
 //! to that word's set for as long as the guard lives.
 
+use crate::capacity::Capacity;
 use crate::custom::{CustomAlloc, CustomHook, CustomIds, State};
 use crate::domain::{Domain, Guard};
 use crate::entry::{self, Payload, Ref};
@@ -281,7 +282,30 @@ impl<T: Payload, const F: usize> Space<T, F> {
     /// space already has 16383 live sets (an owner index is 14 bits of the
     /// entry word; indices of dropped sets are reused after a grace period).
     pub fn try_new_set(&self, quota: Option<usize>) -> Result<Set<T, F>, Error> {
-        Set::new(self.clone(), quota.unwrap_or(usize::MAX))
+        Set::new(self.clone(), quota.unwrap_or(usize::MAX), None)
+    }
+
+    /// A new set whose quota is reserved from `capacity` (the extended
+    /// core's `ioasid_alloc_set`); dropping the set gives it back, and
+    /// [`Set::adjust_quota`] takes a raise from it. [`Error::NoSpace`] when
+    /// the capacity has less than `quota` left, or the space already has
+    /// 16383 live sets; nothing is reserved on error. Quotas above
+    /// `u32::MAX` are `u32::MAX`.
+    ///
+    /// ```
+    /// let capacity = ioasid::Capacity::new(4);
+    /// let space = ioasid::Space::<()>::new(1, 0xFFFFF)?;
+    /// let vm = space.try_new_set_from(&capacity, 4)?;
+    /// assert_eq!((vm.quota(), capacity.available()), (Some(4), 0));
+    /// assert_eq!(space.try_new_set_from(&capacity, 1).err(), Some(ioasid::Error::NoSpace));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn try_new_set_from(&self, capacity: &Capacity, quota: usize) -> Result<Set<T, F>, Error> {
+        let quota = quota.min(u32::MAX as usize);
+        capacity.take(quota as u64)?;
+        Set::new(self.clone(), quota, Some(capacity.clone())).inspect_err(|_| {
+            capacity.give(quota as u64);
+        })
     }
 
     /// Lowest ID of the space.
@@ -375,6 +399,61 @@ impl<T: Payload, const F: usize> Space<T, F> {
     pub fn free(&self, id: Ioasid) -> bool {
         let guard = self.pin();
         self.inner.remove(id, Expect::Any(&guard)).is_ok()
+    }
+
+    /// Attaches set private ID `spid` to live `id`, whichever set owns it
+    /// (the kernel-form `ioasid_attach_spid`; see [`Set::attach_spid`]
+    /// for the semantics and errors, less `PermissionDenied`).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// space.attach_spid(id, 0xFFFFF)?;
+    /// assert_eq!(space.spid(id), Some(0xFFFFF));
+    /// assert_eq!(vm.find_by_spid(0xFFFFF), Ok(id));
+    /// assert_eq!(space.detach_spid(id), Ok(Some(0xFFFFF)));
+    /// assert_eq!(space.spid(id), None);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn attach_spid(&self, id: Ioasid, spid: Ioasid) -> Result<(), Error> {
+        self.inner.attach_spid(id, spid, None)
+    }
+
+    /// Detaches the SPID of live `id`, whichever set owns it (see
+    /// [`Set::detach_spid`]).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// assert_eq!(space.detach_spid(id), Ok(None));
+    /// space.attach_spid(id, 1)?;
+    /// assert_eq!(space.detach_spid(id), Ok(Some(1)));
+    /// assert_eq!(space.detach_spid(8), Err(ioasid::Error::NotFound));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn detach_spid(&self, id: Ioasid) -> Result<Option<Ioasid>, Error> {
+        self.inner.detach_spid(id, None)
+    }
+
+    /// The SPID that live `id` holds, if any (`None` also for an ID that is
+    /// not live or FREE_PENDING).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<()>::new(0, 9)?;
+    /// let vm = space.new_set();
+    /// let id = vm.alloc(0, 9, ())?;
+    /// vm.attach_spid(id, 42)?;
+    /// vm.get(id)?;
+    /// assert_eq!(space.spid(id), Some(42));
+    /// vm.free(id)?; // FREE_PENDING: detached
+    /// assert_eq!(space.spid(id), None);
+    /// # vm.put(id)?;
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn spid(&self, id: Ioasid) -> Option<Ioasid> {
+        self.inner.spid(id)
     }
 
     /// Frees `id` as [`Space::free`] does and says what happened:
@@ -562,8 +641,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
         for (&owner, &count) in &owned {
             // SAFETY: as above; non-null, checked in the walk.
             let core = unsafe { &*inner.sets.get(owner) };
-            // Relaxed: quiescent.
-            let live = core.live.load(Ordering::Relaxed);
+            let live = core.live();
             if core.has_quota() && live != count {
                 return Err(format!("set {owner}: live count {live}, owns {count}"));
             }

@@ -26,6 +26,9 @@ enum Op {
     Put(u8),
     SetPut(u8, u8),
     SetData(u8, u32),
+    Attach(u8, u8, u8),
+    Detach(u8),
+    FindBySpid(u8, u8, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +44,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(Op::Put),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(s, i)| Op::SetPut(s, i)),
         1 => (any::<u8>(), any::<u32>()).prop_map(|(i, d)| Op::SetData(i, d)),
+        3 => (any::<u8>(), any::<u8>(), 0u8..12).prop_map(|(s, i, p)| Op::Attach(s, i, p)),
+        1 => any::<u8>().prop_map(Op::Detach),
+        2 => (any::<u8>(), 0u8..12, any::<bool>()).prop_map(|(s, p, g)| Op::FindBySpid(s, p, g)),
     ]
 }
 
@@ -109,6 +115,16 @@ impl<T: Payload + Clone + PartialEq + std::fmt::Debug, const F: usize> World<T, 
                 None => "no set".into(),
             },
             Op::SetData(x, d) => format!("{:?}", self.space.set_data(self.id(x), (self.make)(d))),
+            Op::Attach(s, x, spid) => match pick(&self.sets, s) {
+                Some(i) => format!("{:?}", self.sets[i].attach_spid(self.id(x), spid.into())),
+                None => "no set".into(),
+            },
+            Op::Detach(x) => format!("{:?}", self.space.detach_spid(self.id(x))),
+            Op::FindBySpid(s, spid, get) => match pick(&self.sets, s) {
+                Some(i) if get => format!("{:?}", self.sets[i].get_by_spid(spid.into())),
+                Some(i) => format!("{:?}", self.sets[i].find_by_spid(spid.into())),
+                None => "no set".into(),
+            },
         }
     }
 
@@ -123,8 +139,9 @@ impl<T: Payload + Clone + PartialEq + std::fmt::Debug, const F: usize> World<T, 
             let refs = self.space.ref_count(id);
             if found.is_some() || refs.is_some() {
                 out += &format!(
-                    "{id}: {found:?} set {owner:?} refs {refs:?} pending {}\n",
-                    self.space.is_free_pending(id)
+                    "{id}: {found:?} set {owner:?} refs {refs:?} pending {} spid {:?}\n",
+                    self.space.is_free_pending(id),
+                    self.space.spid(id)
                 );
             }
             if id == self.space.max() {
@@ -467,7 +484,9 @@ fn hand_made_snapshots_are_validated() {
         ("a free number in use", |s| s.free_set_numbers = vec![1]),
         ("a free number twice", |s| s.free_set_numbers = vec![2, 2]),
         ("free number 0", |s| s.free_set_numbers = vec![0]),
-        ("a number neither free nor a set's", |s| s.free_set_numbers.clear()),
+        ("a number neither free nor a set's", |s| {
+            s.free_set_numbers.clear()
+        }),
         ("a number past next, lost", |s| s.next_set_number = 4),
         ("ID below min", |s| s.ids[0].id = 9),
         ("ID above max", |s| s.ids[1].id = 21),
@@ -477,7 +496,25 @@ fn hand_made_snapshots_are_validated() {
         ("detached, not pending", |s| s.ids[1].set = None),
         ("no reference", |s| s.ids[0].refs = 0),
         ("too many references", |s| s.ids[0].refs = 1 << 30),
-        ("a SPID", |s| s.ids[0].spid = Some(5)),
+        ("a SPID on a detached ID", |s| {
+            s.ids[1].set = None;
+            s.ids[1].free_pending = true;
+            s.ids[1].refs = 2;
+            s.ids[1].spid = Some(5);
+        }),
+        ("a SPID on a FREE_PENDING ID", |s| {
+            s.ids[1].free_pending = true;
+            s.ids[1].spid = Some(5);
+        }),
+        ("INVALID_IOASID as a SPID", |s| {
+            s.ids[0].spid = Some(u32::MAX)
+        }),
+        ("one SPID twice in a set", |s| {
+            s.sets[0].quota = None;
+            s.ids[1].set = Some(1);
+            s.ids[0].spid = Some(5);
+            s.ids[1].spid = Some(5);
+        }),
         ("over quota", |s| s.ids[1].set = Some(1)),
     ];
     for (what, spoil) in cases {
@@ -675,4 +712,34 @@ fn an_unlisted_sets_ids_are_saved_as_its_teardown_leaves_them() {
     assert_eq!(copy.put(pending), Ok(false));
     assert_eq!(copy.put(pending), Ok(true));
     assert_eq!(copy.live_count(), 0);
+}
+
+#[test]
+fn spids_survive_bytes_and_restore() {
+    let space = Space::<u64>::builder()
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let (vm1, vm2) = (space.new_set(), space.new_set());
+    let a = vm1.alloc(0, 99, 1).unwrap();
+    let b = vm2.alloc(0, 99, 2).unwrap();
+    let c = vm2.alloc(0, 99, 3).unwrap();
+    vm1.attach_spid(a, 101).unwrap();
+    vm2.attach_spid(b, 101).unwrap();
+    vm2.attach_spid(c, 0).unwrap();
+    space.get(c).unwrap();
+    vm2.free(c).unwrap(); // FREE_PENDING: its SPID is detached
+    let snapshot = space.snapshot();
+    let spids: Vec<_> = snapshot.ids.iter().map(|i| (i.id, i.spid)).collect();
+    assert_eq!(spids, vec![(a, Some(101)), (b, Some(101)), (c, None)]);
+    let decoded = Snapshot::decode(&snapshot.encode()).unwrap();
+    assert_eq!(decoded, snapshot);
+    let (copy, sets) = Space::<u64>::restore(decoded).unwrap();
+    assert_eq!(sets[0].find_by_spid(101), Ok(a));
+    assert_eq!(sets[1].find_by_spid(101), Ok(b));
+    assert_eq!(sets[1].find_by_spid(0), Err(Error::NotFound));
+    assert_eq!(sets[1].attach_spid(b, 7), Err(Error::AlreadyExists));
+    assert_eq!(copy.spid(a), Some(101));
+    assert_eq!(copy.snapshot(), snapshot);
+    copy.check_invariants().unwrap();
 }

@@ -9,8 +9,8 @@
 // ENOTRECOVERABLE: a Rust panic was caught at the ABI boundary.
 // EOPNOTSUPP: the global space cannot be saved (docs/SNAPSHOT.md).
 pub use libc::{
-    EACCES, EAGAIN, EDEADLK, EDQUOT, EEXIST, EINVAL, EIO, ENOENT, ENOMEM, ENOSPC, ENOTRECOVERABLE,
-    EOPNOTSUPP,
+    EACCES, EAGAIN, EBUSY, EDEADLK, EDQUOT, EEXIST, EINVAL, EIO, ENOENT, ENOMEM, ENOSPC,
+    ENOTRECOVERABLE, EOPNOTSUPP,
 };
 
 use ioasid_core::Error;
@@ -40,6 +40,8 @@ mod tests {
             (Error::NotFound, libc::ENOENT),
             (Error::PermissionDenied, libc::EACCES),
             (Error::Io, libc::EIO),
+            (Error::Busy, libc::EBUSY),
+            (Error::AlreadyExists, libc::EEXIST),
         ];
         for (error, errno) in pairs {
             assert_eq!(error.errno(), errno, "{error:?}");
@@ -52,6 +54,7 @@ mod tests {
             (ioasid_core::errno::ENOMEM, libc::ENOMEM),
             (ioasid_core::errno::EACCES, libc::EACCES),
             (ioasid_core::errno::EEXIST, libc::EEXIST),
+            (ioasid_core::errno::EBUSY, libc::EBUSY),
             (ioasid_core::errno::EINVAL, libc::EINVAL),
             (ioasid_core::errno::ENOSPC, libc::ENOSPC),
             (ioasid_core::errno::EDQUOT, libc::EDQUOT),

@@ -22,6 +22,9 @@
 //! - `kernel`: the kernel v5.5 `ioasid_*` functions and custom allocators;
 //! - `rfc`: the 2018 RFC's `iommu_pasid_*`;
 //! - `ext`: our extensions (spaces, set init/destroy, walks, read locks);
+//! - `tokens`: sets with tokens, set references and the system capacity
+//!   of the extended IOASID core (SPEC 6.4);
+//! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5);
 //! - `snapshot`: saving and restoring a space (`ioasid_space_save`,
 //!   `ioasid_space_restore`, docs/SNAPSHOT.md).
 //!
@@ -57,12 +60,16 @@ mod kernel;
 mod refs;
 mod rfc;
 mod snapshot;
+mod spids;
+mod tokens;
 
 pub use ext::*;
 pub use kernel::*;
 pub use refs::*;
 pub use rfc::*;
 pub use snapshot::*;
+pub use spids::*;
+pub use tokens::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};
 
 #[doc(hidden)]

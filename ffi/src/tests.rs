@@ -23,7 +23,9 @@ fn errors_map_to_negative_errno() {
         (Error::NotFound, 2),
         (Error::PermissionDenied, 13),
         (Error::Io, 5),
-        (Error::Custom(16), 16),
+        (Error::Busy, 16),
+        (Error::AlreadyExists, 17),
+        (Error::Custom(95), 95),
     ];
     for (error, errno) in cases {
         assert_eq!(neg(error), -errno, "{error:?}");

@@ -432,8 +432,72 @@ static void test_truncated_and_flipped(void)
 	free(buf);
 }
 
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* SPIDs in the format: C attaches them in the global space only, so the
+ * buffer of a space made here gets one by hand (flag bit 1, the SPID, a
+ * new checksum), as a buffer saved where SPIDs were attached has it. */
+static void test_spids_in_the_format(void)
+{
+	struct ioasid_space *sp = ioasid_space_create(0, 99, IOASID_POLICY_LOWEST);
+	struct ioasid_set s;
+	memset(&s, 0, sizeof(s));
+	CHECK_EQ(ioasid_set_init(&s, sp, 0), 0);
+	CHECK_EQ(ioasid_alloc(&s, 0, 99, &before[0]), 0);
+	CHECK_EQ(ioasid_alloc(&s, 0, 99, &before[1]), 1);
+	size_t len;
+	unsigned char *buf = save(sp, &len);
+	/* Header 64, no free numbers, one set record (24): IDs from 88. */
+	unsigned char *second = buf + 64 + 24 + 32;
+	CHECK_EQ(second[0], 1);
+	CHECK_EQ(second[12], 0);
+	second[12] = 2;
+	put32(second + 16, 101);
+	uint64_t sum = fnv1a(buf, len - 8);
+	for (int i = 0; i < 8; i++)
+		buf[len - 8 + i] = (unsigned char)(sum >> (8 * i));
+	struct ioasid_space *copy = NULL;
+	struct ioasid_set *sets[MAX_SETS];
+	unsigned int nr = MAX_SETS;
+	CHECK_EQ(ioasid_space_restore(buf, len, NULL, NULL, &copy, sets, &nr), 0);
+	CHECK_EQ(ioasid_find_by_spid(sets[0], 101, false), 1);
+	CHECK_EQ(ioasid_find_by_spid(sets[0], 100, false), INVALID_IOASID);
+	CHECK_EQ(ioasid_find_by_spid(&s, 101, false), INVALID_IOASID);
+	/* It saves back with the SPID. */
+	size_t len2;
+	unsigned char *buf2 = save(copy, &len2);
+	CHECK(len2 == len && memcmp(buf, buf2, len) == 0);
+	free(buf2);
+	/* A SPID field without its flag: refused. */
+	second[12] = 0;
+	sum = fnv1a(buf, len - 8);
+	for (int i = 0; i < 8; i++)
+		buf[len - 8 + i] = (unsigned char)(sum >> (8 * i));
+	struct ioasid_space *none = NULL;
+	CHECK_EQ(ioasid_space_restore(buf, len, map_to_after, NULL, &none, sets + 1, &nr), -EINVAL);
+	CHECK(none == NULL);
+	ioasid_set_release(sets[0]);
+	ioasid_space_destroy(copy);
+	ioasid_set_destroy(&s);
+	ioasid_space_destroy(sp);
+	free(buf);
+}
+
 int main(void)
 {
+	test_spids_in_the_format();
 	test_round_trip();
 	test_same_bytes_and_numbers();
 	test_every_policy_continues_alike();

@@ -1037,3 +1037,98 @@ fn first_get_races_free() {
         assert_all_dropped_once(&ledger, 2);
     });
 }
+
+/// SPEC 6.5: an attach of a SPID races the free of its ID (untracked at
+/// first, so the attach's CAS to word|EXT races the free's CAS to 0, and
+/// later its record CAS races the free's). The attach returns `Ok` (the
+/// free then detached it) or `NotFound`; either way the SPID ends detached,
+/// the set's entry clear or stale-and-ignored, and the number and the SPID
+/// are reusable at once.
+#[test]
+fn attach_spid_races_free() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 3, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        assert_eq!(set.alloc(0, 0, ledger.probe(0, 0)), Ok(0));
+        let attach = {
+            let set = set.clone();
+            spawn(move || set.attach_spid(0, 7))
+        };
+        let free = {
+            let space = space.clone();
+            spawn(move || space.free(0))
+        };
+        let attached = attach.join().unwrap();
+        assert!(free.join().unwrap(), "the one free of a live ID");
+        assert!(
+            matches!(attached, Ok(()) | Err(Error::NotFound)),
+            "{attached:?}"
+        );
+        assert_eq!(set.find_by_spid(7), Err(Error::NotFound));
+        assert_eq!(set.get_by_spid(7), Err(Error::NotFound));
+        assert_eq!(space.spid(0), None);
+        // The number comes back untracked and the SPID is free for it.
+        assert_eq!(set.alloc(0, 0, ledger.probe(1, 0)), Ok(0));
+        assert_eq!(space.spid(0), None);
+        assert_eq!(set.attach_spid(0, 7), Ok(()));
+        assert_eq!(set.find_by_spid(7), Ok(0));
+        drop(set);
+        drop(space);
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// SPEC 6.5: `find_by_spid` with get races the last put of the ID (and a
+/// re-allocation of its number). The get either wins (the ID stays live
+/// with its SPID while the reference is held, and the getter's put is the
+/// last) or finds nothing; it never takes a reference on a released ID,
+/// and a new incarnation of the number never answers the old SPID.
+#[test]
+fn get_by_spid_races_the_last_put() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 3, Policy::Lowest);
+        let set = Arc::new(space.new_set());
+        assert_eq!(set.alloc(0, 0, ledger.probe(0, 0)), Ok(0));
+        set.attach_spid(0, 3).unwrap();
+        let getter = {
+            let (set, space) = (set.clone(), space.clone());
+            spawn(move || match set.get_by_spid(3) {
+                Ok(id) => {
+                    assert_eq!(id, 0);
+                    assert_eq!(token_at(&space, 0), Some(0), "held: the first incarnation");
+                    assert_eq!(space.spid(0), Some(3), "held: the SPID stays");
+                    Some(space.put(0).expect("our reference"))
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::NotFound);
+                    None
+                }
+            })
+        };
+        let last_put = {
+            let space = space.clone();
+            spawn(move || space.put(0))
+        };
+        let last_put = last_put
+            .join()
+            .unwrap()
+            .expect("the allocation's reference");
+        match getter.join().unwrap() {
+            Some(released) => assert!(released != last_put, "exactly one put releases"),
+            None => assert!(last_put),
+        }
+        assert_eq!(token_at(&space, 0), None);
+        assert_eq!(set.find_by_spid(3), Err(Error::NotFound));
+        assert_eq!(set.alloc(0, 0, ledger.probe(1, 0)), Ok(0));
+        assert_eq!(
+            set.find_by_spid(3),
+            Err(Error::NotFound),
+            "not the new incarnation"
+        );
+        drop(set);
+        drop(space);
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
