@@ -557,7 +557,7 @@ int iommu_pasid_for_each(struct iommu_pasid *pasid,
 /*
  Saves the state of `space` (range, policy, Cyclic cursor, set numbers
  and quotas, every live ID with its set, reference count, FREE_PENDING
- state and private pointer as an opaque 64-bit value) into `buf`, in the
+ state, SPID and private pointer as an opaque 64-bit value) into `buf`, in the
  versioned format of docs/SNAPSHOT.md.
 
  `*size` is the buffer's size on entry and the bytes needed (on success:
@@ -583,7 +583,7 @@ int ioasid_space_save(const struct ioasid_space *space,
  `sets[0..*nr_sets]` (free each with `ioasid_set_release`, the space
  with `ioasid_space_destroy`). The restored space answers every call as
  the saved one would have (same next ID under every policy, owners,
- quotas, references, FREE_PENDING states, set numbers).
+ quotas, references, FREE_PENDING states, SPIDs, set numbers).
 
  `map(id, set_number, saved, &private, arg)` is called once per ID, in
  ascending ID order, before anything is created, and gives its new
