@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Declared before the hooks of struct iommu_ops take pointers to it; the
  * IOMMU types also for code that defines them itself (after this header). */
@@ -340,6 +341,18 @@ struct bus_type {
 #endif
 
 /*
+ The callback of `ioasid_space_restore`: maps the value saved for
+ `ioasid` of the set numbered `set` (0: an ID detached from its torn-down
+ set, FREE_PENDING) to its new private pointer, written to `*private_`;
+ returns 0, or a negative errno that stops the restore.
+ */
+typedef int (*ioasid_restore_fn)(ioasid_t ioasid,
+                                 unsigned int set,
+                                 uint64_t saved,
+                                 void **private_,
+                                 void *arg);
+
+/*
  The `data` argument of `notifier_call`: valid during the call only.
  */
 struct ioasid_nb_args {
@@ -668,12 +681,16 @@ struct iommu_pasid *iommu_pasid_init(struct bus_type *bus);
 
 /*
  Frees every ID the consumer still owns (vendor IDs through
- `ops->pasid_free`), waits for readers, frees the consumer. NULL is a
- no-op. Aborts if called inside a read-side section (it would wait for
- itself).
+ `ops->pasid_free`), waits for readers, frees the consumer. An ID that is
+ still referenced (`ioasid_get`) is left FREE_PENDING (contract §6.2); a
+ vendor one goes back through this consumer's `pasid_free` at its last
+ `ioasid_put`, so the library frees the consumer after that hook returns.
+ NULL is a no-op. Aborts if called inside a read-side section (it would
+ wait for itself).
 
  # Safety
- `pasid` is NULL or a consumer from `iommu_pasid_init`, not used again.
+ `pasid` is NULL or a consumer from `iommu_pasid_init`, not used again by
+ the caller; its `ops` stay valid until its last vendor ID is handed back.
  */
 void iommu_pasid_exit(struct iommu_pasid *pasid);
 
@@ -725,6 +742,85 @@ int iommu_pasid_for_each(struct iommu_pasid *pasid,
                                      void *private_,
                                      void *data),
                          void *data);
+
+/*
+ Saves the state of `space` (range, policy, Cyclic cursor, set numbers
+ and quotas, every live ID with its set, reference count, FREE_PENDING
+ state, SPID and private pointer as an opaque 64-bit value) into `buf`, in the
+ versioned format of docs/SNAPSHOT.md.
+
+ `*size` is the buffer's size on entry and the bytes needed (on success:
+ written) on return. 0; a NULL `buf` asks for the size only (0, nothing
+ written); `-ENOSPC` if `*size` is too small (nothing written);
+ `-EINVAL` for a NULL `size` or an unknown or destroyed space;
+ `-EOPNOTSUPP` for NULL, the global space (its sets live in the callers'
+ memory and cannot be handed back: make a space per VM to migrate it).
+ Take it while no other thread changes the space.
+
+ # Safety
+ `space` is any pointer (checked against the live handles); `buf` is
+ NULL or valid for `*size` bytes of writes; `size` NULL or valid.
+ */
+int ioasid_space_save(const struct ioasid_space *space,
+                      void *buf,
+                      size_t *size);
+
+/*
+ Restores a space saved by `ioasid_space_save` (in this process or
+ another): a new space in `*space`, and its sets, in ascending set
+ number (their saved order), as library-allocated sets in
+ `sets[0..*nr_sets]` (free each with `ioasid_set_release`, the space
+ with `ioasid_space_destroy`). The restored space answers every call as
+ the saved one would have (same next ID under every policy, owners,
+ quotas, references, FREE_PENDING states, SPIDs, set numbers).
+
+ `map(id, set_number, saved, &private, arg)` is called once per ID, in
+ ascending ID order, before anything is created, and gives its new
+ private pointer; a NULL `map` uses each saved value as the pointer.
+
+ `*nr_sets` is the room in `sets` on entry (NULL `sets`: none) and the
+ number of sets on return. 0; `-EINVAL` for a NULL `buf`, `space` or
+ `nr_sets`, or a buffer that is truncated, corrupt, of another version or
+ holds what this release cannot restore; `-ENOSPC` if `sets` has too
+ little room (`*nr_sets` then says how much is needed); a negative value
+ `map` returned (a positive one reads as `-EINVAL`). On error nothing is
+ created and `*space` and `sets` are not written.
+
+ # Safety
+ `buf` is NULL or valid for `size` bytes of reads; `space` and `nr_sets`
+ NULL or valid; `sets` NULL or valid for `*nr_sets` writes; `map` NULL or
+ callable as declared.
+ */
+int ioasid_space_restore(const void *buf,
+                         size_t size,
+                         ioasid_restore_fn map,
+                         void *arg,
+                         struct ioasid_space **space,
+                         struct ioasid_set **sets,
+                         unsigned int *nr_sets);
+
+/*
+ The stable number of `set` in its space (kept by save and restore; the
+ `set` argument of the restore callback): at least 1; `-EINVAL` for a
+ NULL set, `-ENOENT` for a set that holds no state (declared and never
+ used, or destroyed).
+
+ # Safety
+ `set` is NULL or a valid `struct ioasid_set`.
+ */
+int ioasid_set_number(struct ioasid_set *set);
+
+/*
+ Frees a set that `ioasid_space_restore` handed out: its IDs as
+ `ioasid_set_destroy` frees them (referenced ones stay FREE_PENDING),
+ then the set's memory. NULL, and any set a restore did not make (or
+ one already released), is ignored.
+
+ # Safety
+ `set` is any pointer (it is checked against the restored sets); no
+ other thread uses the set during or after the call.
+ */
+void ioasid_set_release(struct ioasid_set *set);
 
 /*
  Attaches set private ID `spid` (a guest PASID) to live `ioasid` of the

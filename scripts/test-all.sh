@@ -22,6 +22,7 @@ cargo fmt --all --check
 
 step "clippy (all crates, all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p ioasid --all-targets --features serde -- -D warnings
 
 step "demo (the main job), 3 seconds; its summary lines up; --help"
 mkdir -p target
@@ -66,6 +67,28 @@ bash scripts/miri.sh
 
 step "loom models of the concurrent protocols (about 3 minutes)"
 bash loom-tests/run.sh
+
+step "snapshot round trips with the serde feature (the workspace run below has it off)"
+cargo test --profile ci -p ioasid --features serde --test snapshot
+
+step "fuzz the snapshot decoder, 30 seconds (libFuzzer on stable, fuzz/README.md)"
+# The decoder's arbitrary-bytes proptest runs in the test step below either way.
+if command -v c++ >/dev/null; then
+	(
+		cd fuzz
+		RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing" \
+			cargo build --release --features libfuzzer --bin snapshot_decode \
+			--target x86_64-unknown-linux-gnu --target-dir target/fuzz
+		mkdir -p corpus/snapshot_decode artifacts
+		./target/fuzz/x86_64-unknown-linux-gnu/release/snapshot_decode corpus/snapshot_decode \
+			-max_total_time=30 -max_len=4096 -timeout=20 -artifact_prefix=artifacts/
+	)
+else
+	echo "no C++ compiler to build libFuzzer: the snapshot decoder is not fuzzed here" \
+		"(its arbitrary-bytes proptest still runs below)"
+fi
 
 step "unit, integration and property tests"
 cargo nextest run --workspace --cargo-profile ci --no-fail-fast

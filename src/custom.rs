@@ -217,6 +217,11 @@ impl CustomIds {
         }
     }
 
+    /// True if `id` has a record (a custom allocator gave it).
+    pub(crate) fn is_recorded(&self, id: Ioasid) -> bool {
+        self.lock().contains_key(&id)
+    }
+
     /// Locks the records for a free's check and CAS.
     pub(crate) fn lock_for_free(&self) -> Records<'_> {
         Records(self.lock())

@@ -61,6 +61,8 @@
 //! - `spid`: set private IDs (per-set SPID -> host ID tables).
 //! - `tokens`: sets found by token, one live set per token ([`TokenSets`]).
 //! - `custom`: custom allocator hooks.
+//! - `snapshot`: [`Snapshot`], [`Space::snapshot`] and [`Space::restore`]
+//!   (live migration), and the versioned byte format.
 //! - `domain`: reclamation domains and guards.
 //! - `sync`: the atomics, swapped for loom's under `--cfg ioasid_loom`.
 
@@ -82,6 +84,7 @@ mod notify;
 mod owners;
 mod refs;
 mod set;
+mod snapshot;
 mod space;
 mod spid;
 mod sync;
@@ -97,6 +100,7 @@ pub use error::{errno, Error};
 pub use iter::{SetIter, SpaceIter};
 pub use notify::{Chains, Event, Notification, Notifiers, NotifyScope, Registration, SetId};
 pub use set::Set;
+pub use snapshot::{IdSnapshot, SetSnapshot, Snapshot};
 pub use space::{Policy, Space, SpaceBuilder};
 pub use tokens::TokenSets;
 
@@ -125,3 +129,8 @@ pub mod contract {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// So do those of the snapshot page (`docs/SNAPSHOT.md`).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/SNAPSHOT.md")]
+pub struct SnapshotDoctests;

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::members::Members;
 use crate::spid::SpidTable;
 use crate::sync::{atomic_array, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
+use std::collections::BTreeSet;
 use std::ptr;
 use std::sync::{Arc as StdArc, Mutex};
 
@@ -200,6 +201,10 @@ pub(crate) struct IndexPool {
     free_plain: Vec<u16>,
     /// Bit `i`: index `i` is plain (it never becomes unplain again).
     plain: Vec<u64>,
+    /// Indices of sets not yet dropped (a snapshot's list of sets): an
+    /// index is here from its registration until its set's drop begins, so
+    /// while the lock is held the core of every index here is alive.
+    live: BTreeSet<u16>,
 }
 
 impl IndexPool {
@@ -217,13 +222,17 @@ impl IndexPool {
             })
         })?;
         if plain {
-            let word = index as usize / 64;
-            if self.plain.len() <= word {
-                self.plain.resize(word + 1, 0);
-            }
-            self.plain[word] |= 1 << (index % 64);
+            self.mark_plain(index);
         }
         Some(index)
+    }
+
+    fn mark_plain(&mut self, index: u16) {
+        let word = index as usize / 64;
+        if self.plain.len() <= word {
+            self.plain.resize(word + 1, 0);
+        }
+        self.plain[word] |= 1 << (index % 64);
     }
 
     fn is_plain(&self, index: u16) -> bool {
@@ -269,12 +278,20 @@ impl<const F: usize> SetTable<F> {
     pub(crate) fn register(&self, core: *const SetCore<F>) -> Result<u16, Error> {
         // SAFETY: the caller's contract: a valid core.
         let plain = !unsafe { &*core }.has_quota();
-        let index = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(plain)
-            .ok_or(Error::NoSpace)?;
+        let mut pool = self.lock_pool();
+        let index = pool.take(plain).ok_or(Error::NoSpace)?;
+        pool.live.insert(index);
+        drop(pool);
+        self.publish(index, core, plain);
+        Ok(index)
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, IndexPool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `core` under `index`, tagged plain for a quota-less set.
+    fn publish(&self, index: u16, core: *const SetCore<F>, plain: bool) {
         let slot = self.slot(index, true).expect("created on the way");
         let tagged = core
             .cast_mut()
@@ -283,7 +300,50 @@ impl<const F: usize> SetTable<F> {
         // after this store) sees the core's initialised contents, and the
         // tag of this registration or a later one.
         slot.store(tagged, Ordering::Release);
-        Ok(index)
+    }
+
+    /// Takes `index` out of the live sets: its set's drop has begun.
+    pub(crate) fn unregister(&self, index: u16) {
+        self.lock_pool().live.remove(&index);
+    }
+
+    /// Restore (a fresh table, not yet shared): the pool's state as saved,
+    /// then `cores` registered under their saved indices. The caller has
+    /// validated the indices (distinct, in `1..=next`, none in `free`).
+    /// The saved free list comes back as indices free for any set (the
+    /// plain tag guards against stale frees of the saved space, which a
+    /// fresh space cannot see); the live quota-less sets' indices are plain.
+    pub(crate) fn restore(&self, next: u16, free: &[u16], cores: &[(u16, *const SetCore<F>)]) {
+        let mut pool = self.lock_pool();
+        pool.next = next;
+        pool.free = free.to_vec();
+        for &(index, core) in cores {
+            // SAFETY: the caller's contract: valid cores, not yet shared.
+            let plain = !unsafe { &*core }.has_quota();
+            if plain {
+                pool.mark_plain(index);
+            }
+            pool.live.insert(index);
+            self.publish(index, core, plain);
+        }
+    }
+
+    /// The pool's next fresh index and free list, and `visit(index, core)`
+    /// for each live set in ascending index order, all under the pool lock
+    /// (so each core is alive during its call).
+    pub(crate) fn live_sets(&self, mut visit: impl FnMut(u16, &SetCore<F>)) -> (u16, Vec<u16>) {
+        let pool = self.lock_pool();
+        for &index in &pool.live {
+            let core = self.get(index);
+            // SAFETY: a live index's set has not begun its drop (the lock is
+            // held), so its core, registered under it, is alive.
+            visit(index, unsafe { &*core });
+        }
+        // Plain free indices last: the next quota-less set of the restored
+        // space takes the index the original would have given it.
+        let mut free = pool.free.clone();
+        free.extend_from_slice(&pool.free_plain);
+        (pool.next, free)
     }
 
     /// The core of owner `index`. See the module invariant for when the

@@ -208,6 +208,18 @@ impl Drop for RefTable {
     }
 }
 
+impl RefTable {
+    /// Restore (a space not yet shared): `key` is tracked with `refs`
+    /// references, FREE_PENDING if `pending`. Its word gets `EXT` after
+    /// this store (Release: as the installer's first store).
+    pub(crate) fn restore(&self, key: u64, refs: u64, pending: bool) {
+        debug_assert!((1..=MAX_REFS).contains(&refs));
+        let record = self.record(key, true).expect("built on the way");
+        let state = if pending { PENDING } else { LIVE };
+        record.store(state | refs, Ordering::Release);
+    }
+}
+
 /// What a reader sees of an ID's reference state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RefState {

@@ -76,6 +76,17 @@ impl<T: Payload, const F: usize> Set<T, F> {
         }
     }
 
+    /// A set made by a restore: `core` (leaked box) already registered
+    /// under `index` in `space`'s table.
+    pub(crate) fn from_parts(space: Space<T, F>, core: *const SetCore<F>, index: u16) -> Self {
+        Set {
+            core,
+            index,
+            space,
+            capacity: None,
+        }
+    }
+
     pub(crate) fn core(&self) -> &SetCore<F> {
         // SAFETY: the core lives until `drop` hands it to the epoch.
         unsafe { &*self.core }
@@ -84,6 +95,30 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// The space this set allocates in.
     pub fn space(&self) -> &Space<T, F> {
         &self.space
+    }
+
+    /// The set's number in its space: stable for the set's life, kept by
+    /// [`Space::snapshot`] and [`Space::restore`], in `1..=16383`. A dropped
+    /// set's number is reused for a later set (after a grace period).
+    ///
+    /// ```
+    /// let space = ioasid::Space::<u32>::new(0, 9)?;
+    /// let (a, b) = (space.new_set(), space.new_set());
+    /// assert_ne!(a.number(), b.number());
+    /// assert!(a.number() >= 1);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn number(&self) -> u16 {
+        self.index
+    }
+
+    /// Takes the set out of its space's later snapshots now, as its drop
+    /// does (for a set whose handle outlives its use: the C layer's
+    /// destroyed sets wait for readers before they drop). IDs it owns from
+    /// then on are not saved. Idempotent.
+    #[doc(hidden)]
+    pub fn unlist(&self) {
+        self.space.inner.sets.unregister(self.index);
     }
 
     /// The quota, if the set has one (a quota above `u32::MAX` reads as
@@ -609,13 +644,15 @@ impl<T: Payload, const F: usize> Set<T, F> {
 
 impl<T: Payload, const F: usize> Drop for Set<T, F> {
     fn drop(&mut self) {
+        let inner = &self.space.inner;
+        // Out of the snapshot's list of sets before its IDs go.
+        inner.sets.unregister(self.index);
         // Not pinned yet: the teardown's FREE events run callbacks, which
         // may wait for readers.
         self.clear();
         if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
             capacity.give(quota as u64);
         }
-        let inner = &self.space.inner;
         // Before the index can be reused (below, after a grace period).
         inner.notify.forget_set(self.index);
         let guard = self.space.pin();

@@ -34,6 +34,7 @@ use std::ptr;
 
 /// How a space chooses among free IDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Policy {
     /// The lowest free ID at or above `min` (the kernel IDA contract).
@@ -43,7 +44,10 @@ pub enum Policy {
     /// to `min` (the `xa_alloc_cyclic` contract): delays reuse of a freed ID.
     Cyclic,
     /// Any free ID in range; each thread starts from its own region, so
-    /// contended allocation spreads over leaves. No ordering promise.
+    /// contended allocation spreads over leaves. No ordering promise; the
+    /// choice depends only on the free IDs, the range asked for and the
+    /// calling thread (the n-th thread of the process to allocate under
+    /// `Any` starts where every process's n-th thread does).
     Any,
 }
 
@@ -88,7 +92,7 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     policy: Policy,
     /// Cyclic: the key after the last one handed out. Written by every
     /// Cyclic alloc: padded away from `min`/`max`/`tree`, which finds read.
-    cursor: CachePadded<AtomicU64>,
+    pub(crate) cursor: CachePadded<AtomicU64>,
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
     /// IDs a custom allocator chose, with the hook to give each back to.
@@ -226,13 +230,12 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
 }
 
 thread_local! {
-    /// Policy `Any`: where this thread looks first (a key, or `u64::MAX`).
-    static ANY_NEXT: Cell<u64> = Cell::new(u64::MAX);
-    /// Policy `Any`: this thread's seed for its first region.
+    /// Policy `Any`: this thread's seed for its region.
     static ANY_SEED: Cell<u64> = Cell::new(0);
 }
 
-/// A per-thread seed, spread by a Fibonacci hash of a thread counter.
+/// A per-thread seed, spread by a Fibonacci hash of a thread counter: the
+/// n-th thread of the process to allocate under `Any` gets the n-th seed.
 fn thread_seed() -> u64 {
     static NEXT_THREAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     ANY_SEED.with(|seed| {
@@ -1114,20 +1117,14 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 found
             }
             Policy::Any => {
-                let next = ANY_NEXT.with(Cell::get);
-                let start = if (lo..=hi).contains(&next) {
-                    next
-                } else {
-                    let region = (thread_seed() >> 16) % (hi - lo + 1);
-                    lo + region - region % F as u64
-                };
-                let found = self.claim_from(start.max(lo), lo, hi);
-                if let Some((key, _)) = found {
-                    // Stay here: the next alloc likely finds this key freed
-                    // again (hot in cache), or the next free one beside it.
-                    ANY_NEXT.with(|n| n.set(key));
-                }
-                found
+                // The thread's own region (a leaf-aligned start from its
+                // seed): a function of the range and the thread alone, no
+                // history, so a restored space answers as the original
+                // (snapshot.rs). A thread that frees and allocates again
+                // finds the same key (hot in cache); the free hints skip
+                // full leaves past the start.
+                let region = (thread_seed() >> 16) % (hi - lo + 1);
+                self.claim_from(lo + region - region % F as u64, lo, hi)
             }
         }
         .ok_or(Error::NoSpace)?;

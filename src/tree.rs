@@ -927,6 +927,39 @@ impl<const F: usize> Tree<F> {
         None
     }
 
+    /// Calls `visit(key, word)` for every live entry in ascending key
+    /// order (a snapshot of each word, loaded with Acquire: a boxed value
+    /// it names may be read under a guard pinned before the walk).
+    pub(crate) fn for_each_live(&self, visit: &mut impl FnMut(u64, u64)) {
+        self.live_in(self.root, 0, 0, visit);
+    }
+
+    fn live_in(&self, node: *mut (), level: u32, base: u64, visit: &mut impl FnMut(u64, u64)) {
+        if self.is_leaf_level(level) {
+            // SAFETY: the node at the leaf level is a leaf of this tree.
+            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+            for (i, slot) in leaf.slots.iter().enumerate() {
+                // Acquire: pairs with the Release publish of the word, so a
+                // boxed value's contents are visible.
+                let word = slot.load(Ordering::Acquire);
+                if word != 0 {
+                    visit(base + i as u64, word);
+                }
+            }
+            return;
+        }
+        // SAFETY: nodes above the leaf level are inner nodes of this tree.
+        let inner = unsafe { &*node.cast::<Inner<F>>() };
+        let shift = self.shift(level);
+        for (i, child) in inner.children.iter().enumerate() {
+            // Acquire: pairs with the Release of `install`.
+            let child = child.load(Ordering::Acquire);
+            if !child.is_null() {
+                self.live_in(child, level + 1, base + ((i as u64) << shift), visit);
+            }
+        }
+    }
+
     /// Calls `drop_entry(key, word)` for every live entry and zeroes it.
     pub(crate) fn drain_live(&mut self, drop_entry: &mut impl FnMut(u64, u64)) {
         self.drain_in(self.root, 0, 0, drop_entry);

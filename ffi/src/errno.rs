@@ -7,9 +7,10 @@
 // `Error::errno` numbers must equal them: the tests below check each one.
 // EDEADLK: waiting for readers from inside a read-side section;
 // ENOTRECOVERABLE: a Rust panic was caught at the ABI boundary.
+// EOPNOTSUPP: the global space cannot be saved (docs/SNAPSHOT.md).
 pub use libc::{
     EACCES, EAGAIN, EBUSY, EDEADLK, EDQUOT, EEXIST, EINVAL, EIO, ENOENT, ENOMEM, ENOSPC,
-    ENOTRECOVERABLE,
+    ENOTRECOVERABLE, EOPNOTSUPP,
 };
 
 use ioasid_core::Error;

@@ -42,7 +42,7 @@ fn with_spaces<R>(f: impl FnOnce(&mut Vec<usize>) -> R) -> R {
 
 /// The shared state of a live handle, or `None` for one not (or no longer)
 /// made by `ioasid_space_create`.
-fn lookup(space: *const ioasid_space) -> Option<Arc<SpaceShared>> {
+pub(crate) fn lookup(space: *const ioasid_space) -> Option<Arc<SpaceShared>> {
     with_spaces(|spaces| {
         spaces.contains(&(space as usize)).then(|| {
             // SAFETY: registered, so the box is alive (module invariant), and
@@ -72,15 +72,22 @@ pub extern "C" fn ioasid_space_create(
         else {
             return std::ptr::null_mut();
         };
-        let handle = Box::into_raw(Box::new(ioasid_space {
-            shared: Arc::new(SpaceShared {
-                space,
-                destroyed: AtomicBool::new(false),
-            }),
-        }));
-        with_spaces(|spaces| spaces.push(handle as usize));
-        handle
+        register(space).0
     })
+}
+
+/// A new live handle for `space` (in the global domain), and its shared
+/// state for the sets made in it.
+pub(crate) fn register(space: Space<CData>) -> (*mut ioasid_space, Arc<SpaceShared>) {
+    let shared = Arc::new(SpaceShared {
+        space,
+        destroyed: AtomicBool::new(false),
+    });
+    let handle = Box::into_raw(Box::new(ioasid_space {
+        shared: shared.clone(),
+    }));
+    with_spaces(|spaces| spaces.push(handle as usize));
+    (handle, shared)
 }
 
 /// Destroys a space handle. Its sets allocate no more (their IDs stay until

@@ -25,7 +25,9 @@
 //! - `notify`: notifier chains (`struct notifier_block`, `ioasid_notify`).
 //! - `tokens`: sets with tokens, set references and the system capacity
 //!   of the extended IOASID core (SPEC 6.4);
-//! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5).
+//! - `spids`: set private IDs, guest PASIDs mapped to host IDs (SPEC 6.5);
+//! - `snapshot`: saving and restoring a space (`ioasid_space_save`,
+//!   `ioasid_space_restore`, docs/SNAPSHOT.md).
 //!
 //! ## Invariants
 //!
@@ -59,6 +61,7 @@ mod kernel;
 mod notify;
 mod refs;
 mod rfc;
+mod snapshot;
 mod spids;
 mod tokens;
 
@@ -67,6 +70,7 @@ pub use kernel::*;
 pub use notify::*;
 pub use refs::*;
 pub use rfc::*;
+pub use snapshot::*;
 pub use spids::*;
 pub use tokens::*;
 pub use types::{ioasid_policy, ioasid_set, ioasid_t};

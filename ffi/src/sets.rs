@@ -337,6 +337,10 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
     for id in set_ids(&imp.set) {
         let _ = free_in_set(&imp, id);
     }
+    // Referenced IDs stay FREE_PENDING, detached now (SPEC 6.2), and the
+    // set is no longer one of its space's sets in a save.
+    imp.set.clear();
+    imp.set.unlist();
     // The set's notifier registrations end with it (after its FREEs).
     crate::notify::forget_set(set);
     bury(imp);

@@ -64,7 +64,7 @@ run_all() {
 	local variant=$1
 	shift
 	local t bin args
-	for t in kernel allocator rfc ext threads vcmd compat refs notify sets spid; do
+	for t in kernel allocator rfc ext threads vcmd compat refs notify sets spid snapshot; do
 		bin="ffi/tests/build/$variant/test_$t"
 		args=()
 		if [[ $t == threads || $t == vcmd ]]; then

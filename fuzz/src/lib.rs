@@ -21,6 +21,8 @@
 //! Used by the libFuzzer target (`fuzz_targets/c_abi.rs`) and by the
 //! libFuzzer-free random driver (`src/bin/random_driver.rs`).
 
+pub mod snapshot;
+
 use ioasid_ffi::*;
 use ioasid_model::{Choice, SetKey, SpaceModel};
 use std::cell::{Cell, RefCell};
