@@ -44,7 +44,7 @@ run_harness() {
 	out=$("$@" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
-	line=$(printf '%s\n' "$out" | grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed$' | tail -1)
+	line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed$' | tail -1)
 	passed=0
 	failed=0
 	if [[ -n $line ]]; then
@@ -64,7 +64,7 @@ run_all() {
 	local variant=$1
 	shift
 	local t bin args
-	for t in kernel allocator rfc ext threads vcmd compat refs notify sets spid snapshot; do
+	for t in kernel allocator rfc ext threads vcmd compat refs notify sets spid snapshot guest_sva; do
 		bin="ffi/tests/build/$variant/test_$t"
 		args=()
 		if [[ $t == threads || $t == vcmd ]]; then
