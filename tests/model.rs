@@ -163,7 +163,11 @@ enum Op {
     DetachSpid { slot: Option<usize>, id: Target },
     /// `set.find_by_spid(spid)`, or `set.get_by_spid(spid)` with `get`
     /// (then the found ID's reference count).
-    BySpid { slot: usize, spid: Ioasid, get: bool },
+    BySpid {
+        slot: usize,
+        spid: Ioasid,
+        get: bool,
+    },
 }
 
 /// Which form of alloc an [`Op::Alloc`] calls.

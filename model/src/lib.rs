@@ -653,7 +653,11 @@ mod tests {
         model.record_alloc(counted, 1, 2);
         model.get(None, 1).unwrap();
         assert_eq!(model.free(None, 1), Ok(false));
-        assert_eq!(model.adjust_quota(counted, 1), Err(EBUSY), "FREE_PENDING counts");
+        assert_eq!(
+            model.adjust_quota(counted, 1),
+            Err(EBUSY),
+            "FREE_PENDING counts"
+        );
         assert_eq!(model.quota(counted), Some(1), "unchanged on error");
         assert_eq!(model.adjust_quota(counted, 2), Ok(()));
         assert_eq!(model.expect_alloc(counted, 0, 9), Err(EDQUOT));
