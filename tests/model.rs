@@ -3,8 +3,8 @@
 //! (`ioasid-model`, `model/`, shared with the C ABI fuzzer). Every result,
 //! every error code, every ID chosen (exactly for Lowest and single-threaded
 //! Cyclic, "free and in range" for Any), every `for_each` walk and iterator,
-//! every reference count and FREE_PENDING state, and every drop of private
-//! data is compared, and the core's invariant walk
+//! every reference count and FREE_PENDING state, every quota and set
+//! private ID (SPID), and every drop of private data is compared, and the core's invariant walk
 //! (`Space::check_invariants`) runs after every step. Private data takes
 //! both entry kinds of the core: `Tagged` (boxed by the space) and
 //! `Box<Tagged>` (a pointer stored inline).
@@ -18,7 +18,7 @@
 //! "the n-th live ID (modulo their number)", and the failure message names
 //! the ID it resolved to.
 
-use ioasid::{Domain, Error, Ioasid, Payload, Policy, Space, MAX_IOASID};
+use ioasid::{Domain, Error, Ioasid, Payload, Policy, Space, INVALID_IOASID, MAX_IOASID};
 use ioasid_model::{self as model, SetKey, SpaceModel};
 use proptest::prelude::*;
 use std::ops::ControlFlow;
@@ -149,6 +149,25 @@ enum Op {
     Get { slot: Option<usize>, id: Target },
     /// `set.put(id)` (checked) or, without a slot, `space.put(id)`.
     Put { slot: Option<usize>, id: Target },
+    /// `set.adjust_quota(quota)`, then `set.quota()`.
+    AdjustQuota { slot: usize, quota: usize },
+    /// `set.attach_spid(id, spid)` (checked) or, without a slot,
+    /// `space.attach_spid(id, spid)`; then `space.spid(id)`.
+    AttachSpid {
+        slot: Option<usize>,
+        id: Target,
+        spid: Ioasid,
+    },
+    /// `set.detach_spid(id)` (checked) or, without a slot,
+    /// `space.detach_spid(id)`; then `space.spid(id)`.
+    DetachSpid { slot: Option<usize>, id: Target },
+    /// `set.find_by_spid(spid)`, or `set.get_by_spid(spid)` with `get`
+    /// (then the found ID's reference count).
+    BySpid {
+        slot: usize,
+        spid: Ioasid,
+        get: bool,
+    },
 }
 
 /// Which form of alloc an [`Op::Alloc`] calls.
@@ -403,6 +422,7 @@ fn step_case<D: Data, const F: usize>(
             let real = set.free_released(id);
             coverage.insert(label("free", &real));
             check_eq!(errno(real), want, "free({id})");
+            check_eq!(space.spid(id), model.space.spid(id), "spid({id})");
             if want == Ok(false) {
                 coverage.insert("free FREE_PENDING".to_string());
             }
@@ -534,6 +554,68 @@ fn step_case<D: Data, const F: usize>(
             coverage.insert(label("put", &real));
             check_eq!(errno(real), want, "put({id})");
         }
+        Op::AdjustQuota { slot, quota } => {
+            let (set, key) = set_in!(slot);
+            let real = set.adjust_quota(quota);
+            coverage.insert(label("adjust_quota", &real));
+            check_eq!(
+                errno(real),
+                model.space.adjust_quota(key, quota),
+                "adjust_quota({quota})"
+            );
+            check_eq!(set.quota(), model.space.quota(key), "quota()");
+        }
+        Op::AttachSpid { slot, id, spid } => {
+            let id = model.resolve(id);
+            let (real, want) = match slot {
+                Some(slot) => {
+                    let (set, key) = set_in!(slot);
+                    (
+                        set.attach_spid(id, spid),
+                        model.space.attach_spid(Some(key), id, spid),
+                    )
+                }
+                None => (
+                    space.attach_spid(id, spid),
+                    model.space.attach_spid(None, id, spid),
+                ),
+            };
+            coverage.insert(label("attach_spid", &real));
+            check_eq!(errno(real), want, "attach_spid({id}, {spid})");
+            check_eq!(space.spid(id), model.space.spid(id), "spid({id})");
+        }
+        Op::DetachSpid { slot, id } => {
+            let id = model.resolve(id);
+            let (real, want) = match slot {
+                Some(slot) => {
+                    let (set, key) = set_in!(slot);
+                    (set.detach_spid(id), model.space.detach_spid(Some(key), id))
+                }
+                None => (space.detach_spid(id), model.space.detach_spid(None, id)),
+            };
+            coverage.insert(label("detach_spid", &real));
+            if want == Ok(None) {
+                coverage.insert("detach_spid none".to_string());
+            }
+            check_eq!(errno(real), want, "detach_spid({id})");
+            check_eq!(space.spid(id), model.space.spid(id), "spid({id})");
+        }
+        Op::BySpid { slot, spid, get } => {
+            let (set, key) = set_in!(slot);
+            let (real, want) = if get {
+                (set.get_by_spid(spid), model.space.get_by_spid(key, spid))
+            } else {
+                (set.find_by_spid(spid), model.space.find_by_spid(key, spid))
+            };
+            let what = if get { "get_by_spid" } else { "find_by_spid" };
+            coverage.insert(label(what, &real));
+            check_eq!(errno(real), want, "{what}({spid})");
+            if let Ok(id) = want {
+                let want_count = model.space.ref_count(id).map(|n| n as usize);
+                check_eq!(space.ref_count(id), want_count, "ref_count({id})");
+                check_eq!(space.spid(id), Some(spid), "spid({id})");
+            }
+        }
         Op::Synchronize => {
             space.synchronize();
             for serial in model.space.retired() {
@@ -578,6 +660,15 @@ fn range(min: Ioasid, max: Ioasid) -> impl Strategy<Value = (Ioasid, Ioasid)> {
     ]
 }
 
+/// A SPID operand: mostly a small pool (so SPIDs collide within a set and
+/// across sets), sometimes the edges and `INVALID_IOASID`.
+fn spid() -> impl Strategy<Value = Ioasid> {
+    prop_oneof![
+        8 => 0u32..4,
+        1 => prop_oneof![Just(1), Just(0xFFFFF), Just(MAX_IOASID), Just(INVALID_IOASID)],
+    ]
+}
+
 /// Mostly the kernel-shaped form; the range and exact forms now and then.
 fn alloc_form() -> impl Strategy<Value = AllocForm> {
     prop_oneof![
@@ -608,6 +699,13 @@ fn op(min: Ioasid, max: Ioasid) -> impl Strategy<Value = Op> {
         1 => Just(Op::Synchronize),
         3 => (prop::option::of(slot.clone()), target(min, max)).prop_map(|(slot, id)| Op::Get { slot, id }),
         3 => (prop::option::of(slot.clone()), target(min, max)).prop_map(|(slot, id)| Op::Put { slot, id }),
+        1 => (slot.clone(), 0usize..6).prop_map(|(slot, quota)| Op::AdjustQuota { slot, quota }),
+        3 => (prop::option::of(slot.clone()), target(min, max), spid())
+            .prop_map(|(slot, id, spid)| Op::AttachSpid { slot, id, spid }),
+        1 => (prop::option::of(slot.clone()), target(min, max))
+            .prop_map(|(slot, id)| Op::DetachSpid { slot, id }),
+        3 => (slot.clone(), spid(), any::<bool>())
+            .prop_map(|(slot, spid, get)| Op::BySpid { slot, spid, get }),
     ]
 }
 
@@ -698,7 +796,8 @@ proptest! {
 }
 
 /// The generators reach every outcome the model distinguishes: each error
-/// code of alloc, free, find and set_data, and both ends of for_each. Without
+/// code of alloc, free, find, set_data, get, put, adjust_quota and the SPID
+/// operations, and both ends of for_each. Without
 /// this, a generator change could quietly stop testing an error path.
 #[test]
 fn generators_reach_every_outcome() {
@@ -741,6 +840,22 @@ fn generators_reach_every_outcome() {
         "alloc Exact Ok",
         "alloc Exact E28",
         "alloc Exact E22",
+        "adjust_quota Ok",
+        "adjust_quota E16",
+        "adjust_quota E22",
+        "attach_spid Ok",
+        "attach_spid E2",
+        "attach_spid E13",
+        "attach_spid E17",
+        "attach_spid E22",
+        "detach_spid Ok",
+        "detach_spid none",
+        "detach_spid E2",
+        "detach_spid E13",
+        "find_by_spid Ok",
+        "find_by_spid E2",
+        "get_by_spid Ok",
+        "get_by_spid E2",
     ];
     for outcome in wanted {
         assert!(

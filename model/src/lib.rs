@@ -26,6 +26,16 @@
 //!   still counted by its set); a set torn down while some of its IDs are
 //!   referenced leaves them FREE_PENDING and detached (owned by no set);
 //!   the last put releases.
+//! - Quota adjust (the extended core's `adjust_quota`): EINVAL for a set
+//!   without a quota, EBUSY below its live count (FREE_PENDING IDs count).
+//!   The model's sets take their quota from no capacity, so it never
+//!   answers ENOSPC there.
+//! - Set private IDs (§5.6): at most one SPID per ID, one ID per SPID in a
+//!   set; attach and detach in checked and any-set forms (EINVAL for
+//!   [`INVALID_ID`] first, then ENOENT and EACCES as for the other checked
+//!   operations, ENOENT for a FREE_PENDING ID, then EEXIST); find and get
+//!   by SPID. A free that leaves an ID FREE_PENDING, a teardown that
+//!   detaches it, and a release all drop its SPID at once.
 //! - Data lifetime: every data token that stops being reachable (freed,
 //!   replaced, refused) is listed in [`SpaceModel::retired`] (a Rust driver
 //!   checks each is dropped exactly once); every released ID is listed in
@@ -48,6 +58,10 @@ use std::collections::BTreeMap;
 /// An ID (`ioasid_t`).
 pub type Id = u32;
 
+/// The ID no call ever hands out (`INVALID_IOASID`): a SPID operation
+/// refuses it as either argument with EINVAL.
+pub const INVALID_ID: Id = u32::MAX;
+
 /// An opaque token for one data value (a serial number, a `void *`).
 pub type Data = u64;
 
@@ -67,6 +81,10 @@ pub mod errno {
     pub const ENOSPC: Errno = 28;
     /// The set's quota is reached.
     pub const EDQUOT: Errno = 122;
+    /// A quota cut below the set's live count.
+    pub const EBUSY: Errno = 16;
+    /// A SPID used in the set already, or an ID that has one.
+    pub const EEXIST: Errno = 17;
 }
 use errno::*;
 
@@ -114,6 +132,8 @@ pub struct Entry {
     pub refs: u32,
     /// Freed (or torn down) while referenced, waiting for its last put.
     pub pending: bool,
+    /// The set private ID attached to it; always `None` once FREE_PENDING.
+    pub spid: Option<Id>,
 }
 
 /// What an alloc must answer when it succeeds.
@@ -221,6 +241,27 @@ impl SpaceModel {
         key
     }
 
+    /// The quota of `set`, `None` if it has none (or does not exist).
+    pub fn quota(&self, set: SetKey) -> Option<usize> {
+        self.sets.get(&set).and_then(|s| s.quota)
+    }
+
+    /// `adjust_quota`: the new quota of `set`, live IDs kept. EINVAL for a
+    /// set without a quota, EBUSY below its live count (FREE_PENDING IDs
+    /// it still owns count). A quota above `u32::MAX` is kept as
+    /// `u32::MAX` (no space holds more IDs).
+    pub fn adjust_quota(&mut self, set: SetKey, quota: usize) -> Result<(), Errno> {
+        let state = self.sets.get_mut(&set).expect("a set the model has");
+        if state.quota.is_none() {
+            return Err(EINVAL);
+        }
+        if state.count > quota {
+            return Err(EBUSY);
+        }
+        state.quota = Some(quota.min(u32::MAX as usize));
+        Ok(())
+    }
+
     /// True while `set` exists (made and not torn down).
     pub fn has_set(&self, set: SetKey) -> bool {
         self.sets.contains_key(&set)
@@ -274,6 +315,7 @@ impl SpaceModel {
                 entry.refs -= u32::from(!entry.pending);
                 entry.pending = true;
                 entry.owner = None;
+                entry.spid = None;
             }
         }
         self.sets.remove(&set);
@@ -340,6 +382,7 @@ impl SpaceModel {
             data,
             refs: 1,
             pending: false,
+            spid: None,
         };
         self.live.insert(id, entry);
         let key = u64::from(id - self.min) + 1;
@@ -409,6 +452,68 @@ impl SpaceModel {
     }
 
     // -----------------------------------------------------------------
+    // Set private IDs (SPIDs).
+
+    /// The SPID of `id`, `None` if it has none or is not live
+    /// (`Space::spid`).
+    pub fn spid(&self, id: Id) -> Option<Id> {
+        self.live.get(&id).and_then(|e| e.spid)
+    }
+
+    /// The ID that holds `spid` in `set`, if any.
+    fn spid_holder(&self, set: SetKey, spid: Id) -> Option<Id> {
+        self.live
+            .iter()
+            .find(|(_, e)| e.owner == Some(set) && e.spid == Some(spid))
+            .map(|(id, _)| *id)
+    }
+
+    /// `attach_spid`: gives `id` the SPID `spid` in its set, on behalf of
+    /// `set` (`None`: any set). EINVAL if either is [`INVALID_ID`]
+    /// (checked first); then ENOENT and EACCES as [`SpaceModel::entry`];
+    /// ENOENT if FREE_PENDING; EEXIST if `id` has a SPID or its set uses
+    /// `spid` already.
+    pub fn attach_spid(&mut self, set: Option<SetKey>, id: Id, spid: Id) -> Result<(), Errno> {
+        if id == INVALID_ID || spid == INVALID_ID {
+            return Err(EINVAL);
+        }
+        let entry = self.entry(set, id)?;
+        if entry.pending {
+            return Err(ENOENT);
+        }
+        let owner = entry.owner.expect("a detached ID is FREE_PENDING");
+        if entry.spid.is_some() || self.spid_holder(owner, spid).is_some() {
+            return Err(EEXIST);
+        }
+        self.live.get_mut(&id).unwrap().spid = Some(spid);
+        Ok(())
+    }
+
+    /// `detach_spid`: the SPID `id` held (`Ok(None)` if none), on behalf
+    /// of `set` (`None`: any set); ENOENT and EACCES as
+    /// [`SpaceModel::entry`], ENOENT if FREE_PENDING.
+    pub fn detach_spid(&mut self, set: Option<SetKey>, id: Id) -> Result<Option<Id>, Errno> {
+        if self.entry(set, id)?.pending {
+            return Err(ENOENT);
+        }
+        Ok(self.live.get_mut(&id).unwrap().spid.take())
+    }
+
+    /// `find_by_spid`: the ID holding `spid` in `set`; ENOENT if none.
+    pub fn find_by_spid(&self, set: SetKey, spid: Id) -> Result<Id, Errno> {
+        self.spid_holder(set, spid).ok_or(ENOENT)
+    }
+
+    /// `get_by_spid`: [`SpaceModel::find_by_spid`] that also takes a
+    /// reference on the ID it finds (a FREE_PENDING ID holds no SPID, so
+    /// it is never found).
+    pub fn get_by_spid(&mut self, set: SetKey, spid: Id) -> Result<Id, Errno> {
+        let id = self.find_by_spid(set, spid)?;
+        self.live.get_mut(&id).unwrap().refs += 1;
+        Ok(id)
+    }
+
+    // -----------------------------------------------------------------
     // Free and reference counts.
 
     /// `free`: drops the allocation's reference. `Ok(true)` if that
@@ -457,7 +562,10 @@ impl SpaceModel {
             return true;
         }
         entry.refs -= 1;
-        entry.pending |= free;
+        if free {
+            entry.pending = true;
+            entry.spid = None; // FREE_PENDING: the SPID goes at once
+        }
         false
     }
 
@@ -533,5 +641,63 @@ mod tests {
         assert_eq!(model.put(None, 1), Ok(true));
         assert_eq!(model.live_count(), 0);
         assert_eq!(model.find(Some(SetKey::NOBODY), 1), Err(ENOENT));
+    }
+
+    #[test]
+    fn quota_adjust_follows_the_live_count() {
+        let mut model = SpaceModel::new(0, 9, Policy::Lowest);
+        let (plain, counted) = (model.new_set(None), model.new_set(Some(1)));
+        assert_eq!(model.adjust_quota(plain, 5), Err(EINVAL));
+        assert_eq!(model.quota(plain), None);
+        model.record_alloc(counted, 0, 1);
+        model.record_alloc(counted, 1, 2);
+        model.get(None, 1).unwrap();
+        assert_eq!(model.free(None, 1), Ok(false));
+        assert_eq!(
+            model.adjust_quota(counted, 1),
+            Err(EBUSY),
+            "FREE_PENDING counts"
+        );
+        assert_eq!(model.quota(counted), Some(1), "unchanged on error");
+        assert_eq!(model.adjust_quota(counted, 2), Ok(()));
+        assert_eq!(model.expect_alloc(counted, 0, 9), Err(EDQUOT));
+        assert_eq!(model.adjust_quota(counted, usize::MAX), Ok(()));
+        assert_eq!(model.quota(counted), Some(u32::MAX as usize));
+        assert_eq!(model.expect_alloc(counted, 0, 9), Ok(Choice::Exactly(2)));
+    }
+
+    #[test]
+    fn spids_per_set_and_detached_at_free() {
+        let mut model = SpaceModel::new(0, 9, Policy::Lowest);
+        let (a, b) = (model.new_set(None), model.new_set(None));
+        model.record_alloc(a, 0, 1);
+        model.record_alloc(a, 1, 2);
+        model.record_alloc(b, 2, 3);
+        assert_eq!(model.attach_spid(Some(b), 0, INVALID_ID), Err(EINVAL));
+        assert_eq!(model.attach_spid(None, INVALID_ID, 5), Err(EINVAL));
+        assert_eq!(model.attach_spid(None, 7, 5), Err(ENOENT));
+        assert_eq!(model.attach_spid(Some(b), 0, 5), Err(EACCES));
+        assert_eq!(model.attach_spid(Some(a), 0, 5), Ok(()));
+        assert_eq!(model.attach_spid(None, 0, 6), Err(EEXIST), "one per ID");
+        assert_eq!(model.attach_spid(None, 1, 5), Err(EEXIST), "one per SPID");
+        assert_eq!(model.attach_spid(None, 2, 5), Ok(()), "another set");
+        assert_eq!(model.find_by_spid(a, 5), Ok(0));
+        assert_eq!(model.find_by_spid(b, 5), Ok(2));
+        assert_eq!(model.get_by_spid(a, 5), Ok(0));
+        assert_eq!(model.ref_count(0), Some(2));
+        assert_eq!(model.detach_spid(Some(b), 0), Err(EACCES));
+        assert_eq!(model.free(Some(a), 0), Ok(false));
+        assert_eq!(model.spid(0), None, "FREE_PENDING drops the SPID");
+        assert_eq!(model.find_by_spid(a, 5), Err(ENOENT));
+        assert_eq!(model.attach_spid(None, 0, 7), Err(ENOENT));
+        assert_eq!(model.detach_spid(None, 0), Err(ENOENT));
+        assert_eq!(model.attach_spid(Some(a), 1, 5), Ok(()), "reusable");
+        assert_eq!(model.detach_spid(None, 1), Ok(Some(5)));
+        assert_eq!(model.detach_spid(Some(a), 1), Ok(None));
+        assert_eq!(model.detach_spid(None, 8), Err(ENOENT));
+        model.get(None, 2).unwrap();
+        model.destroy_set(b);
+        assert_eq!(model.spid(2), None, "teardown drops the SPID");
+        assert_eq!(model.get_by_spid(b, 5), Err(ENOENT));
     }
 }
