@@ -271,14 +271,16 @@ enum impl { IMPL_IOASID, IMPL_IOASID_NOLOCK, IMPL_MUTEX, IMPL_RWLOCK, IMPL_LFB, 
 static const char *const impl_names[NIMPLS] = {
 	"ioasid", "ioasid-nolock", "mutex-ida", "rwlock-ida", "lockfree-bitmap",
 };
-enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, NWORKLOADS };
-static const char *const workload_names[NWORKLOADS] = { "lowest", "notify", "any", "hot", "random" };
+enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, W_SPID, NWORKLOADS };
+static const char *const workload_names[NWORKLOADS] = { "lowest", "notify", "any", "hot", "random", "spid" };
 static const char *const workload_titles[NWORKLOADS] = {
 	"alloc+free pairs, Lowest (ioasid_alloc on a DECLARE_IOASID_SET / ioasid_free, global space)",
 	"alloc+free pairs, Lowest, one notifier registered on the global chain (ioasid only notifies)",
 	"alloc+free pairs, Any (IOASID_POLICY_ANY space, one shared set, ioasid_set_free; locks: lowest)",
 	"find, hot: random IDs among 1024 live (ioasid_find(set, id, NULL))",
 	"find, random: random IDs among 2^20-1 live (ioasid_find(set, id, NULL))",
+	"find_by_spid, hot: random guest PASIDs among 1024 mapped (ioasid_find_by_spid(set, spid, false); "
+	"locks: the same lookup in a SPID-indexed table under the lock)",
 };
 
 static bool impl_runs(enum impl i, enum workload w)
@@ -429,6 +431,12 @@ DEFINE_LOOP(loop_ioasid_nolock_find, {
 	if (unlikely(p != value_of(id)))
 		errors++;
 })
+DEFINE_LOOP(loop_ioasid_find_by_spid, {
+	uint32_t spid = next_id(&rng, cx->nlive);
+	ioasid_t id = ioasid_find_by_spid(cx->set, spid, false);
+	if (unlikely(id != spid))
+		errors++;
+})
 DEFINE_LOOP(loop_mutex_find, {
 	uint32_t id = next_id(&rng, cx->nlive);
 	pthread_mutex_lock(&ida_mutex);
@@ -461,6 +469,8 @@ static const loop_fn loops[NWORKLOADS][NIMPLS] = {
 		    loop_lfb_find },
 	[W_RANDOM] = { loop_ioasid_find, loop_ioasid_nolock_find, loop_mutex_find, loop_rwlock_find,
 		       loop_lfb_find },
+	/* SPID s maps to host ID s; the baselines look s up in their table. */
+	[W_SPID] = { loop_ioasid_find_by_spid, NULL, loop_mutex_find, loop_rwlock_find, loop_lfb_find },
 };
 
 struct thread_arg {
@@ -629,7 +639,7 @@ static void parse_names(const char *s, const char *const *names, int count, bool
 static void usage(void)
 {
 	fprintf(stderr, "usage: cbench [--ms N] [--reps N] [--threads 1,2,4,8,16] "
-			"[--workloads lowest,notify,any,hot,random]\n"
+			"[--workloads lowest,notify,any,hot,random,spid]\n"
 			"              [--impls ioasid,ioasid-nolock,mutex-ida,rwlock-ida,lockfree-bitmap] "
 			"[--ops N] [--smoke]\n");
 	exit(2);
@@ -740,6 +750,16 @@ int main(int argc, char **argv)
 			fill(cx.nlive);
 			check_count("global space after fill", ioasid_space_live_count(NULL), cx.nlive);
 		}
+		if (wl == W_SPID) {
+			cx.nlive = HOT_IDS;
+			fill(cx.nlive);
+			for (uint32_t i = 1; i <= cx.nlive; i++) {
+				if (ioasid_attach_spid(i, i) != 0) {
+					error("ioasid_attach_spid failed");
+					return 1;
+				}
+			}
+		}
 		if (wl == W_NOTIFY && ioasid_register_notifier(NULL, &bench_nb) != 0) {
 			error("ioasid_register_notifier failed");
 			return 1;
@@ -771,7 +791,7 @@ int main(int argc, char **argv)
 				if (o.impls[im] && impl_runs(im, wl))
 					table[ti][im] = summarize(samples[im], o.reps);
 		}
-		if (wl == W_HOT || wl == W_RANDOM)
+		if (wl == W_HOT || wl == W_RANDOM || wl == W_SPID)
 			unfill(cx.nlive);
 		if (wl == W_NOTIFY)
 			ioasid_unregister_notifier(NULL, &bench_nb);
