@@ -38,7 +38,7 @@ use crate::error::Error;
 use crate::notify::Event;
 use crate::owners::SetCore;
 use crate::space::{NoteOut, SpaceInner};
-use crate::sync::{atomic_array, install, yield_now, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{atomic_array, child_or_install, yield_now, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::Slot;
 use crate::Ioasid;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -152,30 +152,20 @@ impl RefTable {
             (key >> CHUNK_BITS) & (MID - 1),
             key & (CHUNK - 1),
         );
-        let mids = Self::child(&self.top[top], create, || {
-            atomic_array(|_| AtomicPtr::new(ptr::null_mut()))
-        })?;
-        let chunk = Self::child(&mids[mid], create, || {
-            atomic_array(|_| AtomicU64::new(FREE))
-        })?;
+        // SAFETY: middle arrays and chunks are never replaced or freed
+        // before the table drops (the invariant above).
+        let mids = unsafe {
+            child_or_install(&self.top[top], create, || {
+                atomic_array(|_| AtomicPtr::new(ptr::null_mut()))
+            })
+        }?;
+        // SAFETY: as above.
+        let chunk = unsafe {
+            child_or_install(&mids[mid], create, || {
+                atomic_array(|_| AtomicU64::new(FREE))
+            })
+        }?;
         Some(&chunk[low])
-    }
-
-    fn child<N>(slot: &AtomicPtr<N>, create: bool, make: impl FnOnce() -> N) -> Option<&N> {
-        // Acquire: pairs with the Release of `install`, so the node's
-        // initialised contents are visible.
-        let mut node = slot.load(Ordering::Acquire);
-        if node.is_null() {
-            if !create {
-                return None;
-            }
-            node = install(slot, Box::into_raw(Box::new(make())), |lost| {
-                // SAFETY: our unpublished node.
-                drop(unsafe { Box::from_raw(lost) })
-            });
-        }
-        // SAFETY: installed nodes live as long as the table (invariant).
-        Some(unsafe { &*node })
     }
 
     /// The record of a tracked `key`: its chunk exists (built by the get

@@ -39,7 +39,9 @@ use crate::error::Error;
 use crate::owners::SetCore;
 use crate::refs::{is_free, is_live, spid_of, with_spid, MAX_REFS};
 use crate::space::SpaceInner;
-use crate::sync::{atomic_array, install, yield_now, AtomicPtr, AtomicU32, Mutex, Ordering};
+use crate::sync::{
+    atomic_array, child_or_install, yield_now, AtomicPtr, AtomicU32, Mutex, Ordering,
+};
 use crate::tree::Slot;
 use crate::{Ioasid, INVALID_IOASID};
 use std::ptr;
@@ -78,32 +80,24 @@ impl SpidTable {
         #[cfg(ioasid_loom)]
         assert!(spid < 1 << (4 * FAN_BITS), "loom models use small SPIDs");
         let digit = |level: u32| (spid >> (level * FAN_BITS)) as usize & (FAN - 1);
-        let a = child(&self.root[digit(3)], create, || {
-            atomic_array(|_| AtomicPtr::new(ptr::null_mut()))
-        })?;
-        let b = child(&a[digit(2)], create, || {
-            atomic_array(|_| AtomicPtr::new(ptr::null_mut()))
-        })?;
-        let leaf = child(&b[digit(1)], create, || atomic_array(|_| AtomicU32::new(0)))?;
+        // SAFETY: nodes are never replaced, and freed only by the table's drop.
+        let a = unsafe {
+            child_or_install(&self.root[digit(3)], create, || {
+                atomic_array(|_| AtomicPtr::new(ptr::null_mut()))
+            })
+        }?;
+        // SAFETY: as above.
+        let b = unsafe {
+            child_or_install(&a[digit(2)], create, || {
+                atomic_array(|_| AtomicPtr::new(ptr::null_mut()))
+            })
+        }?;
+        // SAFETY: as above.
+        let leaf = unsafe {
+            child_or_install(&b[digit(1)], create, || atomic_array(|_| AtomicU32::new(0)))
+        }?;
         Some(&leaf[digit(0)])
     }
-}
-
-fn child<N>(slot: &AtomicPtr<N>, create: bool, make: impl FnOnce() -> N) -> Option<&N> {
-    // Acquire: pairs with the Release of `install`, so the node's
-    // initialised contents are visible.
-    let mut node = slot.load(Ordering::Acquire);
-    if node.is_null() {
-        if !create {
-            return None;
-        }
-        node = install(slot, Box::into_raw(Box::new(make())), |lost| {
-            // SAFETY: our unpublished node.
-            drop(unsafe { Box::from_raw(lost) })
-        });
-    }
-    // SAFETY: installed nodes live as long as the table (never replaced).
-    Some(unsafe { &*node })
 }
 
 /// Frees the nodes under `slot` (exclusive access).
@@ -111,7 +105,7 @@ fn free<N>(slot: &AtomicPtr<N>, inner: impl FnOnce(&N)) {
     // Relaxed: exclusive access (the table is being dropped).
     let node = slot.load(Ordering::Relaxed);
     if !node.is_null() {
-        // SAFETY: our node, installed by `child` from a Box.
+        // SAFETY: our node, installed by `child_or_install` from a Box.
         let node = unsafe { Box::from_raw(node) };
         inner(&node);
     }
@@ -136,7 +130,9 @@ impl Drop for SpidTable {
 impl<const F: usize> SetCore<F> {
     /// The set's SPID table, built on the first call with `create`.
     fn spid_table(&self, create: bool) -> Option<&SpidTable> {
-        child(&self.spids, create, SpidTable::new)
+        // SAFETY: a set's table is never replaced, and freed only by the
+        // set core's drop.
+        unsafe { child_or_install(&self.spids, create, SpidTable::new) }
     }
 }
 

@@ -57,6 +57,35 @@ pub(crate) fn install<N>(
     }
 }
 
+/// The node in `slot`, built with `make` and installed if the slot is empty
+/// and `create`; `None` if it is empty and not `create`. For lazily built
+/// tables whose nodes, once installed, stay until the table drops.
+///
+/// # Safety
+/// A node installed in `slot` is never replaced or freed while `slot` is
+/// borrowed (only the table's drop, with exclusive access, frees it).
+pub(crate) unsafe fn child_or_install<N>(
+    slot: &AtomicPtr<N>,
+    create: bool,
+    make: impl FnOnce() -> N,
+) -> Option<&N> {
+    // Acquire: pairs with the Release of `install`, so the node's
+    // initialised contents are visible.
+    let mut node = slot.load(Ordering::Acquire);
+    if node.is_null() {
+        if !create {
+            return None;
+        }
+        node = install(slot, Box::into_raw(Box::new(make())), |lost| {
+            // SAFETY: our unpublished node.
+            drop(unsafe { Box::from_raw(lost) })
+        });
+    }
+    // SAFETY: installed and never replaced or freed while `slot` is
+    // borrowed (the caller's contract).
+    Some(unsafe { &*node })
+}
+
 /// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs
 /// 64-byte lines on x86). For words written on hot paths (the Cyclic cursor,
 /// `hint_seq`, quota counters), so that the words every lookup reads (a
