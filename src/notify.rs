@@ -41,7 +41,7 @@
 
 use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
-use crate::sync::{thread_local, AtomicUsize, Mutex, Ordering};
+use crate::sync::{thread_local, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::Ioasid;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -410,6 +410,14 @@ impl<T: Payload> fmt::Debug for Notifiers<T> {
     }
 }
 
+impl<T: Payload> Hub<T> {
+    /// The counters, locked (each change keeps them consistent, so a
+    /// poisoned lock still guards consistent counters).
+    fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl<T: Payload> Notifiers<T> {
     /// A new, empty global chain.
     pub fn new() -> Self {
@@ -436,7 +444,7 @@ impl<T: Payload> Notifiers<T> {
     ) -> Registration<T> {
         let block = new_block(priority, callback);
         {
-            let mut counters = self.hub.counters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counters = self.hub.counters();
             counters.global += 1;
             for &(_, counter) in &counters.spaces {
                 // SAFETY: a live space's counter (module invariant; we hold
@@ -468,7 +476,7 @@ impl<T: Payload> Notifiers<T> {
 
     /// Lowers the counters of the global registration being removed.
     fn lower_global(&self) {
-        let mut counters = self.hub.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counters = self.hub.counters();
         counters.global -= 1;
         for &(_, counter) in &counters.spaces {
             // SAFETY: as in `register`. Relaxed: as there.
@@ -534,7 +542,7 @@ impl<T: Payload> Registration<T> {
             }
             .lower_global(),
             Some(serial) => {
-                let counters = self.hub.counters.lock().unwrap_or_else(|e| e.into_inner());
+                let counters = self.hub.counters();
                 if let Some(&(_, counter)) = counters.spaces.iter().find(|(s, _)| *s == serial) {
                     // SAFETY: a live space's counter (module invariant).
                     // Relaxed: as in `Notifiers::register`.
@@ -601,12 +609,7 @@ impl<T: Payload> SpaceNotify<T> {
     /// Adds this space's counter to its hub; called once the space sits in
     /// its `Arc` (its address is final).
     pub(crate) fn attach(&self) {
-        let mut counters = self
-            .hub
-            .hub
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut counters = self.hub.hub.counters();
         // Relaxed: under the hub's lock, before any event of the space.
         self.active.fetch_add(counters.global, Ordering::Relaxed);
         counters.spaces.push((self.serial, &self.active));
@@ -712,12 +715,7 @@ impl<T: Payload> SpaceNotify<T> {
 
 impl<T: Payload> Drop for SpaceNotify<T> {
     fn drop(&mut self) {
-        let mut counters = self
-            .hub
-            .hub
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut counters = self.hub.hub.counters();
         let me = self.serial;
         counters.spaces.retain(|(s, _)| *s != me);
     }

@@ -931,56 +931,41 @@ impl<const F: usize> Tree<F> {
     /// order (a snapshot of each word, loaded with Acquire: a boxed value
     /// it names may be read under a guard pinned before the walk).
     pub(crate) fn for_each_live(&self, visit: &mut impl FnMut(u64, u64)) {
-        self.live_in(self.root, 0, 0, visit);
-    }
-
-    fn live_in(&self, node: *mut (), level: u32, base: u64, visit: &mut impl FnMut(u64, u64)) {
-        if self.is_leaf_level(level) {
-            // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            for (i, slot) in leaf.slots.iter().enumerate() {
-                // Acquire: pairs with the Release publish of the word, so a
-                // boxed value's contents are visible.
-                let word = slot.load(Ordering::Acquire);
-                if word != 0 {
-                    visit(base + i as u64, word);
-                }
+        self.slots_in(self.root, 0, 0, &mut |key, slot| {
+            // Acquire: pairs with the Release publish of the word, so a
+            // boxed value's contents are visible.
+            let word = slot.load(Ordering::Acquire);
+            if word != 0 {
+                visit(key, word);
             }
-            return;
-        }
-        // SAFETY: nodes above the leaf level are inner nodes of this tree.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
-        let shift = self.shift(level);
-        for (i, child) in inner.children.iter().enumerate() {
-            // Acquire: pairs with the Release of `install`.
-            let child = child.load(Ordering::Acquire);
-            if !child.is_null() {
-                self.live_in(child, level + 1, base + ((i as u64) << shift), visit);
-            }
-        }
+        });
     }
 
     /// Calls `drop_entry(key, word)` for every live entry and zeroes it.
     pub(crate) fn drain_live(&mut self, drop_entry: &mut impl FnMut(u64, u64)) {
-        self.drain_in(self.root, 0, 0, drop_entry);
+        self.slots_in(self.root, 0, 0, &mut |key, slot| {
+            // Relaxed: `drain_live` takes `&mut self`, exclusive access.
+            let word = slot.swap(0, Ordering::Relaxed);
+            if word != 0 {
+                drop_entry(key, word);
+            }
+        });
     }
 
-    fn drain_in(
+    /// Calls `visit(key, slot)` for every slot of every existing leaf under
+    /// `node`, in ascending key order.
+    fn slots_in(
         &self,
         node: *mut (),
         level: u32,
         base: u64,
-        drop_entry: &mut impl FnMut(u64, u64),
+        visit: &mut impl FnMut(u64, &AtomicU64),
     ) {
         if self.is_leaf_level(level) {
             // SAFETY: the node at the leaf level is a leaf of this tree.
             let leaf = unsafe { &*node.cast::<Leaf<F>>() };
             for (i, slot) in leaf.slots.iter().enumerate() {
-                // Relaxed: `drain_live` takes `&mut self`, exclusive access.
-                let word = slot.swap(0, Ordering::Relaxed);
-                if word != 0 {
-                    drop_entry(base + i as u64, word);
-                }
+                visit(base + i as u64, slot);
             }
             return;
         }
@@ -988,10 +973,11 @@ impl<const F: usize> Tree<F> {
         let inner = unsafe { &*node.cast::<Inner<F>>() };
         let shift = self.shift(level);
         for (i, child) in inner.children.iter().enumerate() {
-            // Relaxed: exclusive access.
-            let child = child.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release of `install` (for the drain,
+            // under exclusive access, more than it needs).
+            let child = child.load(Ordering::Acquire);
             if !child.is_null() {
-                self.drain_in(child, level + 1, base + ((i as u64) << shift), drop_entry);
+                self.slots_in(child, level + 1, base + ((i as u64) << shift), visit);
             }
         }
     }
