@@ -22,6 +22,7 @@ use crate::errno::neg;
 use crate::types::{ioasid_set, ioasid_t, CData};
 use crate::{ext, rfc, ReadSection};
 use ioasid_core::{Domain, Error, Ioasid, Set, Space};
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -61,11 +62,27 @@ impl SetImpl {
 
     /// Holds the state for a change of `set` (alloc, checked free, walk),
     /// so it is not reclaimed meanwhile; `None` if it no longer serves
-    /// `set`.
+    /// `set`. A declared set's hold stays with the calling thread after
+    /// the change (see "A thread's standing hold" below), so a thread that
+    /// keeps using one declared set takes its hold once, not per call.
+    #[inline]
     pub(crate) fn hold(&self, set: *mut ioasid_set) -> Option<Hold<'_>> {
-        let Some(auto) = &self.auto else {
-            return Some(Hold(self));
-        };
+        // With the thread's standing hold on this state, it was not
+        // reclaimed since that hold was taken: it still serves the set it
+        // served then, and the caller's `serves(set)` (checked when it
+        // loaded the state) is still true.
+        if self.auto.is_none() || standing_hold_is(self) {
+            return Some(Hold::borrowed(self));
+        }
+        self.take_hold(set)
+    }
+
+    /// [`SetImpl::hold`] of a declared set's state the thread holds no
+    /// standing hold on: takes one.
+    #[cold]
+    #[inline(never)]
+    fn take_hold(&self, set: *mut ioasid_set) -> Option<Hold<'_>> {
+        let auto = self.auto.as_ref()?;
         // Acquire (load and CAS): reads the `bound` of the bind that
         // cleared DEAD; Release: orders nothing before it (a counter).
         let mut holds = auto.holds.load(Ordering::Acquire);
@@ -92,10 +109,17 @@ impl SetImpl {
                 Err(now) => holds = now,
             }
         }
-        let hold = Hold(self);
         // Checked after the hold is taken: a reclaim needs zero holds, so
         // the binding seen here stays until the hold goes.
-        self.serves(set).then_some(hold)
+        if !self.serves(set) {
+            release_hold(auto);
+            return None;
+        }
+        Some(match make_standing(self) {
+            true => Hold::borrowed(self),
+            // The thread is exiting: this hold goes with the call.
+            false => Hold::owned(self),
+        })
     }
 
     /// False once the set's space was destroyed: it allocates no more.
@@ -326,6 +350,9 @@ pub(crate) unsafe fn destroy_set(set: *mut ioasid_set) {
         shared.set.clear();
         // The set's notifier registrations end with it (after its FREEs).
         crate::notify::forget_set(set);
+        // This thread's standing hold would keep the state from the pool;
+        // another thread's keeps it there until that thread moves on.
+        drop_standing_if(raw);
         let mut pool = auto_pool();
         reclaim_if_idle(&mut pool, raw, auto);
         return;
@@ -438,24 +465,114 @@ pub(crate) struct AutoState {
 const DEAD: usize = 1 << (usize::BITS - 1);
 
 /// A hold on a set's state (a declared set's state is not reclaimed while
-/// a hold lives).
-pub(crate) struct Hold<'a>(&'a SetImpl);
+/// a hold lives): the thread's standing hold, or one of this call only.
+pub(crate) struct Hold<'a> {
+    imp: &'a SetImpl,
+    /// Released on drop (a hold of this call only).
+    owned: bool,
+}
+
+impl<'a> Hold<'a> {
+    fn borrowed(imp: &'a SetImpl) -> Self {
+        Hold { imp, owned: false }
+    }
+
+    fn owned(imp: &'a SetImpl) -> Self {
+        Hold { imp, owned: true }
+    }
+}
 
 impl std::ops::Deref for Hold<'_> {
     type Target = SetImpl;
     fn deref(&self) -> &SetImpl {
-        self.0
+        self.imp
     }
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        if let Some(auto) = &self.0.auto {
-            // Release: the change made under the hold happens before a
-            // reclaim's Acquire CAS from zero.
-            auto.holds.fetch_sub(1, Ordering::Release);
+        if let (true, Some(auto)) = (self.owned, &self.imp.auto) {
+            release_hold(auto);
         }
     }
+}
+
+fn release_hold(auto: &AutoState) {
+    // Release: the change made under the hold happens before a reclaim's
+    // Acquire CAS from zero.
+    auto.holds.fetch_sub(1, Ordering::Release);
+}
+
+// A thread's standing hold.
+//
+// A call that changes a declared set holds its state (one increment of
+// `holds`), and the hold stays with the thread afterwards, in
+// `STANDING_HOLD`: the thread's next change of the same set finds its hold
+// there and writes nothing shared. The hold moves (one decrement, one
+// increment) when the thread changes another declared set, and goes when
+// the thread exits or destroys that set. So each thread keeps at most one
+// idle state from being reclaimed, and a thread that allocates and frees
+// in one declared set pays no read-modify-write for holding it.
+//
+// INVARIANT: `STANDING_HOLD` is null or a declared set's state on which
+// this thread holds one unit of `holds` (taken in `SetImpl::hold`).
+
+thread_local! {
+    /// The thread's standing hold (const, with no destructor: the fast
+    /// path's check is one thread-local load).
+    static STANDING_HOLD: Cell<*const SetImpl> = const { Cell::new(std::ptr::null()) };
+    /// Releases the standing hold when the thread exits; registered by the
+    /// first standing hold the thread takes.
+    static STANDING_EXIT: StandingExit = const { StandingExit };
+}
+
+struct StandingExit;
+
+impl Drop for StandingExit {
+    fn drop(&mut self) {
+        // After this, `make_standing` finds `STANDING_EXIT` gone and keeps
+        // no hold past its call, so none is left behind.
+        STANDING_HOLD.with(release_standing);
+    }
+}
+
+fn release_standing(standing: &Cell<*const SetImpl>) {
+    let held = standing.replace(std::ptr::null());
+    if !held.is_null() {
+        // SAFETY: a declared set's state, never freed (module invariant).
+        let auto = unsafe { (*held).auto.as_ref() }.expect("a declared set's state");
+        release_hold(auto);
+    }
+}
+
+/// Whether the thread's standing hold is on `imp`.
+#[inline]
+fn standing_hold_is(imp: &SetImpl) -> bool {
+    STANDING_HOLD.with(|standing| std::ptr::eq(standing.get(), imp))
+}
+
+/// Makes the hold just taken on `imp` the thread's standing hold,
+/// releasing the one it replaces; false if the thread is exiting (its
+/// exit hook is gone), when the caller keeps the hold for its call only.
+fn make_standing(imp: &SetImpl) -> bool {
+    if STANDING_EXIT.try_with(|_| ()).is_err() {
+        return false;
+    }
+    STANDING_HOLD.with(|standing| {
+        release_standing(standing);
+        standing.set(imp);
+    });
+    true
+}
+
+/// Lets go of the thread's standing hold if it is on `imp` (before a
+/// reclaim of `imp` by this thread).
+fn drop_standing_if(imp: *const SetImpl) {
+    STANDING_HOLD.with(|standing| {
+        if std::ptr::eq(standing.get(), imp) {
+            release_standing(standing);
+        }
+    });
 }
 
 struct AutoPool {
@@ -567,4 +684,37 @@ fn auto_give_back(raw: *mut SetImpl) {
     auto.holds.store(DEAD, Ordering::Release);
     auto.bound.store(0, Ordering::Release);
     pool.free.push(raw as usize);
+}
+
+/// The holds on the declared set state serving `set`, DEAD bit included
+/// (`None` if no declared state serves it).
+///
+/// # Safety
+/// `set` is non-null and valid for the call.
+#[cfg(test)]
+pub(crate) unsafe fn holds_of(set: *mut ioasid_set) -> Option<usize> {
+    // SAFETY: forwarded from the caller.
+    let imp = unsafe { load_declared(set) }?;
+    // Relaxed: a test's look at a counter its own threads changed (joined
+    // or on this thread).
+    Some(imp.auto.as_ref()?.holds.load(Ordering::Relaxed))
+}
+
+/// The declared set state in `set`'s word (tag cleared), serving or not.
+///
+/// # Safety
+/// `set` is non-null and valid for the call.
+#[cfg(test)]
+pub(crate) unsafe fn state_of(set: *mut ioasid_set) -> *const SetImpl {
+    // SAFETY: forwarded from the caller.
+    let slot = unsafe { set_slot(set) };
+    // Acquire: as in `load_set`.
+    untag(slot.load(Ordering::Acquire))
+}
+
+/// Whether the declared set state `raw` serves `set`.
+#[cfg(test)]
+pub(crate) fn state_serves(raw: *const SetImpl, set: *mut ioasid_set) -> bool {
+    // SAFETY: a declared set's state, never freed (module invariant).
+    unsafe { &*raw }.serves(set)
 }

@@ -536,3 +536,59 @@ fn a_referenced_vendor_id_outlives_its_consumers_exit() {
         ioasid_free(ID);
     }
 }
+
+/// A thread keeps one standing hold, on the declared set it changed last:
+/// taken once for repeated changes of that set, moved to the next declared
+/// set the thread changes, dropped by the thread's own destroy of the set
+/// (which then reclaims the state at once) and at the thread's exit, so
+/// an idle state stays reclaimable.
+#[test]
+fn a_thread_keeps_one_standing_hold() {
+    let mut a = ioasid_set::zeroed();
+    let mut b = ioasid_set::zeroed();
+    let (a_addr, b_addr) = (
+        &mut a as *mut ioasid_set as usize,
+        &mut b as *mut ioasid_set as usize,
+    );
+    let kept = std::thread::spawn(move || {
+        let (a, b) = (a_addr as *mut ioasid_set, b_addr as *mut ioasid_set);
+        // SAFETY: both sets outlive the thread (joined below), and only this
+        // test uses them.
+        unsafe {
+            // One ID stays live in `a`: an empty idle state could be reclaimed
+            // by another test's sweep.
+            let kept = ioasid_alloc(a, 1, 0xFFFFF, std::ptr::null_mut());
+            assert_ne!(kept, ioasid_core::INVALID_IOASID);
+            assert_eq!(sets::holds_of(a), Some(1));
+            for _ in 0..3 {
+                let id = ioasid_alloc(a, 1, 0xFFFFF, std::ptr::null_mut());
+                assert_eq!(ioasid_set_free(a, id), 0);
+                assert_eq!(sets::holds_of(a), Some(1), "one hold, taken once");
+            }
+            let id = ioasid_alloc(b, 1, 0xFFFFF, std::ptr::null_mut());
+            assert_ne!(id, ioasid_core::INVALID_IOASID);
+            assert_eq!(sets::holds_of(a), Some(0), "the hold moved to b");
+            assert_eq!(sets::holds_of(b), Some(1));
+            let b_state = sets::state_of(b);
+            ioasid_set_destroy(b);
+            assert!(
+                !sets::state_serves(b_state, b),
+                "destroyed by its holder, the state is reclaimed at once"
+            );
+            assert!(ioasid_find(a, kept, None).is_null(), "a is intact");
+            kept
+        }
+    })
+    .join()
+    .expect("the thread passes");
+    // SAFETY: `a` is a valid set, used by this thread only now.
+    unsafe {
+        assert_eq!(
+            sets::holds_of(&mut a),
+            Some(0),
+            "the thread's exit released its hold"
+        );
+        assert_eq!(ioasid_set_free(&mut a, kept), 0);
+        ioasid_set_destroy(&mut a);
+    }
+}
