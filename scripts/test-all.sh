@@ -37,8 +37,11 @@ step "C ABI: libraries, header drift, C harnesses plain, under valgrind, with AS
 # The ffi crate's Rust tests (header drift included) run in the nextest step.
 FFI_SKIP_CARGO_TEST=1 bash ffi/tests/run.sh
 
-step "C ABI benchmark smoke run (fails on wrong results, never on ratios)"
-bash benches/c/run.sh --smoke
+step "C ABI benchmark smoke run (fails on wrong results, never on ratios); its plots"
+mkdir -p target
+bash benches/c/run.sh --smoke | tee target/cbench-smoke.md
+cargo run --profile ci -p ioasid-benches --bin report -- --cbench target/cbench-smoke.md \
+	--plot-dir target/cbench-smoke-plots
 
 step "C library install: DESTDIR/PREFIX/LIBDIR/INCLUDEDIR, SONAME, pkg-config and CMake users, uninstall"
 bash ffi/tests/install.sh

@@ -8,7 +8,12 @@
 //! dir (default `benches/plots`), drawn with plotters: a log throughput axis,
 //! error bars from criterion's 95% confidence interval of the median.
 //!
-//! Usage: `report [--criterion-dir DIR] [--plot-dir DIR]` (`--help`).
+//! With `--cbench FILE` it reads the output of `benches/c/run.sh` instead
+//! (cbench's Markdown tables of the C ABI) and writes one plot per table,
+//! `c_<title>.svg`, with each cell's `[min-max]` over the repetitions as
+//! the error bar around its median.
+//!
+//! Usage: `report [--criterion-dir DIR | --cbench FILE] [--plot-dir DIR]` (`--help`).
 
 use plotters::prelude::*;
 use serde_json::Value;
@@ -205,46 +210,74 @@ const COLORS: [RGBColor; 12] = [
     RGBColor(0xae, 0xc7, 0xe8),
 ];
 
+/// One line of a plot: a contender's total throughput (Mops/s) at each
+/// thread count, with the low and high ends of its error bar.
+#[derive(Debug, Clone, PartialEq)]
+struct Series {
+    name: String,
+    /// (threads, middle, low, high), in Mops/s.
+    points: Vec<(usize, f64, f64, f64)>,
+}
+
+/// The plot series of a criterion thread group: median throughput, with
+/// the 95% confidence interval of the median as the error bar.
+fn criterion_series(points: &[&Point]) -> Vec<Series> {
+    functions(points)
+        .into_iter()
+        .map(|function| {
+            let points = points
+                .iter()
+                .filter(|p| p.function == function)
+                .filter_map(|p| {
+                    let t = p.threads?;
+                    // A longer time is a lower throughput: the bounds swap.
+                    let (fast, slow) = p.median_ci_ns;
+                    Some((t, mops(t, p.median_ns), mops(t, slow), mops(t, fast)))
+                })
+                .collect();
+            Series {
+                name: function,
+                points,
+            }
+        })
+        .collect()
+}
+
 /// A line plot of total throughput (log scale) against thread count, one
-/// line a contender (ioasid's solid, the others dashed), with the
-/// confidence interval of each point as an error bar.
-fn svg(group: &str, points: &[&Point]) -> Result<String, String> {
-    let mut threads: Vec<usize> = points.iter().filter_map(|p| p.threads).collect();
+/// line a contender (ioasid's solid, the others dashed), with an error bar
+/// at each point.
+fn svg(title: &str, series: &[Series]) -> Result<String, String> {
+    let mut threads: Vec<usize> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
     threads.sort_unstable();
     threads.dedup();
     // One x position per thread count, evenly spaced.
     let x_of = |t: usize| threads.iter().position(|&u| u == t).unwrap_or(0) as i32;
-    let bars = |p: &Point| {
-        let t = p.threads.unwrap_or(1);
-        // A longer time is a lower throughput: the bounds swap.
-        let (fast, slow) = p.median_ci_ns;
-        (mops(t, p.median_ns), mops(t, slow), mops(t, fast))
-    };
-    let values: Vec<f64> = points
+    let values: Vec<f64> = series
         .iter()
-        .flat_map(|p| {
-            let (mid, low, high) = bars(p);
-            [mid, low, high]
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .flat_map(|&(_, mid, low, high)| [mid, low, high])
         })
         .filter(|v| v.is_finite() && *v > 0.0)
         .collect();
     let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
     let highest = values.iter().copied().fold(0.0f64, f64::max);
     if values.is_empty() {
-        return Err(format!("{group}: nothing to plot"));
+        return Err(format!("{title}: nothing to plot"));
     }
     let (ymin, ymax) = (lowest / 1.5, highest * 1.5);
-    let error = |e: &dyn std::fmt::Display| format!("{group}: plot: {e}");
+    let error = |e: &dyn std::fmt::Display| format!("{title}: plot: {e}");
 
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (760, 440)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| error(&e))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("{group}: total throughput vs threads (2-core machine)"),
-                ("sans-serif", 15),
-            )
+            .caption(title, ("sans-serif", 15))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -265,40 +298,33 @@ fn svg(group: &str, points: &[&Point]) -> Result<String, String> {
             .light_line_style(WHITE)
             .draw()
             .map_err(|e| error(&e))?;
-        for (n, function) in functions(points).iter().enumerate() {
+        for (n, line_of) in series.iter().enumerate() {
             let color = COLORS[n % COLORS.len()];
-            let mine: Vec<&&Point> = points
+            let line: Vec<(i32, f64)> = line_of
+                .points
                 .iter()
-                .filter(|p| &p.function == function && p.threads.is_some())
-                .collect();
-            let line: Vec<(i32, f64)> = mine
-                .iter()
-                .map(|p| (x_of(p.threads.unwrap_or(1)), bars(p).0))
+                .map(|&(t, mid, _, _)| (x_of(t), mid))
                 .collect();
             let style = color.stroke_width(2);
-            let series = if function.starts_with("ioasid") {
+            let drawn = if line_of.name.starts_with("ioasid") {
                 chart.draw_series(LineSeries::new(line, style))
             } else {
                 chart.draw_series(DashedLineSeries::new(line, 6, 4, style))
             };
-            series
+            drawn
                 .map_err(|e| error(&e))?
-                .label(function.as_str())
+                .label(line_of.name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart
-                .draw_series(mine.iter().filter_map(|p| {
-                    let (mid, low, high) = bars(p);
-                    (low.is_finite() && high.is_finite()).then(|| {
-                        ErrorBar::new_vertical(
-                            x_of(p.threads.unwrap_or(1)),
-                            low,
-                            mid,
-                            high,
-                            color.filled(),
-                            6,
-                        )
-                    })
-                }))
+                .draw_series(
+                    line_of
+                        .points
+                        .iter()
+                        .filter(|&&(_, _, low, high)| low.is_finite() && high.is_finite())
+                        .map(|&(t, mid, low, high)| {
+                            ErrorBar::new_vertical(x_of(t), low, mid, high, color.filled(), 6)
+                        }),
+                )
                 .map_err(|e| error(&e))?;
         }
         chart
@@ -313,35 +339,164 @@ fn svg(group: &str, points: &[&Point]) -> Result<String, String> {
     Ok(out)
 }
 
+/// One table of `cbench`'s output: its title and a series per contender.
+#[derive(Debug, Clone, PartialEq)]
+struct CbenchTable {
+    title: String,
+    series: Vec<Series>,
+}
+
+/// Parses `cbench`'s Markdown output: each `### title` table, its
+/// contender columns (the ratio columns are left out), and per row the
+/// thread count and each cell's `median [min-max]` (a lone median, from a
+/// one-repetition run, gets no error bar).
+fn parse_cbench(text: &str) -> Result<Vec<CbenchTable>, String> {
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let mut tables = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(title) = line.strip_prefix("### ") else {
+            continue;
+        };
+        while lines.peek().is_some_and(|l| l.trim().is_empty()) {
+            lines.next();
+        }
+        let header = cells(lines.next().ok_or(format!("{title}: no header"))?);
+        if header.first().map(String::as_str) != Some("threads") {
+            return Err(format!("{title}: the header does not start with threads"));
+        }
+        lines.next(); // |---|---|
+                      // Contender columns: every one but the thread count and the ratios.
+        let columns: Vec<(usize, &String)> = header
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, name)| !name.contains(" / "))
+            .collect();
+        let mut series: Vec<Series> = columns
+            .iter()
+            .map(|(_, name)| Series {
+                name: name.to_string(),
+                points: Vec::new(),
+            })
+            .collect();
+        while let Some(row) = lines.next_if(|l| l.starts_with('|')) {
+            let row = cells(row);
+            let threads: usize = row[0]
+                .parse()
+                .map_err(|_| format!("{title}: bad thread count {:?}", row[0]))?;
+            for (s, (column, _)) in series.iter_mut().zip(&columns) {
+                let cell = row.get(*column).ok_or(format!("{title}: a row is short"))?;
+                let number = |t: &str| {
+                    t.trim()
+                        .parse::<f64>()
+                        .map_err(|_| format!("{title}: bad cell {cell:?}"))
+                };
+                let (mid, low, high) = match cell.split_once('[') {
+                    Some((mid, range)) => {
+                        let (low, high) = range
+                            .trim_end_matches(']')
+                            .split_once('-')
+                            .ok_or(format!("{title}: bad range in {cell:?}"))?;
+                        (number(mid)?, number(low)?, number(high)?)
+                    }
+                    None => (number(cell)?, f64::NAN, f64::NAN),
+                };
+                s.points.push((threads, mid, low, high));
+            }
+        }
+        tables.push(CbenchTable {
+            title: title.to_string(),
+            series,
+        });
+    }
+    if tables.is_empty() {
+        return Err("no cbench tables (### title lines) in the input".into());
+    }
+    Ok(tables)
+}
+
+/// A file name for a cbench table: `c_` and its title up to the first
+/// parenthesis, lower case, with runs of other characters as `_`.
+fn cbench_slug(title: &str) -> String {
+    let head = title.split('(').next().unwrap_or(title).to_lowercase();
+    let mut slug = String::from("c");
+    for word in head.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if !word.is_empty() {
+            slug.push('_');
+            slug.push_str(word);
+        }
+    }
+    slug
+}
+
 const USAGE: &str = "\
 usage: report [--criterion-dir DIR] [--plot-dir DIR]
+       report --cbench FILE [--plot-dir DIR]
 
 Prints the Markdown tables of BENCHMARKS.md from criterion's results and
-writes one SVG plot per thread group.
+writes one SVG plot per thread group. With --cbench, reads the output of
+benches/c/run.sh (cbench's Markdown tables) instead and writes one SVG plot
+per table, c_<title>.svg, with each cell's [min-max] as its error bar.
 
   --criterion-dir DIR  criterion's output (default target/criterion)
+  --cbench FILE        cbench's output (- for standard input)
   --plot-dir DIR       where the plots go (default benches/plots)
   -h, --help           this text";
 
-fn parse_args() -> Result<Option<(PathBuf, PathBuf)>, lexopt::Error> {
+/// What to report from.
+enum Input {
+    Criterion(PathBuf),
+    Cbench(PathBuf),
+}
+
+fn parse_args() -> Result<Option<(Input, PathBuf)>, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut dir = PathBuf::from("target/criterion");
+    let mut input = Input::Criterion(PathBuf::from("target/criterion"));
     let mut plots = PathBuf::from("benches/plots");
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("criterion-dir") => dir = parser.value()?.into(),
+            Long("criterion-dir") => input = Input::Criterion(parser.value()?.into()),
+            Long("cbench") => input = Input::Cbench(parser.value()?.into()),
             Long("plot-dir") => plots = parser.value()?.into(),
             Short('h') | Long("help") => return Ok(None),
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(Some((dir, plots)))
+    Ok(Some((input, plots)))
+}
+
+/// Plots every table of a cbench run into `plots`; prints the files made.
+fn report_cbench(file: &Path, plots: &Path) -> Result<(), String> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("standard input: {e}"))?
+    } else {
+        fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+    };
+    fs::create_dir_all(plots).map_err(|e| format!("{}: {e}", plots.display()))?;
+    for table in parse_cbench(&text)? {
+        let title = format!(
+            "{} (C ABI)",
+            table.title.split(" (").next().unwrap_or(&table.title)
+        );
+        let path = plots.join(format!("{}.svg", cbench_slug(&table.title)));
+        fs::write(&path, svg(&title, &table.series)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn main() {
-    let (dir, plots) = match parse_args() {
-        Ok(Some(dirs)) => dirs,
+    let (input, plots) = match parse_args() {
+        Ok(Some(parsed)) => parsed,
         Ok(None) => {
             println!("{USAGE}");
             return;
@@ -349,6 +504,16 @@ fn main() {
         Err(e) => {
             eprintln!("report: {e}\n\n{USAGE}");
             std::process::exit(2);
+        }
+    };
+    let dir = match input {
+        Input::Criterion(dir) => dir,
+        Input::Cbench(file) => {
+            if let Err(e) = report_cbench(&file, &plots) {
+                eprintln!("report: {e}");
+                std::process::exit(1);
+            }
+            return;
         }
     };
     let mut points = Vec::new();
@@ -370,7 +535,8 @@ fn main() {
             points.sort_by_key(|p| rank(&p.function));
             println!("{}", thread_table(group, points));
             let path = plots.join(format!("{group}.svg"));
-            let plot = svg(group, points).unwrap_or_else(|e| panic!("{e}"));
+            let title = format!("{group}: total throughput vs threads (2-core machine)");
+            let plot = svg(&title, &criterion_series(points)).unwrap_or_else(|e| panic!("{e}"));
             fs::write(&path, plot).expect("write plot");
         }
     }
@@ -455,7 +621,7 @@ mod tests {
             point("ioasid-any", 2, 100.0),
         ];
         let refs: Vec<&Point> = points.iter().collect();
-        let plot = svg("g", &refs).unwrap();
+        let plot = svg("g: total throughput vs threads", &criterion_series(&refs)).unwrap();
         assert!(plot.starts_with("<svg"), "{plot}");
         assert!(plot.contains("g: total throughput vs threads"));
         assert!(plot.contains("(log scale)"));
@@ -477,5 +643,71 @@ mod tests {
         assert_eq!(time(12.34), "12.3 ns");
         assert_eq!(time(1500.0), "1.50 µs");
         assert_eq!(time(2.5e7), "25.00 ms");
+    }
+
+    const CBENCH: &str = "\
+commit: abc1234
+### alloc+free pairs, Lowest (ioasid_alloc on a DECLARE_IOASID_SET / ioasid_free, global space)
+
+| threads | ioasid | mutex-ida | ioasid / best lock |
+|---|---|---|---|
+| 1 | 16.63 [14.91-25.96] | 51.91 [31.90-52.62] | 0.32x |
+| 2 | 3.26 [3.12-7.27] | 6.39 [5.29-7.86] | 0.51x |
+
+### find, 1024 hot IDs
+
+| threads | ioasid | ioasid-nolock | mutex-ida | ioasid / best lock | ioasid-nolock / best lock |
+|---|---|---|---|---|---|
+| 1 | 20.5 | 80.25 | 40.0 | 0.51x | 2.01x |
+
+cbench: no errors
+";
+
+    #[test]
+    fn cbench_tables_parse_into_series_without_the_ratios() {
+        let tables = parse_cbench(CBENCH).unwrap();
+        assert_eq!(tables.len(), 2);
+        assert!(tables[0].title.starts_with("alloc+free pairs, Lowest ("));
+        assert_eq!(
+            tables[0].series,
+            vec![
+                Series {
+                    name: "ioasid".into(),
+                    points: vec![(1, 16.63, 14.91, 25.96), (2, 3.26, 3.12, 7.27)],
+                },
+                Series {
+                    name: "mutex-ida".into(),
+                    points: vec![(1, 51.91, 31.90, 52.62), (2, 6.39, 5.29, 7.86)],
+                },
+            ]
+        );
+        let names: Vec<&str> = tables[1].series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["ioasid", "ioasid-nolock", "mutex-ida"]);
+        let (t, mid, low, high) = tables[1].series[1].points[0];
+        assert_eq!((t, mid), (1, 80.25));
+        assert!(
+            low.is_nan() && high.is_nan(),
+            "one repetition: no error bar"
+        );
+        assert_eq!(cbench_slug(&tables[0].title), "c_alloc_free_pairs_lowest");
+        assert_eq!(cbench_slug(&tables[1].title), "c_find_1024_hot_ids");
+    }
+
+    #[test]
+    fn cbench_input_errors_are_reported() {
+        assert!(parse_cbench("no tables here").is_err());
+        assert!(parse_cbench("### t\n\n| x | a |\n|---|---|\n").is_err());
+        let bad = "### t\n\n| threads | a |\n|---|---|\n| 1 | 2.0 [1.0] |\n";
+        assert!(parse_cbench(bad).unwrap_err().contains("bad range"));
+    }
+
+    #[test]
+    fn cbench_plot_draws_every_contender() {
+        let tables = parse_cbench(CBENCH).unwrap();
+        let plot = svg("alloc+free pairs, Lowest (C ABI)", &tables[0].series).unwrap();
+        assert!(plot.contains("(log scale)"));
+        assert!(plot.contains("\nioasid\n") && plot.contains("\nmutex-ida\n"));
+        // mutex-ida (second colour) has an error bar at both points.
+        assert_eq!(plot.matches(r##"fill="#FF7F0E""##).count(), 2);
     }
 }
