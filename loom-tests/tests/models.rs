@@ -49,7 +49,9 @@
 //!   record): `get_races_the_last_put` (livelock: loom's branch limit).
 #![cfg(ioasid_loom)]
 
-use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy, Set, Space};
+// The generic types: the models need small fan-outs.
+use ioasid::fanout::{Set, Space};
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy};
 use loom::sync::atomic::{AtomicBool, Ordering as LoomOrdering};
 use loom::thread::{self, JoinHandle};
 use loom_tests::{Ledger, Probe};
