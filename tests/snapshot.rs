@@ -667,6 +667,8 @@ mod serde_round_trips {
             for op in &before {
                 world.run(op, true);
             }
+            // Dropped sets' numbers back in the pool (see `round_trip`).
+            world.space.synchronize();
             let snapshot = world.space.snapshot();
             let json = serde_json::to_string(&snapshot).unwrap();
             let back: Snapshot<String> = serde_json::from_str(&json).unwrap();
