@@ -4,7 +4,8 @@
 //! the Cyclic cursor, the set-number pool, the sets (number, quota) and
 //! every live ID (owner, data, reference count, FREE_PENDING, SPID, whether
 //! a custom allocator gave it). A set's capacity (`Capacity`) is not part
-//! of it: restored sets reserve from none. [`Space::restore`] builds a space from it
+//! of it: restored sets reserve from none until [`Set::reserve_from`]
+//! gives them one. [`Space::restore`] builds a space from it
 //! that answers every following call as the original would.
 //!
 //! What decides the next ID, per policy (and so what a snapshot carries):

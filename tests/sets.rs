@@ -254,3 +254,67 @@ fn token_sets_race_create_find_and_last_drop() {
     assert_eq!(mms.capacity().available(), 64);
     assert_eq!(space.live_count(), 0);
 }
+
+/// A restored set reserves from no capacity until `reserve_from` gives it
+/// one, with the checks of `try_new_set_from`; from then on adjusts and
+/// the drop go through that capacity.
+#[test]
+fn a_restored_set_reserves_from_a_capacity() {
+    let source = Capacity::new(16);
+    let space = common::space(0, 0xFFFFF, Policy::Lowest);
+    let (vm1, vm2) = (
+        space.try_new_set_from(&source, 6).unwrap(),
+        space.try_new_set_from(&source, 8).unwrap(),
+    );
+    let plain = space.new_set();
+    for _ in 0..3 {
+        vm1.alloc(0, 0xFFFFF, 1).unwrap();
+    }
+    vm2.alloc(0, 0xFFFFF, 2).unwrap();
+    plain.alloc(0, 0xFFFFF, 3).unwrap();
+    let (_copy, mut sets) = ioasid::Space::<u32>::restore(space.snapshot()).unwrap();
+    assert!(sets.iter().all(|s| s.capacity().is_none()));
+    let target = Capacity::new(10);
+    assert_eq!(
+        sets[2].reserve_from(&target),
+        Err(Error::InvalidArgument),
+        "no quota"
+    );
+    assert_eq!(sets[0].reserve_from(&target), Ok(()));
+    assert_eq!(target.available(), 4);
+    assert_eq!(
+        sets[1].reserve_from(&target),
+        Err(Error::NoSpace),
+        "8 > 4 left"
+    );
+    assert_eq!(target.available(), 4, "nothing taken on error");
+    assert!(sets[1].capacity().is_none());
+    assert_eq!(sets[0].reserve_from(&target), Err(Error::AlreadyExists));
+    assert_eq!(
+        sets[0].reserve_from(&Capacity::new(99)),
+        Err(Error::AlreadyExists)
+    );
+    assert_eq!(target.available(), 4);
+    // Adjusts go through the capacity now.
+    assert_eq!(sets[0].adjust_quota(11), Err(Error::NoSpace));
+    sets[0].adjust_quota(10).unwrap();
+    assert_eq!(target.available(), 0);
+    assert_eq!(sets[0].adjust_quota(2), Err(Error::Busy), "3 live");
+    sets[0].adjust_quota(3).unwrap();
+    assert_eq!(target.available(), 7);
+    assert_eq!(
+        sets[1].reserve_from(&target),
+        Err(Error::NoSpace),
+        "8 > 7 left"
+    );
+    // A dropped restored set gives its quota back to the capacity.
+    drop(sets.remove(0));
+    assert_eq!(target.available(), 10);
+    sets[0].reserve_from(&target).unwrap();
+    assert_eq!((target.reserved(), sets[0].quota()), (8, Some(8)));
+    assert_eq!(target.set_total(100), Err(Error::Busy));
+    // The source capacity is untouched by the copy.
+    assert_eq!(source.reserved(), 14);
+    drop(sets);
+    assert_eq!(target.available(), 10, "the drop gave the quota back");
+}
