@@ -138,8 +138,11 @@ pub type SpaceIter<'g, T> = fanout::SpaceIter<'g, T, FANOUT>;
 /// [`Capacity`].
 pub type TokenSets<K, T> = fanout::TokenSets<K, T, FANOUT>;
 
+/// A notifier registered for a token ([`TokenSets::register_notifier`]).
+pub type TokenRegistration<K, T> = fanout::TokenRegistration<K, T, FANOUT>;
+
 /// The generic types behind [`Space`], [`Set`], [`SpaceBuilder`],
-/// [`SetIter`], [`SpaceIter`] and [`TokenSets`], with the tree's fan-out
+/// [`SetIter`], [`SpaceIter`], [`TokenSets`] and [`TokenRegistration`], with the tree's fan-out
 /// `F` as a const parameter (a power of two, 2 to 64). Not part of the
 /// stable API: tests, models and the fuzzer use small fan-outs to reach
 /// deep trees with few IDs.
@@ -147,7 +150,7 @@ pub mod fanout {
     pub use crate::iter::{SetIter, SpaceIter};
     pub use crate::set::Set;
     pub use crate::space::{Space, SpaceBuilder};
-    pub use crate::tokens::TokenSets;
+    pub use crate::tokens::{TokenRegistration, TokenSets};
 }
 
 /// An I/O address space ID, the kernel's `ioasid_t`.

@@ -46,12 +46,17 @@ pub struct Set<T: Payload, const F: usize = 64> {
     space: Space<T, F>,
     /// The capacity its quota is reserved from, if any (given back on drop).
     capacity: Option<Capacity>,
+    /// Run by the drop once the set's FREE events are sent (a
+    /// [`TokenSets`](crate::TokenSets) parks its token's notifiers again).
+    /// Set before the set is shared; touched only through `&mut self`.
+    drop_hook: Option<Box<dyn FnOnce() + Send>>,
 }
 
 // SAFETY: the core is shared state made of atomics; data crosses threads as
 // `T: Send + Sync` (Payload).
 unsafe impl<T: Payload, const F: usize> Send for Set<T, F> {}
-// SAFETY: as above; every method takes `&self` and synchronises through atomics.
+// SAFETY: as above; every method takes `&self` and synchronises through
+// atomics (`drop_hook`, not `Sync`, is only touched through `&mut self`).
 unsafe impl<T: Payload, const F: usize> Sync for Set<T, F> {}
 
 impl<T: Payload, const F: usize> Set<T, F> {
@@ -67,6 +72,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
                 index,
                 space,
                 capacity,
+                drop_hook: None,
             }),
             Err(e) => {
                 // SAFETY: never registered or shared.
@@ -84,7 +90,13 @@ impl<T: Payload, const F: usize> Set<T, F> {
             index,
             space,
             capacity: None,
+            drop_hook: None,
         }
+    }
+
+    /// Installs the hook the drop runs after the set's FREE events.
+    pub(crate) fn set_drop_hook(&mut self, hook: Box<dyn FnOnce() + Send>) {
+        self.drop_hook = Some(hook);
     }
 
     pub(crate) fn core(&self) -> &SetCore<F> {
@@ -694,6 +706,9 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         // Not pinned yet: the teardown's FREE events run callbacks, which
         // may wait for readers.
         self.clear();
+        if let Some(hook) = self.drop_hook.take() {
+            hook();
+        }
         if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
             capacity.give(quota as u64);
         }

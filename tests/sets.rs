@@ -318,3 +318,131 @@ fn a_restored_set_reserves_from_a_capacity() {
     drop(sets);
     assert_eq!(target.available(), 10, "the drop gave the quota back");
 }
+
+/// Notifiers registered by token: parked while the token has no live set,
+/// on the chain of its set from its creation (before `create` returns) to
+/// its teardown (after its FREE events), in priority order, and gone when
+/// their registration is dropped.
+#[test]
+fn token_notifiers_park_and_follow_the_tokens_set() {
+    use ioasid::{Event, TokenSets};
+    use std::ops::ControlFlow;
+    use std::sync::Mutex;
+    let space = common::space(0, 99, Policy::Lowest);
+    let mms: TokenSets<u32, Ioasid> = TokenSets::new(space.clone(), Capacity::new(99));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let block = |name: &'static str| {
+        let log = log.clone();
+        move |n: &ioasid::Notification<'_, Ioasid>| {
+            log.lock().unwrap().push((name, n.event(), n.id()));
+            ControlFlow::Continue(())
+        }
+    };
+    let iommu = mms.register_notifier(1, 1, block("iommu"));
+    assert!(!iommu.is_attached(), "parked: token 1 has no set");
+    let other = mms.create(2, 4).unwrap();
+    other.alloc(0, 99, 0).unwrap();
+    assert!(!iommu.is_attached(), "another token's set");
+    let vm = mms.create(1, 4).unwrap();
+    assert!(iommu.is_attached() && vm.has_notifiers());
+    let kvm = mms.register_notifier(1, 3, block("kvm"));
+    assert!(
+        kvm.is_attached(),
+        "the token's set exists: attached at once"
+    );
+    assert!(
+        mms.register_notifier(1, 0, block("x")).is_attached(),
+        "attached, then dropped at once"
+    );
+    let a = vm.alloc(0, 99, 1).unwrap();
+    vm.free(a).unwrap();
+    let b = vm.alloc(0, 99, 2).unwrap();
+    drop(vm); // teardown: FREE b to both, then parked
+    assert!(!iommu.is_attached() && !kvm.is_attached());
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            ("kvm", Event::Alloc, a),
+            ("iommu", Event::Alloc, a),
+            ("kvm", Event::Free, a),
+            ("iommu", Event::Free, a),
+            ("kvm", Event::Alloc, b),
+            ("iommu", Event::Alloc, b),
+            ("kvm", Event::Free, b),
+            ("iommu", Event::Free, b),
+        ]
+    );
+    log.lock().unwrap().clear();
+    kvm.unregister();
+    let vm = mms.create(1, 4).unwrap();
+    assert!(iommu.is_attached());
+    let c = vm.alloc(0, 99, 3).unwrap();
+    drop(iommu); // off the chain now
+    assert!(!vm.has_notifiers());
+    vm.free(c).unwrap();
+    assert_eq!(*log.lock().unwrap(), [("iommu", Event::Alloc, c)]);
+    drop((vm, other));
+    assert!(format!("{:?}", mms.register_notifier(5, 0, block("y"))).contains("TokenRegistration"));
+}
+
+/// Creates, last drops and registrations of one token race: a block kept
+/// registered throughout sees, for every ID of every set of the token,
+/// its ALLOC and its FREE (none lost when a set is created while the
+/// last one is still being torn down), and ends parked.
+#[test]
+fn token_notifiers_race_create_and_teardown() {
+    use ioasid::{Event, TokenSets};
+    use std::ops::ControlFlow;
+    let space = common::space(0, 63, Policy::Lowest);
+    let mms = Arc::new(TokenSets::<u8, Ioasid>::new(
+        space.clone(),
+        Capacity::new(64),
+    ));
+    let (allocs, frees) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counting = |allocs: Arc<AtomicUsize>, frees: Arc<AtomicUsize>| {
+        move |n: &ioasid::Notification<'_, Ioasid>| {
+            match n.event() {
+                Event::Alloc => allocs.fetch_add(1, Ordering::SeqCst),
+                Event::Free => frees.fetch_add(1, Ordering::SeqCst),
+                _ => 0,
+            };
+            ControlFlow::Continue(())
+        }
+    };
+    let kept = mms.register_notifier(7, 0, counting(allocs.clone(), frees.clone()));
+    let mut threads: Vec<_> = (0..2)
+        .map(|_| {
+            let mms = mms.clone();
+            std::thread::spawn(move || {
+                let mut made = 0;
+                for _ in 0..1000 {
+                    if let Ok(set) = mms.create(7, 4) {
+                        made += usize::from(set.alloc(0, 63, 1).is_ok());
+                        made += usize::from(set.alloc(0, 63, 2).is_ok());
+                    }
+                }
+                made
+            })
+        })
+        .collect();
+    threads.extend((0..2).map(|_| {
+        let mms = mms.clone();
+        std::thread::spawn(move || {
+            let (a, f) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            for _ in 0..1000 {
+                let r = mms.register_notifier(7, 1, counting(a.clone(), f.clone()));
+                std::thread::yield_now();
+                drop(r);
+            }
+            0
+        })
+    }));
+    let made: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(made > 0);
+    assert_eq!(allocs.load(Ordering::SeqCst), made, "every ALLOC seen");
+    assert_eq!(frees.load(Ordering::SeqCst), made, "every FREE seen");
+    assert!(!kept.is_attached());
+    assert_eq!(space.live_count(), 0);
+    let set = mms.create(7, 1).unwrap();
+    assert!(kept.is_attached() && set.has_notifiers());
+}
