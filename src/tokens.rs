@@ -122,7 +122,67 @@ impl<K: Hash + Eq + Clone + Send + 'static, T: Payload, const F: usize> TokenSet
         {
             return Err(Error::AlreadyExists);
         }
-        let mut set = self.space.try_new_set_from(&self.capacity, quota)?;
+        let set = self.space.try_new_set_from(&self.capacity, quota)?;
+        Ok(self.install(&mut state, token, set))
+    }
+
+    /// Makes `set` the set of `token` (a set of this registry's space made
+    /// elsewhere, typically one [`Space::restore`](crate::fanout::Space::restore)
+    /// handed back after a migration), with its quota reserved from the
+    /// registry's capacity if it reserves from none yet; the token's
+    /// notifiers join its chain. [`Error::AlreadyExists`] while the
+    /// token's set is alive; [`Error::InvalidArgument`] for a set of
+    /// another space, without quota, or reserving from another capacity;
+    /// [`Error::NoSpace`] when the capacity has less than its quota left.
+    /// On error the set is dropped (torn down).
+    ///
+    /// ```
+    /// use ioasid::{Capacity, Space, TokenSets};
+    /// let space = Space::<u32>::new(1, 99)?;
+    /// let mms: TokenSets<u32, u32> = TokenSets::new(space.clone(), Capacity::new(99));
+    /// let vm = mms.create(1234, 8)?;
+    /// let id = vm.alloc(1, 99, 7)?;
+    /// let token_of = [(vm.number(), 1234)];
+    ///
+    /// // The migration target: the space restored, each set under its token.
+    /// let (copy, sets) = Space::<u32>::restore(space.snapshot())?;
+    /// let target: TokenSets<u32, u32> = TokenSets::new(copy, Capacity::new(99));
+    /// for set in sets {
+    ///     let token = token_of.iter().find(|(n, _)| *n == set.number()).unwrap().1;
+    ///     target.adopt(token, set)?;
+    /// }
+    /// let found = target.find(&1234).expect("adopted");
+    /// assert_eq!((found.copied(id), target.capacity().available()), (Ok(7), 91));
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn adopt(&self, token: K, mut set: Set<T, F>) -> Result<Arc<Set<T, F>>, Error> {
+        if !crate::sync::Arc::ptr_eq(&set.space().inner, &self.space.inner) {
+            return Err(Error::InvalidArgument);
+        }
+        let mut state = lock(&self.state);
+        let live = state
+            .sets
+            .get(&token)
+            .is_some_and(|(_, s)| s.strong_count() > 0);
+        let refused = match set.capacity() {
+            _ if live => Some(Error::AlreadyExists),
+            None => set.reserve_from(&self.capacity).err(),
+            Some(c) if c.same_pool(&self.capacity) => None,
+            Some(_) => Some(Error::InvalidArgument),
+        };
+        if let Some(e) = refused {
+            // The set's teardown (FREE events, whose callbacks may use this
+            // registry) runs with the lock released.
+            drop(state);
+            drop(set);
+            return Err(e);
+        }
+        Ok(self.install(&mut state, token, set))
+    }
+
+    /// Registers `set` as the set of `token` (the caller checked that the
+    /// token has no live set, under the lock it holds).
+    fn install(&self, state: &mut State<K, T, F>, token: K, mut set: Set<T, F>) -> Arc<Set<T, F>> {
         let serial = state.next;
         state.next += 1;
         let weak = Arc::downgrade(&self.state);
@@ -137,11 +197,10 @@ impl<K: Hash + Eq + Clone + Send + 'static, T: Payload, const F: usize> TokenSet
         // it. Those still on the chain of a dead set of this token (its
         // teardown under way) stay there too, for its last FREE events,
         // until its drop hook takes them off.
-        attach(&mut state, &token, serial, &set);
+        attach(state, &token, serial, &set);
         state.sets.retain(|_, (_, s)| s.strong_count() > 0);
         state.sets.insert(token, (serial, Arc::downgrade(&set)));
-        drop(state);
-        Ok(set)
+        set
     }
 
     /// The live set of `token`, with a reference (`ioasid_find_mm_set`);

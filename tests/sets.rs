@@ -446,3 +446,62 @@ fn token_notifiers_race_create_and_teardown() {
     let set = mms.create(7, 1).unwrap();
     assert!(kept.is_attached() && set.has_notifiers());
 }
+
+/// `adopt` puts a set made elsewhere (a restored one) under a token, with
+/// the checks of `create`, and the token's notifiers join it.
+#[test]
+fn token_sets_adopt_restored_sets() {
+    use ioasid::TokenSets;
+    use std::ops::ControlFlow;
+    let space = common::space(0, 99, Policy::Lowest);
+    let mms: TokenSets<u8, Ioasid> = TokenSets::new(space.clone(), Capacity::new(10));
+    let elsewhere = common::space(0, 99, Policy::Lowest);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let block = mms.register_notifier(1, 0, move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        ControlFlow::Continue(())
+    });
+    let refused = |set, token| mms.adopt(token, set).err();
+    assert_eq!(
+        refused(elsewhere.new_set_with_quota(1), 1),
+        Some(Error::InvalidArgument),
+        "another space"
+    );
+    assert_eq!(
+        refused(space.new_set(), 1),
+        Some(Error::InvalidArgument),
+        "no quota"
+    );
+    let other = Capacity::new(5);
+    assert_eq!(
+        refused(space.try_new_set_from(&other, 1).unwrap(), 1),
+        Some(Error::InvalidArgument),
+        "another capacity"
+    );
+    assert_eq!(other.available(), 5, "the refused set was dropped");
+    assert_eq!(
+        refused(space.new_set_with_quota(11), 1),
+        Some(Error::NoSpace)
+    );
+    assert_eq!(mms.capacity().available(), 10, "nothing reserved on error");
+    let own = space.try_new_set_from(mms.capacity(), 2).unwrap();
+    let a = mms.adopt(1, own).unwrap();
+    assert!(block.is_attached());
+    assert_eq!(
+        refused(space.new_set_with_quota(1), 1),
+        Some(Error::AlreadyExists)
+    );
+    let b = mms.adopt(2, space.new_set_with_quota(3)).unwrap();
+    assert_eq!(mms.capacity().available(), 5);
+    a.alloc(0, 99, 1).unwrap();
+    b.alloc(0, 99, 2).unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "only token 1's set");
+    assert!(Arc::ptr_eq(&mms.find(&2).unwrap(), &b));
+    drop((a, b));
+    assert!(!block.is_attached());
+    assert_eq!(
+        (seen.load(Ordering::SeqCst), mms.capacity().available()),
+        (2, 10)
+    );
+}
