@@ -130,7 +130,8 @@ impl<K: Hash + Eq + Clone + Send + 'static, T: Payload, const F: usize> TokenSet
     /// elsewhere, typically one [`Space::restore`](crate::fanout::Space::restore)
     /// handed back after a migration), with its quota reserved from the
     /// registry's capacity if it reserves from none yet; the token's
-    /// notifiers join its chain. [`Error::AlreadyExists`] while the
+    /// notifiers join its chain. The returned reference holds it, as
+    /// [`TokenSets::create`]'s does. [`Error::AlreadyExists`] while the
     /// token's set is alive; [`Error::InvalidArgument`] for a set of
     /// another space, without quota, or reserving from another capacity;
     /// [`Error::NoSpace`] when the capacity has less than its quota left.
@@ -144,13 +145,18 @@ impl<K: Hash + Eq + Clone + Send + 'static, T: Payload, const F: usize> TokenSet
     /// let id = vm.alloc(1, 99, 7)?;
     /// let token_of = [(vm.number(), 1234)];
     ///
-    /// // The migration target: the space restored, each set under its token.
+    /// // The migration target: the space restored, each set under its token
+    /// // (held by the returned references, as `create`'s).
     /// let (copy, sets) = Space::<u32>::restore(space.snapshot())?;
     /// let target: TokenSets<u32, u32> = TokenSets::new(copy, Capacity::new(99));
-    /// for set in sets {
-    ///     let token = token_of.iter().find(|(n, _)| *n == set.number()).unwrap().1;
-    ///     target.adopt(token, set)?;
-    /// }
+    /// let held = sets
+    ///     .into_iter()
+    ///     .map(|set| {
+    ///         let token = token_of.iter().find(|(n, _)| *n == set.number()).unwrap().1;
+    ///         target.adopt(token, set)
+    ///     })
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(held.len(), 1);
     /// let found = target.find(&1234).expect("adopted");
     /// assert_eq!((found.copied(id), target.capacity().available()), (Ok(7), 91));
     /// # Ok::<(), ioasid::Error>(())
