@@ -126,6 +126,11 @@ impl Capacity {
         }
     }
 
+    /// True if `other` is a handle of the same pool.
+    pub(crate) fn same_pool(&self, other: &Capacity) -> bool {
+        Arc::ptr_eq(&self.word, &other.word)
+    }
+
     /// Reserves `n`: [`Error::NoSpace`] if less is left (nothing changed).
     pub(crate) fn take(&self, n: u64) -> Result<(), Error> {
         let mut word = self.load();

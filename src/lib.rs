@@ -97,12 +97,61 @@ pub use custom::{CustomAlloc, CustomAllocator, CustomHook};
 pub use domain::{Domain, Guard};
 pub use entry::{inline_pointer, pointer_from_inline, Payload, Ref};
 pub use error::{errno, Error};
-pub use iter::{SetIter, SpaceIter};
 pub use notify::{Chains, Event, Notification, Notifiers, NotifyScope, Registration, SetId};
-pub use set::Set;
 pub use snapshot::{IdSnapshot, SetSnapshot, Snapshot};
-pub use space::{Policy, Space, SpaceBuilder};
-pub use tokens::TokenSets;
+pub use space::Policy;
+
+/// The radix tree's fan-out (children per node) of the public types.
+pub const FANOUT: usize = 64;
+
+/// One ID namespace `[min, max]` with a [`Policy`], holding data of type
+/// `T` per ID (a cheap handle: clones share the space).
+///
+/// Its radix tree has the fan-out [`FANOUT`]. (The generic type with the
+/// fan-out as a const parameter is for the crate's own tests and models,
+/// which need small trees.)
+///
+/// ```
+/// use ioasid::{Set, Space};
+/// let a: Space<u32> = Space::builder().range(0, 9).build()?;
+/// let b = Space::<u32>::builder().range(0, 9).build()?;
+/// let sets: [Set<u32>; 2] = [a.new_set(), b.new_set()];
+/// assert_eq!(sets[0].alloc(0, 9, 1)?, sets[1].alloc(0, 9, 1)?);
+/// # Ok::<(), ioasid::Error>(())
+/// ```
+pub type Space<T> = fanout::Space<T, FANOUT>;
+
+/// A consumer inside a [`Space`]: it owns IDs, one value of type `T` per
+/// ID, and an optional quota.
+pub type Set<T> = fanout::Set<T, FANOUT>;
+
+/// Builds a [`Space`] ([`Space::builder`]).
+pub type SpaceBuilder<T> = fanout::SpaceBuilder<T, FANOUT>;
+
+/// The IDs of a [`Set`] under a guard ([`Set::iter`]).
+pub type SetIter<'g, T> = fanout::SetIter<'g, T, FANOUT>;
+
+/// The IDs of a [`Space`] under a guard ([`Space::iter`]).
+pub type SpaceIter<'g, T> = fanout::SpaceIter<'g, T, FANOUT>;
+
+/// Sets found by token, one live set per token, with quotas from one
+/// [`Capacity`].
+pub type TokenSets<K, T> = fanout::TokenSets<K, T, FANOUT>;
+
+/// A notifier registered for a token ([`TokenSets::register_notifier`]).
+pub type TokenRegistration<K, T> = fanout::TokenRegistration<K, T, FANOUT>;
+
+/// The generic types behind [`Space`], [`Set`], [`SpaceBuilder`],
+/// [`SetIter`], [`SpaceIter`], [`TokenSets`] and [`TokenRegistration`], with the tree's fan-out
+/// `F` as a const parameter (a power of two, 2 to 64). Not part of the
+/// stable API: tests, models and the fuzzer use small fan-outs to reach
+/// deep trees with few IDs.
+pub mod fanout {
+    pub use crate::iter::{SetIter, SpaceIter};
+    pub use crate::set::Set;
+    pub use crate::space::{Space, SpaceBuilder};
+    pub use crate::tokens::{TokenRegistration, TokenSets};
+}
 
 /// An I/O address space ID, the kernel's `ioasid_t`.
 pub type Ioasid = u32;

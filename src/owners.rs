@@ -242,6 +242,19 @@ impl IndexPool {
     }
 }
 
+/// The index pool as [`SetTable::live_sets`] saw it.
+pub(crate) struct PoolView {
+    /// The next fresh index (the highest given).
+    pub(crate) next: u16,
+    /// Free indices for any set, reused last to first.
+    pub(crate) free: Vec<u16>,
+    /// Free plain indices (quota-less sets only), reused last to first.
+    pub(crate) free_plain: Vec<u16>,
+    /// The plain indices of no live set, ascending: those in `free_plain`
+    /// and those of dropped sets still in their grace period.
+    pub(crate) plain: Vec<u16>,
+}
+
 /// Tag bit 0 of a table entry: the index is plain (module docs). A
 /// `SetCore` is aligned to 128 (its padded counter), so bit 0 is free.
 const PLAIN: usize = 1;
@@ -309,14 +322,30 @@ impl<const F: usize> SetTable<F> {
 
     /// Restore (a fresh table, not yet shared): the pool's state as saved,
     /// then `cores` registered under their saved indices. The caller has
-    /// validated the indices (distinct, in `1..=next`, none in `free`).
-    /// The saved free list comes back as indices free for any set (the
-    /// plain tag guards against stale frees of the saved space, which a
-    /// fresh space cannot see); the live quota-less sets' indices are plain.
-    pub(crate) fn restore(&self, next: u16, free: &[u16], cores: &[(u16, *const SetCore<F>)]) {
+    /// validated the indices (distinct, in `1..=next`, none in `free`, the
+    /// `plain` ones among `free`). The saved free list comes back split as
+    /// the original held it: the indices in `plain` (served a quota-less
+    /// set) free for quota-less sets only, the others for any set, each
+    /// class in the saved order. The live quota-less sets' indices are
+    /// plain.
+    pub(crate) fn restore(
+        &self,
+        next: u16,
+        free: &[u16],
+        plain: &[u16],
+        cores: &[(u16, *const SetCore<F>)],
+    ) {
         let mut pool = self.lock_pool();
         pool.next = next;
-        pool.free = free.to_vec();
+        for &index in free {
+            // Validated ascending.
+            if plain.binary_search(&index).is_ok() {
+                pool.mark_plain(index);
+                pool.free_plain.push(index);
+            } else {
+                pool.free.push(index);
+            }
+        }
         for &(index, core) in cores {
             // SAFETY: the caller's contract: valid cores, not yet shared.
             let plain = !unsafe { &*core }.has_quota();
@@ -328,10 +357,10 @@ impl<const F: usize> SetTable<F> {
         }
     }
 
-    /// The pool's next fresh index and free list, and `visit(index, core)`
-    /// for each live set in ascending index order, all under the pool lock
-    /// (so each core is alive during its call).
-    pub(crate) fn live_sets(&self, mut visit: impl FnMut(u16, &SetCore<F>)) -> (u16, Vec<u16>) {
+    /// The pool's state, and `visit(index, core)` for each live set in
+    /// ascending index order, all under the pool lock (so each core is
+    /// alive during its call).
+    pub(crate) fn live_sets(&self, mut visit: impl FnMut(u16, &SetCore<F>)) -> PoolView {
         let pool = self.lock_pool();
         for &index in &pool.live {
             let core = self.get(index);
@@ -339,11 +368,14 @@ impl<const F: usize> SetTable<F> {
             // held), so its core, registered under it, is alive.
             visit(index, unsafe { &*core });
         }
-        // Plain free indices last: the next quota-less set of the restored
-        // space takes the index the original would have given it.
-        let mut free = pool.free.clone();
-        free.extend_from_slice(&pool.free_plain);
-        (pool.next, free)
+        PoolView {
+            next: pool.next,
+            free: pool.free.clone(),
+            free_plain: pool.free_plain.clone(),
+            plain: (1..=pool.next)
+                .filter(|&i| pool.is_plain(i) && !pool.live.contains(&i))
+                .collect(),
+        }
     }
 
     /// The core of owner `index`. See the module invariant for when the

@@ -46,12 +46,17 @@ pub struct Set<T: Payload, const F: usize = 64> {
     space: Space<T, F>,
     /// The capacity its quota is reserved from, if any (given back on drop).
     capacity: Option<Capacity>,
+    /// Run by the drop once the set's FREE events are sent (a
+    /// [`TokenSets`](crate::TokenSets) parks its token's notifiers again).
+    /// Set before the set is shared; touched only through `&mut self`.
+    drop_hook: Option<Box<dyn FnOnce() + Send>>,
 }
 
 // SAFETY: the core is shared state made of atomics; data crosses threads as
 // `T: Send + Sync` (Payload).
 unsafe impl<T: Payload, const F: usize> Send for Set<T, F> {}
-// SAFETY: as above; every method takes `&self` and synchronises through atomics.
+// SAFETY: as above; every method takes `&self` and synchronises through
+// atomics (`drop_hook`, not `Sync`, is only touched through `&mut self`).
 unsafe impl<T: Payload, const F: usize> Sync for Set<T, F> {}
 
 impl<T: Payload, const F: usize> Set<T, F> {
@@ -67,6 +72,7 @@ impl<T: Payload, const F: usize> Set<T, F> {
                 index,
                 space,
                 capacity,
+                drop_hook: None,
             }),
             Err(e) => {
                 // SAFETY: never registered or shared.
@@ -84,7 +90,13 @@ impl<T: Payload, const F: usize> Set<T, F> {
             index,
             space,
             capacity: None,
+            drop_hook: None,
         }
+    }
+
+    /// Installs the hook the drop runs after the set's FREE events.
+    pub(crate) fn set_drop_hook(&mut self, hook: Box<dyn FnOnce() + Send>) {
+        self.drop_hook = Some(hook);
     }
 
     pub(crate) fn core(&self) -> &SetCore<F> {
@@ -166,6 +178,50 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// ```
     pub fn capacity(&self) -> Option<&Capacity> {
         self.capacity.as_ref()
+    }
+
+    /// Reserves this set's quota from `capacity` from now on, as if the
+    /// set had been made by [`Space::try_new_set_from`] with it: the quota
+    /// is taken now, raises and cuts of [`Set::adjust_quota`] go through
+    /// it, and the drop gives the quota back. For a set made without one,
+    /// typically a restored set ([`Space::restore`] hands out sets that
+    /// reserve from none: a capacity is the caller's object, shared beyond
+    /// the space).
+    ///
+    /// [`Error::InvalidArgument`] for a set without quota;
+    /// [`Error::AlreadyExists`] if the set reserves from a capacity
+    /// already; [`Error::NoSpace`] when `capacity` has less than the quota
+    /// left. Nothing changes on error.
+    ///
+    /// ```
+    /// use ioasid::{Capacity, Error, Space};
+    /// let space = Space::<u32>::new(1, 0xFFFFF)?;
+    /// let capacity = Capacity::new(10);
+    /// let vm = space.try_new_set_from(&capacity, 6)?;
+    /// vm.alloc(1, 0xFFFFF, 7)?;
+    ///
+    /// // The migration target: its own capacity, the sets restored.
+    /// let target = Capacity::new(10);
+    /// let (_copy, mut sets) = Space::<u32>::restore(space.snapshot())?;
+    /// assert!(sets[0].capacity().is_none());
+    /// sets[0].reserve_from(&target)?;
+    /// assert_eq!(target.available(), 4);
+    /// assert_eq!(sets[0].reserve_from(&target), Err(Error::AlreadyExists));
+    /// assert_eq!(sets[0].adjust_quota(11), Err(Error::NoSpace));
+    /// drop(sets);
+    /// assert_eq!(target.available(), 10);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn reserve_from(&mut self, capacity: &Capacity) -> Result<(), Error> {
+        if self.capacity.is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        // `&mut self`: no quota change of this handle runs meanwhile (the
+        // quota changes only through `adjust_quota`, which takes `&self`).
+        let quota = self.quota().ok_or(Error::InvalidArgument)?;
+        capacity.take(quota as u64)?;
+        self.capacity = Some(capacity.clone());
+        Ok(())
     }
 
     /// Allocates an ID in `min..=max` (clamped to the space) with `data`.
@@ -650,6 +706,9 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         // Not pinned yet: the teardown's FREE events run callbacks, which
         // may wait for readers.
         self.clear();
+        if let Some(hook) = self.drop_hook.take() {
+            hook();
+        }
         if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
             capacity.give(quota as u64);
         }

@@ -4,7 +4,8 @@
 //! the Cyclic cursor, the set-number pool, the sets (number, quota) and
 //! every live ID (owner, data, reference count, FREE_PENDING, SPID, whether
 //! a custom allocator gave it). A set's capacity (`Capacity`) is not part
-//! of it: restored sets reserve from none. [`Space::restore`] builds a space from it
+//! of it: restored sets reserve from none until [`Set::reserve_from`]
+//! gives them one. [`Space::restore`] builds a space from it
 //! that answers every following call as the original would.
 //!
 //! What decides the next ID, per policy (and so what a snapshot carries):
@@ -17,7 +18,9 @@
 //!   answer the original would have given a thread of the same rank.
 //! - Set numbers: the pool's next fresh number and its free list (numbers
 //!   of dropped sets still waiting for their grace period are saved as
-//!   free: they would be reusable by then).
+//!   free: they would be reusable by then), with the free numbers that
+//!   served a set without quota marked ([`Snapshot::plain_set_numbers`]):
+//!   only such sets reuse them.
 //!
 //! With the `serde` feature the snapshot types implement `Serialize` and
 //! `Deserialize`. [`Snapshot::encode`] and [`Snapshot::decode`] are the
@@ -81,8 +84,16 @@ pub struct Snapshot<T> {
     /// The set-number pool: the next fresh number (the highest ever given).
     pub next_set_number: u16,
     /// The set-number pool: the numbers in `1..=next_set_number` that no
-    /// set has, in the order they are reused last to first (a stack).
+    /// set has, in the order they are reused last to first (a stack per
+    /// class, see `plain_set_numbers`).
     pub free_set_numbers: Vec<u16>,
+    /// The free numbers (among `free_set_numbers`, ascending) that once
+    /// served a set without quota: only a set without quota reuses them,
+    /// before any other free number; a set with a quota takes one of the
+    /// others or a fresh number. (Empty in a snapshot of format version 1,
+    /// which did not keep the split.)
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub plain_set_numbers: Vec<u16>,
     /// The sets, in ascending number order.
     pub sets: Vec<SetSnapshot>,
     /// The live IDs (FREE_PENDING ones included), in ascending order.
@@ -178,6 +189,7 @@ impl<T> Snapshot<T> {
             cyclic_next: min,
             next_set_number: 0,
             free_set_numbers: Vec::new(),
+            plain_set_numbers: Vec::new(),
             sets: Vec::new(),
             ids: Vec::new(),
         }
@@ -217,6 +229,7 @@ impl<T> Snapshot<T> {
             cyclic_next: self.cyclic_next,
             next_set_number: self.next_set_number,
             free_set_numbers: self.free_set_numbers,
+            plain_set_numbers: self.plain_set_numbers,
             sets: self.sets,
             ids,
         })
@@ -229,7 +242,8 @@ impl<T> Snapshot<T> {
     /// - `min <= max <= 0xFFFF_FFFE`, `cyclic_next` in `[min, max]`;
     /// - `next_set_number <= 16383`; set numbers strictly ascending and in
     ///   `1..=next_set_number`; free numbers distinct, in that range, and
-    ///   no set's; every number in that range a set's or free;
+    ///   no set's; every number in that range a set's or free; plain
+    ///   numbers strictly ascending and free;
     /// - IDs strictly ascending, in `[min, max]`, each of a listed set or
     ///   detached (then FREE_PENDING), with `1..=2^30 - 1` references; a
     ///   SPID only on an ID of a set, not FREE_PENDING, never
@@ -277,6 +291,13 @@ impl<T> Snapshot<T> {
         // Every number given so far is a set's or free: nothing is lost.
         if free.len() + quotas.len() != usize::from(next) {
             return bad;
+        }
+        let mut last = 0;
+        for &number in &self.plain_set_numbers {
+            if number <= last || !free.contains(&number) {
+                return bad;
+            }
+            last = number;
         }
         let mut last: Option<Ioasid> = None;
         let mut spids = BTreeSet::new();
@@ -339,16 +360,22 @@ impl<T: Payload, const F: usize> Space<T, F> {
         // reads stays alive until it is cloned.
         let guard = self.pin();
         let mut sets = Vec::new();
-        let (next, stacked) = inner
+        let pool = inner
             .sets
             .live_sets(|number, core| sets.push(SetSnapshot::new(number, core.quota())));
+        let next = pool.next;
         let live: BTreeSet<u16> = sets.iter().map(|s| s.number).collect();
+        let stacked: BTreeSet<u16> = pool.free.iter().chain(&pool.free_plain).copied().collect();
         // Numbers of dropped sets still in their grace period: free by the
-        // time a restored space could ask (bottom of the stack: reused last).
-        let mut free: Vec<u16> = (1..=next)
-            .filter(|n| !live.contains(n) && !stacked.contains(n))
-            .collect();
-        free.extend(stacked);
+        // time a restored space could ask (bottom of their class's stack:
+        // reused last).
+        let grace = (1..=next).filter(|n| !live.contains(n) && !stacked.contains(n));
+        let (grace_plain, grace_any): (Vec<u16>, Vec<u16>) =
+            grace.partition(|n| pool.plain.binary_search(n).is_ok());
+        let mut free = grace_any;
+        free.extend(&pool.free);
+        free.extend(grace_plain);
+        free.extend(&pool.free_plain);
         let min = self.min();
         let mut ids = Vec::new();
         inner.tree.for_each_live(&mut |key, word| {
@@ -393,6 +420,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
         snapshot.cyclic_next = min + cursor.min(u64::from(self.max() - min)) as Ioasid;
         snapshot.next_set_number = next;
         snapshot.free_set_numbers = free;
+        snapshot.plain_set_numbers = pool.plain;
         snapshot.sets = sets;
         snapshot.ids = ids;
         snapshot
@@ -490,9 +518,12 @@ impl<T: Payload, const F: usize> Space<T, F> {
                 (set.number, core.cast_const())
             })
             .collect();
-        inner
-            .sets
-            .restore(snapshot.next_set_number, &snapshot.free_set_numbers, &cores);
+        inner.sets.restore(
+            snapshot.next_set_number,
+            &snapshot.free_set_numbers,
+            &snapshot.plain_set_numbers,
+            &cores,
+        );
         // From here on the sets own their cores: an early return drops
         // them and the space, which frees every ID restored so far.
         let sets: Vec<Set<T, F>> = cores
@@ -549,8 +580,11 @@ impl<T: Payload, const F: usize> Space<T, F> {
 
 /// The byte format's magic (docs/SNAPSHOT.md).
 const MAGIC: [u8; 8] = *b"IOASNAP\0";
-/// The byte format's version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The byte format's version this build writes (it reads 1 too).
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Version 2's free-number record flag: the number served a set without
+/// quota (`Snapshot::plain_set_numbers`).
+const FREE_PLAIN: u32 = 1 << 31;
 const HEADER: usize = 64;
 const FREE_RECORD: usize = 4;
 const SET_RECORD: usize = 24;
@@ -646,7 +680,11 @@ impl Snapshot<u64> {
         put32(&mut out, 0); // reserved
         put64(&mut out, self.ids.len() as u64);
         for &number in &self.free_set_numbers {
-            put32(&mut out, u32::from(number));
+            let plain = self.plain_set_numbers.binary_search(&number).is_ok();
+            put32(
+                &mut out,
+                u32::from(number) | if plain { FREE_PLAIN } else { 0 },
+            );
         }
         for set in &self.sets {
             put32(&mut out, u32::from(set.number));
@@ -700,7 +738,11 @@ impl Snapshot<u64> {
         let body_len = bytes.len().checked_sub(TRAILER).ok_or(bad)?;
         let (body, trailer) = bytes.split_at(body_len);
         let mut r = Reader(body);
-        if r.take::<8>()? != MAGIC || r.u32()? != FORMAT_VERSION || r.u32()? != 0 {
+        if r.take::<8>()? != MAGIC {
+            return Err(bad);
+        }
+        let version = r.u32()?;
+        if !(1..=FORMAT_VERSION).contains(&version) || r.u32()? != 0 {
             return Err(bad);
         }
         if r.u64()? != bytes.len() as u64 {
@@ -731,9 +773,19 @@ impl Snapshot<u64> {
         snapshot.cyclic_next = cyclic_next;
         snapshot.next_set_number = next;
         for _ in 0..nfree {
-            let number = u16::try_from(r.u32()?).map_err(|_| bad)?;
+            let raw = r.u32()?;
+            // Version 1 has no flag: its free numbers come back as free
+            // for any set.
+            let plain = version >= 2 && raw & FREE_PLAIN != 0;
+            let number =
+                u16::try_from(raw & !(if plain { FREE_PLAIN } else { 0 })).map_err(|_| bad)?;
+            if plain {
+                snapshot.plain_set_numbers.push(number);
+            }
             snapshot.free_set_numbers.push(number);
         }
+        // Ascending, as `validate` wants (the records are in stack order).
+        snapshot.plain_set_numbers.sort_unstable();
         for _ in 0..nsets {
             let number = u16::try_from(r.u32()?).map_err(|_| bad)?;
             let (kind, quota, token) = (r.u32()?, r.u64()?, r.u64()?);

@@ -3,7 +3,9 @@
 
 mod common;
 use common::{Scripted, Tag};
-use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, Space, MAX_IOASID};
+// The generic space: some tests need a small fan-out.
+use ioasid::fanout::Space;
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Policy, MAX_IOASID};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -689,13 +691,13 @@ fn retire_waits_for_the_readers_of_its_domain() {
 // `Auto` data.
 
 /// `(id, data)` pairs a set's iterator yields, in order.
-fn iter_pairs<const F: usize>(set: &ioasid::Set<u32, F>) -> Vec<(u32, u32)> {
+fn iter_pairs<const F: usize>(set: &ioasid::fanout::Set<u32, F>) -> Vec<(u32, u32)> {
     let guard = set.space().pin();
     set.iter(&guard).map(|(id, data)| (id, *data)).collect()
 }
 
 /// `(id, data)` pairs `for_each` visits, in order.
-fn for_each_pairs<const F: usize>(set: &ioasid::Set<u32, F>) -> Vec<(u32, u32)> {
+fn for_each_pairs<const F: usize>(set: &ioasid::fanout::Set<u32, F>) -> Vec<(u32, u32)> {
     let mut seen = Vec::new();
     let _ = set.for_each(|id, data| {
         seen.push((id, *data));

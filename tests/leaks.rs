@@ -10,7 +10,9 @@
 //! node, a boxed value or a deferred drop that never runs shows as a
 //! positive balance.
 
-use ioasid::{Domain, Policy, Space};
+// The generic space: these tests run small fan-outs too.
+use ioasid::fanout::Space;
+use ioasid::{Domain, Policy};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

@@ -18,7 +18,9 @@
 //! "the n-th live ID (modulo their number)", and the failure message names
 //! the ID it resolved to.
 
-use ioasid::{Domain, Error, Ioasid, Payload, Policy, Space, INVALID_IOASID, MAX_IOASID};
+// The generic types: the model runs small fan-outs too.
+use ioasid::fanout::{Set, Space};
+use ioasid::{Domain, Error, Ioasid, Payload, Policy, INVALID_IOASID, MAX_IOASID};
 use ioasid_model::{self as model, SetKey, SpaceModel};
 use proptest::prelude::*;
 use std::ops::ControlFlow;
@@ -285,7 +287,7 @@ fn run_case_covered<D: Data, const F: usize>(
         .domain(domain.clone())
         .build()
         .map_err(|e| format!("build: {e}"))?;
-    let mut sets: [Option<ioasid::Set<D, F>>; SLOTS] = Default::default();
+    let mut sets: [Option<Set<D, F>>; SLOTS] = Default::default();
     let mut model = Model::new(min, max, policy);
 
     for (step, op) in ops.iter().enumerate() {
@@ -354,7 +356,7 @@ fn refused_dropped(log: &DropLog, serial: u64, what: &str) -> Outcome {
 
 fn step_case<D: Data, const F: usize>(
     space: &Space<D, F>,
-    sets: &mut [Option<ioasid::Set<D, F>>; SLOTS],
+    sets: &mut [Option<Set<D, F>>; SLOTS],
     model: &mut Model,
     log: &Arc<DropLog>,
     op: &Op,

@@ -4,9 +4,11 @@
 //! byte format's round trip and its decoder on truncated, flipped and
 //! arbitrary input; hand-made snapshots that must be refused.
 
+// The generic types: the round trips run small fan-outs too.
+use ioasid::fanout::{Set, Space};
 use ioasid::{
     CustomAlloc, CustomAllocator, CustomHook, Domain, Error, IdSnapshot, Ioasid, Payload, Policy,
-    Set, SetSnapshot, Snapshot, Space, MAX_IOASID, PASID_MAX,
+    SetSnapshot, Snapshot, MAX_IOASID, PASID_MAX,
 };
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,8 +80,9 @@ impl<T: Payload + Clone + PartialEq + std::fmt::Debug, const F: usize> World<T, 
                 };
                 match set {
                     Ok(set) => {
+                        let number = set.number();
                         self.sets.push(set);
-                        format!("new set {}", self.sets.len() - 1)
+                        format!("new set {} number {number}", self.sets.len() - 1)
                     }
                     Err(e) => format!("new set: {e:?}"),
                 }
@@ -203,6 +206,9 @@ where
         .space
         .check_invariants()
         .map_err(TestCaseError::fail)?;
+    // The dropped sets' numbers back in the pool (their grace period
+    // over), so new sets of the continuation get the same numbers on both.
+    original.space.synchronize();
     let snapshot = original.space.snapshot();
     snapshot
         .validate()
@@ -330,7 +336,7 @@ proptest! {
         records in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
         let mut bytes = b"IOASNAP\0".to_vec();
-        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(2u32.to_le_bytes());
         bytes.extend(0u32.to_le_bytes());
         let len = 64 + 4 * nfree as usize + 24 * nsets as usize + 32 * nids as usize + 8;
         bytes.extend((len as u64).to_le_bytes());
@@ -484,6 +490,15 @@ fn hand_made_snapshots_are_validated() {
         ("a free number in use", |s| s.free_set_numbers = vec![1]),
         ("a free number twice", |s| s.free_set_numbers = vec![2, 2]),
         ("free number 0", |s| s.free_set_numbers = vec![0]),
+        ("a plain number not free", |s| s.plain_set_numbers = vec![1]),
+        ("plain numbers not ascending", |s| {
+            s.next_set_number = 5;
+            s.free_set_numbers = vec![2, 4, 5];
+            s.plain_set_numbers = vec![4, 2];
+        }),
+        ("a plain number twice", |s| {
+            s.plain_set_numbers = vec![2, 2];
+        }),
         ("a number neither free nor a set's", |s| {
             s.free_set_numbers.clear()
         }),
@@ -652,6 +667,8 @@ mod serde_round_trips {
             for op in &before {
                 world.run(op, true);
             }
+            // Dropped sets' numbers back in the pool (see `round_trip`).
+            world.space.synchronize();
             let snapshot = world.space.snapshot();
             let json = serde_json::to_string(&snapshot).unwrap();
             let back: Snapshot<String> = serde_json::from_str(&json).unwrap();
@@ -742,4 +759,110 @@ fn spids_survive_bytes_and_restore() {
     assert_eq!(copy.spid(a), Some(101));
     assert_eq!(copy.snapshot(), snapshot);
     copy.check_invariants().unwrap();
+}
+
+/// Dropped sets with and without quota leave free numbers of both classes:
+/// a restore keeps which is which, so new sets get the numbers they would
+/// have had in the original.
+#[test]
+fn restore_keeps_the_plain_and_quota_free_numbers_apart() {
+    let space = Space::<u32>::builder()
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let sets: Vec<_> = (0..6)
+        .map(|i| space.try_new_set((i % 2 == 1).then_some(4)).unwrap())
+        .collect();
+    let keep = sets[5].number();
+    let mut sets = sets.into_iter();
+    let dropped: Vec<_> = sets.by_ref().take(5).collect();
+    let _kept = sets.next().unwrap();
+    drop(dropped);
+    space.synchronize();
+    let snapshot = space.snapshot();
+    assert_eq!(snapshot.plain_set_numbers, vec![1, 3, 5]);
+    let bytes = snapshot
+        .clone()
+        .try_map(|_, _, v| Ok::<u64, ()>(u64::from(v)))
+        .unwrap()
+        .encode();
+    let decoded = Snapshot::decode(&bytes).unwrap();
+    assert_eq!(decoded.plain_set_numbers, vec![1, 3, 5]);
+    let copies: Vec<_> = [
+        snapshot,
+        decoded.try_map(|_, _, v| Ok::<u32, ()>(v as u32)).unwrap(),
+    ]
+    .into_iter()
+    .map(|restored| Space::<u32>::restore(restored).unwrap())
+    .collect();
+    let order = |s: &Space<u32>| {
+        let quota: Vec<_> = (0..3).map(|_| s.new_set_with_quota(1)).collect();
+        let plain: Vec<_> = (0..3).map(|_| s.new_set()).collect();
+        let numbers = quota
+            .iter()
+            .chain(&plain)
+            .map(|s| s.number())
+            .collect::<Vec<_>>();
+        (numbers, (quota, plain))
+    };
+    let (want, _held) = order(&space);
+    // Quota sets skip the plain numbers 1, 3, 5; plain sets reuse them.
+    assert_eq!(want, [4, 2, 7, 5, 3, 1]);
+    for (copy, restored_sets) in &copies {
+        assert_eq!(restored_sets[0].number(), keep);
+        assert_eq!(order(copy).0, want);
+    }
+}
+
+/// A buffer of format version 1 (no plain flag on free numbers) still
+/// decodes and restores: its free numbers serve any set. A flag bit in a
+/// version 1 free record is refused.
+#[test]
+fn format_version_1_still_decodes() {
+    let space = Space::<u64>::builder()
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let (a, b, c) = (
+        space.new_set(),
+        space.new_set_with_quota(2),
+        space.new_set(),
+    );
+    b.alloc(0, 99, 7).unwrap();
+    drop((a, c));
+    space.synchronize();
+    let v2 = space.snapshot().encode();
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let as_v1 = |mut bytes: Vec<u8>, clear_flags: bool| {
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        if clear_flags {
+            for at in (64..64 + 4 * 2).step_by(4) {
+                bytes[at + 3] &= 0x7f;
+            }
+        }
+        let body = bytes.len() - 8;
+        let sum = fnv(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sum.to_le_bytes());
+        bytes
+    };
+    let v1 = as_v1(v2.clone(), true);
+    let decoded = Snapshot::decode(&v1).unwrap();
+    let mut want = space.snapshot();
+    assert_eq!(want.plain_set_numbers, vec![1, 3]);
+    want.plain_set_numbers.clear();
+    assert_eq!(decoded, want);
+    let (copy, sets) = Space::<u64>::restore(decoded).unwrap();
+    assert_eq!(sets[0].number(), b.number());
+    assert_eq!(copy.copied(0), Some(7));
+    // Version 1: every free number serves a quota set too.
+    assert_eq!(copy.new_set_with_quota(1).number(), 3);
+    assert_eq!(
+        Snapshot::decode(&as_v1(v2, false)),
+        Err(Error::InvalidArgument),
+        "the plain flag is version 2's"
+    );
 }

@@ -17,7 +17,10 @@
 //!   so callbacks may register and unregister other blocks.
 //! - `MM` holds each (token, block) pair registered with
 //!   `ioasid_register_notifier_mm` once: parked (no registration) until an
-//!   MM set with that token exists.
+//!   MM set with that token exists, then on its chain from its creation
+//!   (before `ioasid_alloc_set` returns it) until its teardown sent its
+//!   FREE events; a set created while the previous one of the token is
+//!   still in teardown holds the block too, so neither misses an event.
 //! - The library reads `nb->notifier_call` at each call and
 //!   `nb->priority` at registration; it never writes the block (its `next`
 //!   field is the caller's).
@@ -169,25 +172,29 @@ fn registry() -> MutexGuard<'static, BTreeMap<Key, Registered>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A block registered for an MM token: parked (`attached` is `None`), or on
-/// the chain of that token's MM set (the set's address, its registration).
+/// A block registered for an MM token: parked (`attached` is empty), or on
+/// the chains of that token's MM sets (each set's address, its
+/// registration): the mapped one, and an older one whose teardown has not
+/// reached `mm_set_gone` yet (for its last FREE events).
 struct MmEntry {
     priority: c_int,
-    attached: Option<(usize, Registered)>,
+    attached: Vec<(usize, Registered)>,
 }
 
-/// Attaches the parked blocks of `token` to the chain of its MM set, if
-/// one exists (at registration, when the set is created, and after a set
-/// of the token was torn down, in case a new one exists already).
+/// Attaches the blocks of `token` to the chain of its mapped MM set, those
+/// not on it already (at registration, when the set is created, and after
+/// a set of the token was torn down, in case a new one exists already). A
+/// set created while an older one of the token is still in teardown gets
+/// its blocks at once, before any event of it.
 pub(crate) fn attach_parked(token: usize) {
     let mut mm = mm_registry();
     for (&(t, nb), entry) in mm.range_mut((token, 0)..=(token, usize::MAX)) {
         debug_assert_eq!(t, token);
-        if entry.attached.is_some() {
-            continue;
-        }
         // Under the MM map's lock of `tokens`: the set stays alive.
-        entry.attached = crate::tokens::with_mm_set(token, |set| {
+        let attached = crate::tokens::with_mm_set(token, |set| {
+            if entry.attached.iter().any(|a| a.0 == set as usize) {
+                return None;
+            }
             let pin = domain().pin();
             // SAFETY: a mapped MM set is a live record (tokens' invariant).
             let imp = unsafe { crate::load_set(set, &pin) }?;
@@ -196,6 +203,7 @@ pub(crate) fn attach_parked(token: usize) {
             Some((set as usize, (registration, counted)))
         })
         .flatten();
+        entry.attached.extend(attached);
     }
 }
 
@@ -205,8 +213,10 @@ pub(crate) fn mm_set_gone(token: usize, set: usize) {
     let taken: Vec<_> = {
         let mut mm = mm_registry();
         mm.range_mut((token, 0)..=(token, usize::MAX))
-            .filter(|(_, e)| e.attached.as_ref().is_some_and(|a| a.0 == set))
-            .filter_map(|(_, e)| e.attached.take())
+            .filter_map(|(_, e)| {
+                let at = e.attached.iter().position(|a| a.0 == set)?;
+                Some(e.attached.swap_remove(at))
+            })
             .collect()
     };
     // Dropped with the lock released: each waits for calls in flight.
@@ -392,7 +402,7 @@ pub unsafe extern "C" fn ioasid_register_notifier_mm(
                 key,
                 MmEntry {
                     priority,
-                    attached: None,
+                    attached: Vec::new(),
                 },
             );
             drop(mm);
@@ -420,7 +430,7 @@ pub unsafe extern "C" fn ioasid_unregister_notifier_mm(
         {
             let taken = mm_registry().remove(&(token as usize, nb as usize));
             // Dropped with the lock released: it waits for calls in flight.
-            drop(taken.and_then(|e| e.attached));
+            drop(taken.map(|e| e.attached));
         }
     )
 }

@@ -591,4 +591,64 @@ fn a_thread_keeps_one_standing_hold() {
         assert_eq!(ioasid_set_free(&mut a, kept), 0);
         ioasid_set_destroy(&mut a);
     }
+
+/// MM sets of one token are created while the previous one is still in
+/// its teardown (threads racing `ioasid_alloc_set` and the last
+/// `ioasid_set_put`): a block registered for the token throughout sees
+/// the ALLOC and the FREE of every ID of every one of them.
+#[test]
+fn mm_blocks_miss_no_event_of_a_set_created_during_a_teardown() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+    static FREES: AtomicUsize = AtomicUsize::new(0);
+    unsafe extern "C" fn count(
+        _: *mut notifier_block,
+        action: std::ffi::c_ulong,
+        _: *mut c_void,
+    ) -> c_int {
+        // SeqCst: test counters, read after the threads are joined.
+        match action {
+            1 => ALLOCS.fetch_add(1, Ordering::SeqCst),
+            2 => FREES.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
+        0
+    }
+    let token = 0x7e57_70c0_usize as *mut c_void;
+    let mut nb = Box::new(notifier_block {
+        notifier_call: Some(count),
+        next: std::ptr::null_mut(),
+        priority: 0,
+    });
+    let nb_ptr: *mut notifier_block = &mut *nb;
+    // SAFETY: a valid block that outlives its registration.
+    assert_eq!(unsafe { ioasid_register_notifier_mm(token, nb_ptr) }, 0);
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let token = token as usize;
+            std::thread::spawn(move || {
+                let mut made = 0;
+                for _ in 0..500 {
+                    let set = ioasid_alloc_set(token as *mut c_void, 2, 2);
+                    if set as usize >= ERR_PTR_BASE {
+                        continue; // -EEXIST: the other thread's set is live
+                    }
+                    for _ in 0..2 {
+                        // SAFETY: a live set of ours.
+                        let id = unsafe { ioasid_alloc(set, 1, 0xFFFFF, std::ptr::null_mut()) };
+                        made += usize::from(id != ioasid_core::INVALID_IOASID);
+                    }
+                    // SAFETY: our reference, dropped once.
+                    unsafe { ioasid_set_put(set) };
+                }
+                made
+            })
+        })
+        .collect();
+    let made: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(made > 0);
+    assert_eq!(ALLOCS.load(Ordering::SeqCst), made, "every ALLOC");
+    assert_eq!(FREES.load(Ordering::SeqCst), made, "every FREE");
+    // SAFETY: registered above.
+    unsafe { ioasid_unregister_notifier_mm(token, nb_ptr) };
 }

@@ -8,7 +8,7 @@
 //! first byte is odd has its length field and checksum fixed up after
 //! that byte is dropped: the fuzzer then reaches the field checks.
 
-use ioasid::{Error, Snapshot, Space};
+use ioasid::{Error, Snapshot};
 use ioasid_ffi::{ioasid_set, ioasid_set_release, ioasid_space_destroy, ioasid_space_restore};
 use ioasid_ffi::{ioasid_space, ioasid_space_save};
 use std::ffi::c_uint;
@@ -50,7 +50,7 @@ pub fn snapshot_one(input: &[u8]) {
             bytes,
             "decode accepts only its own encoding"
         );
-        let restored = Space::<u64, 4>::restore(snapshot.clone());
+        let restored = ioasid::fanout::Space::<u64, 4>::restore(snapshot.clone());
         if snapshot.ids.iter().any(|id| id.custom) {
             assert_eq!(restored.err(), Some(Error::InvalidArgument));
         } else {

@@ -49,7 +49,9 @@
 //!   record): `get_races_the_last_put` (livelock: loom's branch limit).
 #![cfg(ioasid_loom)]
 
-use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy, Set, Space};
+// The generic types: the models need small fan-outs.
+use ioasid::fanout::{Set, Space};
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy};
 use loom::sync::atomic::{AtomicBool, Ordering as LoomOrdering};
 use loom::thread::{self, JoinHandle};
 use loom_tests::{Ledger, Probe};
@@ -1419,6 +1421,101 @@ fn register_races_notify() {
         }
         set.free(first).unwrap();
         set.free(second).unwrap();
+        drop(registration);
+    });
+}
+
+/// A notifier registered by token races the last drop of the token's set
+/// (its teardown and drop hook): the block ends parked, saw the set's FREE
+/// at most once, and joins the token's next set before its first event.
+#[test]
+fn token_register_races_the_last_drop() {
+    model(2, || {
+        use ioasid::fanout::TokenSets;
+        let space: Space<u32, 2> = Space::builder()
+            .range(0, 1)
+            .domain(Domain::new())
+            .build()
+            .unwrap();
+        let mms: Arc<TokenSets<u8, u32, 2>> =
+            Arc::new(TokenSets::new(space, ioasid::Capacity::new(4)));
+        let set = mms.create(1, 2).unwrap();
+        set.alloc(0, 1, 1).unwrap();
+        let events = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let dropper = spawn(move || drop(set));
+        let registrar = {
+            let (mms, events) = (mms.clone(), events.clone());
+            spawn(move || {
+                mms.register_notifier(1, 0, move |_| {
+                    events.fetch_add(1, LoomOrdering::SeqCst);
+                    ControlFlow::Continue(())
+                })
+            })
+        };
+        dropper.join().unwrap();
+        let registration = registrar.join().unwrap();
+        assert!(events.load(LoomOrdering::SeqCst) <= 1, "the FREE twice");
+        assert!(!registration.is_attached(), "parked once the set is gone");
+        let before = events.load(LoomOrdering::SeqCst);
+        let next = mms.create(1, 2).unwrap();
+        assert!(registration.is_attached());
+        next.alloc(0, 1, 2).unwrap();
+        assert_eq!(events.load(LoomOrdering::SeqCst), before + 1, "its ALLOC");
+        drop(next);
+        assert!(!registration.is_attached());
+        drop(registration);
+    });
+}
+
+/// A create for a token races the teardown of its previous set: a block
+/// registered throughout sees the old set's FREE exactly once and every
+/// event of the new set, and ends parked.
+#[test]
+fn token_create_races_teardown() {
+    model(2, || {
+        use ioasid::fanout::TokenSets;
+        let space: Space<u32, 2> = Space::builder()
+            .range(0, 1)
+            .domain(Domain::new())
+            .build()
+            .unwrap();
+        let mms: Arc<TokenSets<u8, u32, 2>> =
+            Arc::new(TokenSets::new(space, ioasid::Capacity::new(4)));
+        let (allocs, frees) = (
+            Arc::new(loom::sync::atomic::AtomicUsize::new(0)),
+            Arc::new(loom::sync::atomic::AtomicUsize::new(0)),
+        );
+        let registration = {
+            let (allocs, frees) = (allocs.clone(), frees.clone());
+            mms.register_notifier(1, 0, move |n| {
+                match n.event() {
+                    ioasid::Event::Alloc => allocs.fetch_add(1, LoomOrdering::SeqCst),
+                    ioasid::Event::Free => frees.fetch_add(1, LoomOrdering::SeqCst),
+                    _ => 0,
+                };
+                ControlFlow::Continue(())
+            })
+        };
+        let old = mms.create(1, 2).unwrap();
+        old.alloc(0, 1, 1).unwrap();
+        let dropper = spawn(move || drop(old));
+        let creator = {
+            let mms = mms.clone();
+            spawn(move || {
+                let new = mms.create(1, 2).ok()?;
+                new.alloc(0, 1, 2).ok()?;
+                Some(new)
+            })
+        };
+        dropper.join().unwrap();
+        let new = creator.join().unwrap();
+        let made = 1 + usize::from(new.is_some());
+        assert_eq!(allocs.load(LoomOrdering::SeqCst), made, "every ALLOC");
+        assert_eq!(frees.load(LoomOrdering::SeqCst), 1, "the old set's FREE");
+        assert_eq!(registration.is_attached(), new.is_some());
+        drop(new);
+        assert_eq!(frees.load(LoomOrdering::SeqCst), made, "every FREE");
+        assert!(!registration.is_attached());
         drop(registration);
     });
 }

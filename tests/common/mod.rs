@@ -19,7 +19,7 @@ pub fn space(min: Ioasid, max: Ioasid, policy: Policy) -> Space<Ioasid> {
 
 /// The IDs `set` visits with `for_each`, in order.
 #[allow(dead_code)]
-pub fn ids_of<T: ioasid::Payload, const F: usize>(set: &ioasid::Set<T, F>) -> Vec<Ioasid> {
+pub fn ids_of<T: ioasid::Payload, const F: usize>(set: &ioasid::fanout::Set<T, F>) -> Vec<Ioasid> {
     let mut ids = Vec::new();
     let _ = set.for_each(|id, _| {
         ids.push(id);
