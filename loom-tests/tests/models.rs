@@ -442,7 +442,7 @@ fn lookup_races_chunk_install() {
     });
 }
 
-/// The kernel-form free that holds no guard (space.rs `free_unpinned`,
+/// The kernel-form free that holds no guard (space/engine.rs `free_unpinned`,
 /// owners.rs index classes) races its owner's drop and a new set with a
 /// quota that allocates the same ID with the same inline data. The new set
 /// never takes the dropped quota-less set's index, so the free either
