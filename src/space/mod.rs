@@ -32,6 +32,7 @@ mod hook;
 mod policy;
 
 pub(crate) use engine::{Expect, NoteOut};
+use policy::Cursor;
 pub use policy::Policy;
 
 use crate::capacity::Capacity;
@@ -43,7 +44,7 @@ use crate::notify::{Chains, Event, Notification, Notifiers, Registration, SpaceN
 use crate::owners::SetTable;
 use crate::refs::{RefDrop, RefState, RefTable};
 use crate::set::Set;
-use crate::sync::{Arc, AtomicPtr, AtomicU64, CachePadded};
+use crate::sync::{Arc, AtomicPtr, CachePadded};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use std::collections::BTreeMap;
@@ -61,9 +62,10 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     min: Ioasid,
     max: Ioasid,
     policy: Policy,
-    /// Cyclic: the key after the last one handed out. Written by every
-    /// Cyclic alloc: padded away from `min`/`max`/`tree`, which finds read.
-    pub(crate) cursor: CachePadded<AtomicU64>,
+    /// Cyclic: the key after the last one handed out, and its round
+    /// (`policy.rs`). Written by Cyclic allocs: padded away from
+    /// `min`/`max`/`tree`, which finds read.
+    pub(crate) cursor: CachePadded<Cursor>,
     /// The installed custom allocator (a boxed hook), or null.
     hook: AtomicPtr<CustomHook>,
     /// IDs a custom allocator chose, with the hook to give each back to.
@@ -187,7 +189,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
                 min: self.min,
                 max: self.max,
                 policy: self.policy,
-                cursor: CachePadded(AtomicU64::new(0)),
+                cursor: CachePadded(Cursor::new()),
                 hook: AtomicPtr::new(ptr::null_mut()),
                 custom: CustomIds::new(),
                 domain,
