@@ -52,7 +52,9 @@
 //! - `owners`: set cores and the owner-index table.
 //! - `members`: a set's bitmap index of its own IDs (a superset, cleaned
 //!   lazily by the walks).
-//! - `space`: policies, alloc/free/replace, the space handle.
+//! - `space`: the space handle and builder (`space/mod.rs`), the per-ID
+//!   engine of alloc/free/replace (`space/engine.rs`), the policies
+//!   (`space/policy.rs`), the custom allocator slot (`space/hook.rs`).
 //! - `refs`: reference counts and FREE_PENDING (extension records).
 //! - `notify`: notifier chains (global and per set), events, registrations.
 //! - `set`: the set handle.

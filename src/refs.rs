@@ -252,7 +252,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 // AcqRel: Release orders the chunk's build before EXT is
                 // seen; Acquire reads a newer word on failure. This CAS is
                 // the first get's linearization point: it races a free or
-                // last put, which CAS the same word to 0 (space.rs).
+                // last put, which CAS the same word to 0 (space/engine.rs).
                 if slot
                     .compare_exchange(word, word | entry::EXT, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()

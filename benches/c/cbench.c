@@ -24,6 +24,10 @@
  *           ioasid_alloc/ioasid_set_free; the locks still allocate lowest
  *   hot     finds of random IDs among 1024 live IDs
  *   random  finds of random IDs among 2^20 - 1 live IDs (all of [1, 0xFFFFF])
+ *   spid    finds by set private ID among 1024 mapped
+ *   cyclic  alloc+free pairs, Cyclic: a private IOASID_POLICY_CYCLIC space,
+ *           one set shared by all threads, ioasid_alloc/ioasid_set_free;
+ *           the locks still allocate lowest
  *
  * Every result is checked (an alloc outside the range or failing, a free
  * that fails, a find that returns the wrong pointer, IDs left live after a
@@ -271,8 +275,9 @@ enum impl { IMPL_IOASID, IMPL_IOASID_NOLOCK, IMPL_MUTEX, IMPL_RWLOCK, IMPL_LFB, 
 static const char *const impl_names[NIMPLS] = {
 	"ioasid", "ioasid-nolock", "mutex-ida", "rwlock-ida", "lockfree-bitmap",
 };
-enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, W_SPID, NWORKLOADS };
-static const char *const workload_names[NWORKLOADS] = { "lowest", "notify", "any", "hot", "random", "spid" };
+enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, W_SPID, W_CYCLIC, NWORKLOADS };
+static const char *const workload_names[NWORKLOADS] = { "lowest", "notify", "any", "hot", "random",
+							"spid", "cyclic" };
 static const char *const workload_titles[NWORKLOADS] = {
 	"alloc+free pairs, Lowest (ioasid_alloc on a DECLARE_IOASID_SET / ioasid_free, global space)",
 	"alloc+free pairs, Lowest, one notifier registered on the global chain (ioasid only notifies)",
@@ -281,6 +286,7 @@ static const char *const workload_titles[NWORKLOADS] = {
 	"find, random: random IDs among 2^20-1 live (ioasid_find(set, id, NULL))",
 	"find_by_spid, hot: random guest PASIDs among 1024 mapped (ioasid_find_by_spid(set, spid, false); "
 	"locks: the same lookup in a SPID-indexed table under the lock)",
+	"alloc+free pairs, Cyclic (IOASID_POLICY_CYCLIC space, one shared set, ioasid_set_free; locks: lowest)",
 };
 
 static bool impl_runs(enum impl i, enum workload w)
@@ -389,6 +395,13 @@ DEFINE_LOOP(loop_ioasid_any, {
 	else if (unlikely(ioasid_set_free(cx->set, id) != 0))
 		errors++;
 })
+DEFINE_LOOP(loop_ioasid_cyclic, {
+	ioasid_t id = ioasid_alloc(cx->set, ID_MIN, ID_MAX, w);
+	if (unlikely(id == INVALID_IOASID || bad_id(id, false)))
+		errors++;
+	else if (unlikely(ioasid_set_free(cx->set, id) != 0))
+		errors++;
+})
 #define IDA_ALLOC_FREE(lock, unlock)                                     \
 	{                                                                \
 		lock;                                                    \
@@ -471,6 +484,7 @@ static const loop_fn loops[NWORKLOADS][NIMPLS] = {
 		       loop_lfb_find },
 	/* SPID s maps to host ID s; the baselines look s up in their table. */
 	[W_SPID] = { loop_ioasid_find_by_spid, NULL, loop_mutex_find, loop_rwlock_find, loop_lfb_find },
+	[W_CYCLIC] = { loop_ioasid_cyclic, NULL, loop_mutex_alloc, loop_rwlock_alloc, loop_lfb_alloc },
 };
 
 struct thread_arg {
@@ -507,7 +521,8 @@ static double run_once(enum workload wl, enum impl im, int threads, struct cell 
 {
 	static struct worker workers[MAX_THREADS];
 	static struct thread_arg args[MAX_THREADS];
-	cx->single = threads == 1 && (wl == W_LOWEST || (wl == W_ANY && im != IMPL_IOASID));
+	bool private_space = wl == W_ANY || wl == W_CYCLIC;
+	cx->single = threads == 1 && (wl == W_LOWEST || (private_space && im != IMPL_IOASID));
 	atomic_store(&stop_flag, 0);
 	pthread_barrier_init(&start_barrier, NULL, (unsigned)threads + 1);
 	for (int t = 0; t < threads; t++) {
@@ -764,8 +779,10 @@ int main(int argc, char **argv)
 			error("ioasid_register_notifier failed");
 			return 1;
 		}
-		if (wl == W_ANY) {
-			any_space = ioasid_space_create(ID_MIN, ID_MAX, IOASID_POLICY_ANY);
+		bool private_space = wl == W_ANY || wl == W_CYCLIC;
+		if (private_space) {
+			any_space = ioasid_space_create(ID_MIN, ID_MAX,
+							wl == W_ANY ? IOASID_POLICY_ANY : IOASID_POLICY_CYCLIC);
 			if (!any_space || ioasid_set_init(&any_set, any_space, 0) != 0) {
 				error("ioasid_space_create / ioasid_set_init failed");
 				return 1;
@@ -780,10 +797,10 @@ int main(int argc, char **argv)
 				for (int im = 0; im < NIMPLS; im++) {
 					if (!o.impls[im] || !impl_runs(im, wl))
 						continue;
-					cx.set = wl == W_ANY && im == IMPL_IOASID ? &any_set : &global_set;
+					cx.set = private_space && im == IMPL_IOASID ? &any_set : &global_set;
 					samples[im][rep] = run_once(wl, im, o.threads[ti], &cx, o.ms, rep * 31 + ti);
-					if (wl == W_ANY && im == IMPL_IOASID)
-						check_count("Any space after a run", ioasid_space_live_count(any_space),
+					if (private_space && im == IMPL_IOASID)
+						check_count("private space after a run", ioasid_space_live_count(any_space),
 							    0);
 				}
 			}

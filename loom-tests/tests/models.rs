@@ -28,6 +28,10 @@
 //!   `allocs_race_to_install_the_same_node`;
 //! - a claim by load then store instead of `fetch_or`:
 //!   `allocs_race_for_the_last_id_of_a_leaf`, `cyclic_cursor_under_two_allocs`;
+//! - a Cyclic claim given back after a lost cursor CAS (to stretch the
+//!   reuse delay of a key the cursor had passed):
+//!   `cyclic_batch_handoff_races_a_wrap` (false ENOSPC: the given-back key
+//!   looked taken to the racing call);
 //! - `Set::find` without its owner check: `for_each_races_free_and_alloc`,
 //!   `lookup_races_publish`;
 //! - an iterator without the owner check of `Set::visible`, or one that
@@ -444,7 +448,7 @@ fn lookup_races_chunk_install() {
     });
 }
 
-/// The kernel-form free that holds no guard (space.rs `free_unpinned`,
+/// The kernel-form free that holds no guard (space/engine.rs `free_unpinned`,
 /// owners.rs index classes) races its owner's drop and a new set with a
 /// quota that allocates the same ID with the same inline data. The new set
 /// never takes the dropped quota-less set's index, so the free either
@@ -794,6 +798,52 @@ fn cyclic_cursor_under_two_allocs() {
         assert_eq!(space.live_count(), 4);
         drop((set, space));
         assert_all_dropped_once(&ledger, 6);
+    });
+}
+
+/// Cyclic batches across the wrap: IDs 0..=5 (fan-out 2) with 2 and 3
+/// live and the cursor at 4, so the free IDs are 4, 5, then 0, 1 round the
+/// wrap. Two threads alloc twice each: a lost cursor CAS takes a batch
+/// (which may end at the end of the space and put the cursor in the next
+/// round) or gives back a key behind the cursor, and a second alloc may
+/// claim from its batch while the other thread claims past the wrap. Every
+/// alloc finds an ID (four free for four allocs: one stays free for each
+/// whole call, so ENOSPC would be false, even when the last free ID lies in
+/// the other thread's batch), no ID is handed out twice, and then the
+/// space is full.
+#[test]
+fn cyclic_batch_handoff_races_a_wrap() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 5, Policy::Cyclic);
+        let set = Arc::new(space.new_set());
+        for id in 0..4 {
+            assert_eq!(set.alloc(0, 5, ledger.probe(id, 0)), Ok(id as Ioasid));
+        }
+        assert_eq!(set.free(0), Ok(()));
+        assert_eq!(set.free(1), Ok(()));
+        let spawn_allocs = |token: usize| {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || {
+                let first = set.alloc(0, 5, ledger.probe(token, 0));
+                let second = set.alloc(0, 5, ledger.probe(token + 1, 0));
+                [first, second]
+            })
+        };
+        let (a, b) = (spawn_allocs(4), spawn_allocs(6));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        let mut got: Vec<Ioasid> = a
+            .into_iter()
+            .chain(b)
+            .map(|r| r.expect("four free IDs for four allocs: no ENOSPC"))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 4, 5], "each free ID once");
+        assert_eq!(set.alloc(0, 5, ledger.probe(8, 0)), Err(Error::NoSpace));
+        assert_eq!(space.live_count(), 6);
+        space.check_invariants().unwrap();
+        drop((set, space));
+        assert_all_dropped_once(&ledger, 9);
     });
 }
 

@@ -1,0 +1,538 @@
+//! The per-ID engine of a space: alloc, the frees, replace, retire, and
+//! the plumbing that sends the notes operations leave.
+//!
+//! INVARIANT: a word is published (Release) only into a slot whose claim
+//! bit this call took, and a claim bit is released only after its word left
+//! the slot (CAS or swap to 0), so a claim never hands out a live slot.
+//! Values of words taken out of slots are dropped once, through the epoch.
+
+use super::SpaceInner;
+use crate::custom::State;
+use crate::domain::{Domain, Guard};
+use crate::entry::{self, Payload, Ref};
+use crate::error::Error;
+use crate::notify::{Chains, Event, Note};
+use crate::owners::SetCore;
+use crate::refs::RefDrop;
+use crate::sync::{AtomicU64, Ordering};
+use crate::Ioasid;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+/// Whose ID a removal may take.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect<'a, const F: usize> {
+    /// Any set's (kernel form); the guard keeps the owner's core alive.
+    Any(&'a Guard),
+    /// Only the set with this owner index and core.
+    Set(u16, &'a SetCore<F>),
+}
+
+/// Where an operation leaves its event: `None` when the caller saw no
+/// notifier (then no event is made).
+pub(crate) type NoteOut<'a, T> = Option<&'a mut Option<Note<T>>>;
+
+impl<T: Payload, const F: usize> SpaceInner<T, F> {
+    pub(crate) fn key_of(&self, id: Ioasid) -> Option<u64> {
+        (self.min..=self.max)
+            .contains(&id)
+            .then(|| u64::from(id - self.min))
+    }
+
+    pub(super) fn id_of(&self, key: u64) -> Ioasid {
+        self.min + key as Ioasid
+    }
+
+    pub(crate) fn span(&self) -> u64 {
+        self.tree.span()
+    }
+
+    pub(crate) fn pin(&self) -> Guard {
+        self.domain.pin()
+    }
+
+    /// The live word of `id`, or `None`. Its value stays valid while `guard`
+    /// lives.
+    pub(crate) fn load(&self, id: Ioasid, guard: &Guard) -> Option<u64> {
+        assert!(
+            guard.protects(&self.domain),
+            "guard belongs to another domain"
+        );
+        let slot = self.tree.slot(self.key_of(id)?)?;
+        // Acquire: pairs with the Release publish (alloc, set_data), so a
+        // boxed value's contents are visible.
+        let word = slot.word().load(Ordering::Acquire);
+        (word != 0).then_some(word)
+    }
+
+    /// The live word of `id`, or `None`, loaded with no guard: only its
+    /// inline part may be used unless a guard was pinned before the load.
+    #[inline]
+    fn load_unpinned(&self, id: Ioasid) -> Option<u64> {
+        // Tree nodes live as long as the tree, so the slot needs no guard.
+        let slot = self.tree.slot(self.key_of(id)?)?;
+        // Acquire: pairs with the Release publish (alloc, set_data).
+        let word = slot.word().load(Ordering::Acquire);
+        (word != 0).then_some(word)
+    }
+
+    /// A copy of the value of live `id` (with `owner`, only if that set owns
+    /// it): pins only when the word is boxed.
+    #[inline]
+    pub(crate) fn copied(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
+    where
+        T: Copy,
+    {
+        let word = self.load_unpinned(id).ok_or(Error::NotFound)?;
+        if owner.is_some_and(|owner| entry::owner(word) != owner) {
+            return Err(Error::PermissionDenied);
+        }
+        if !entry::is_boxed(word) {
+            // SAFETY: loaded from its slot, not boxed.
+            return Ok(unsafe { entry::copy_inline(word) });
+        }
+        self.copied_boxed(id, owner)
+    }
+
+    /// [`SpaceInner::copied`] of a value stored boxed: out of line.
+    #[cold]
+    #[inline(never)]
+    fn copied_boxed(&self, id: Ioasid, owner: Option<u16>) -> Result<T, Error>
+    where
+        T: Copy,
+    {
+        let owned = |word: u64| match owner {
+            Some(owner) if entry::owner(word) != owner => Err(Error::PermissionDenied),
+            _ => Ok(word),
+        };
+        // A box may be freed once its word leaves the slot: load it again
+        // under a guard, which keeps the box until it goes.
+        let guard = self.pin();
+        let word = owned(self.load(id, &guard).ok_or(Error::NotFound)?)?;
+        // SAFETY: loaded under `guard`, which protects this space's domain.
+        let value = unsafe { Ref::<T>::new(word) };
+        Ok(*value)
+    }
+
+    /// Allocates an ID in `min..=max` for the set with owner index `owner`.
+    pub(crate) fn alloc(
+        &self,
+        set: &SetCore<F>,
+        owner: u16,
+        min: Ioasid,
+        max: Ioasid,
+        data: T,
+    ) -> Result<Ioasid, Error> {
+        if min > max {
+            return Err(Error::InvalidArgument);
+        }
+        let (lo, hi) = (min.max(self.min), max.min(self.max));
+        if lo > hi {
+            return Err(Error::InvalidArgument);
+        }
+        let payload = entry::encode(data).map_err(|_| Error::InvalidArgument)?;
+        let word = entry::with_owner(payload, owner);
+        let result = set.reserve().and_then(|()| {
+            // A panicking custom hook: give the quota unit back, drop the
+            // value (never published), then go on unwinding.
+            let on_panic = || {
+                set.unreserve();
+                // SAFETY: never published; this is its one drop.
+                unsafe { entry::drop_value::<T>(word) };
+            };
+            self.claim(lo, hi, on_panic)
+                .inspect_err(|_| set.unreserve())
+        });
+        let (id, slot) = match result {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // SAFETY: never published; this is its one drop.
+                unsafe { entry::drop_value::<T>(word) };
+                return Err(e);
+            }
+        };
+        // Release: publishes a boxed value's contents to Acquire loads.
+        slot.store(word, Ordering::Release);
+        // After the publish (members.rs: the word, a fence, then the bit).
+        set.members.insert_published(u64::from(id - self.min));
+        if self.notify.active() {
+            self.notify_alloc(id, owner, word);
+        }
+        Ok(id)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn notify_alloc(&self, id: Ioasid, owner: u16, word: u64) {
+        // The caller holds the set, so its owner index is valid.
+        self.send_to(
+            Some(self.notify.note(Event::Alloc, id, owner, word, false)),
+            Chains::BOTH,
+        );
+    }
+
+    /// Sends a note captured by an operation (with no guard held now) to
+    /// both chains; a value the note owns is retired afterwards, even if a
+    /// callback panics. No note: one test.
+    #[inline]
+    pub(crate) fn send(&self, note: &mut Option<Note<T>>) {
+        if note.is_some() {
+            self.send_taken(note);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_taken(&self, note: &mut Option<Note<T>>) {
+        self.send_to(note.take(), Chains::BOTH)
+    }
+
+    pub(crate) fn send_to(&self, note: Option<Note<T>>, chains: Chains) {
+        let Some(note) = note else { return };
+        if !note.reads_under_guard() && crate::notify::holding() {
+            // Held back if this thread opened a NotifyScope: then sent with
+            // the hub and domain only (nothing is read from the tree).
+            let hub = self.notify.hub().clone();
+            let domain = self.domain.clone();
+            let send = Box::new(move || {
+                struct RetireAfter<T: Payload>(Domain, Option<u64>, PhantomData<T>);
+                impl<T: Payload> Drop for RetireAfter<T> {
+                    fn drop(&mut self) {
+                        if let Some(word) = self.1.filter(|&w| entry::needs_drop::<T>(w)) {
+                            // SAFETY: the note owned the word's value, which
+                            // left its slot; this is its one drop, deferred
+                            // past every guard that could have loaded it.
+                            self.0
+                                .pin()
+                                .defer(move || unsafe { entry::drop_value::<T>(word) });
+                        }
+                    }
+                }
+                let _retire = RetireAfter::<T>(domain.clone(), note.owned_word(), PhantomData);
+                note.send(chains, &hub, || domain.pin(), |_| None);
+            });
+            crate::notify::hold_back(send);
+            return;
+        }
+        struct RetireAfter<'s, T: Payload, const F: usize>(&'s SpaceInner<T, F>, Option<u64>);
+        impl<T: Payload, const F: usize> Drop for RetireAfter<'_, T, F> {
+            fn drop(&mut self) {
+                if let Some(word) = self.1 {
+                    self.0.retire(word, &self.0.pin());
+                }
+            }
+        }
+        let _retire = RetireAfter(self, note.owned_word());
+        let id = note.id();
+        note.send(
+            chains,
+            self.notify.hub(),
+            || self.pin(),
+            |guard| self.load(id, guard),
+        );
+    }
+
+    /// [`SpaceInner::drop_ref`] of any set's ID (kernel forms), sending
+    /// its event once the guard is gone.
+    /// With no notifier about (the one load), no notes are taken at all.
+    #[inline]
+    pub(crate) fn drop_ref_any(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
+        if !self.notify.active() {
+            let guard = self.pin();
+            return self.drop_ref(id, Expect::Any(&guard), how, None);
+        }
+        self.drop_ref_any_noting(id, how)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_ref_any_noting(&self, id: Ioasid, how: RefDrop) -> Result<bool, Error> {
+        let mut note = None;
+        let result = {
+            let guard = self.pin();
+            self.drop_ref(id, Expect::Any(&guard), how, Some(&mut note))
+        };
+        self.send(&mut note);
+        result
+    }
+
+    /// Claims a number: through the custom allocator if one is installed,
+    /// else by policy.
+    ///
+    /// No guard is needed on the software path: tree nodes live as long as
+    /// the tree, and nothing epoch-managed is read. If the custom hook
+    /// panics, `on_panic` runs and the panic goes on.
+    fn claim(
+        &self,
+        lo: Ioasid,
+        hi: Ioasid,
+        on_panic: impl FnOnce(),
+    ) -> Result<(Ioasid, &AtomicU64), Error> {
+        // Relaxed: only "is there a hook at all"; `hook()` below loads it
+        // again with Acquire under a guard before using it.
+        if !self.hook.load(Ordering::Relaxed).is_null() {
+            let guard = self.pin();
+            let custom = catch_unwind(AssertUnwindSafe(|| self.claim_custom(lo, hi, &guard)));
+            match custom {
+                Ok(Some(claimed)) => return claimed,
+                Ok(None) => {}
+                Err(panic) => {
+                    on_panic();
+                    resume_unwind(panic)
+                }
+            }
+        }
+        self.claim_by_policy(lo, hi)
+    }
+
+    /// The free without a guard, for its common case: an untracked word
+    /// (no ext bit) with an inline value (nothing to reclaim), no custom
+    /// IDs about, and either (kernel form, `set` `None`) a plain owner index
+    /// (owners.rs: every set it names has no quota, so no set core is
+    /// touched) or (set form) the word of `set` (its index and its core,
+    /// which the caller's set keeps alive). Answers `Ok(true)` (released)
+    /// or `Err(NotFound)` (not live) as [`SpaceInner::drop_ref`] would;
+    /// `None` when the case is another one (another owner, or the word
+    /// changed under us): the caller takes `drop_ref`, pinned for the
+    /// kernel form. Tree nodes live as long as the tree, so nothing here
+    /// needs a guard. A feature that must see every free (a hook, a per-ID
+    /// record) sends its case to `drop_ref` here.
+    #[inline]
+    pub(crate) fn free_unpinned(
+        &self,
+        id: Ioasid,
+        set: Option<(u16, &SetCore<F>)>,
+    ) -> Option<Result<bool, Error>> {
+        let Some(slot) = self.key_of(id).and_then(|key| self.tree.slot(key)) else {
+            return Some(Err(Error::NotFound));
+        };
+        // Acquire: pairs with the Release publish (and, through it, with the
+        // owner index's registration, which `is_plain` reads).
+        let word = slot.word().load(Ordering::Acquire);
+        if word == 0 {
+            return Some(Err(Error::NotFound));
+        }
+        let owned = match set {
+            Some((index, _)) => entry::owner(word) == index,
+            None => self.sets.is_plain(entry::owner(word)),
+        };
+        if !owned || entry::has_ext(word) || entry::needs_drop::<T>(word) || self.custom.any() {
+            return None;
+        }
+        // AcqRel: as the CAS in `drop_ref`. On failure the word changed:
+        // `drop_ref` decides from the new one.
+        slot.word()
+            .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // The set's member bit stays (members.rs: cleaned lazily); a plain
+        // owner keeps no count.
+        let key = u64::from(id - self.min);
+        self.tree.release(slot, key);
+        if let Some((_, core)) = set {
+            core.unreserve();
+        }
+        Some(Ok(true))
+    }
+
+    /// Drops one reference of `id` as `how` says; `Ok(true)` if this
+    /// released the ID. An untracked ID (no ext bit) has exactly one
+    /// reference, so every form releases it here, as v5.5's free did; a
+    /// tracked one goes to `refs.rs`. With `note` (the caller saw a
+    /// notifier about), the FREE event, if any, is left there for the caller
+    /// to send once it holds no guard; without, no event is made.
+    pub(crate) fn drop_ref(
+        &self,
+        id: Ioasid,
+        expect: Expect<'_, F>,
+        how: RefDrop,
+        mut note: NoteOut<'_, T>,
+    ) -> Result<bool, Error> {
+        let key = self.key_of(id).ok_or(Error::NotFound)?;
+        let slot = self.tree.slot(key).ok_or(Error::NotFound)?;
+        // Acquire: pairs with the Release publish.
+        let mut word = slot.word().load(Ordering::Acquire);
+        let (core, custom_hook) = loop {
+            if word == 0 {
+                return Err(Error::NotFound);
+            }
+            let owner = entry::owner(word);
+            let core = match expect {
+                Expect::Set(index, _) if index != owner => return Err(Error::PermissionDenied),
+                Expect::Set(_, core) => core as *const SetCore<F>,
+                // Read before the CAS, while the word still names its owner:
+                // the index cannot be reused while we are pinned (owners.rs).
+                Expect::Any(_) => self.sets.get(owner),
+            };
+            if entry::has_ext(word) {
+                match self.drop_tracked(id, key, slot, how, note.as_deref_mut()) {
+                    Some(result) => return result,
+                    None => {
+                        // Acquire: as above.
+                        word = slot.word().load(Ordering::Acquire);
+                        continue;
+                    }
+                }
+            }
+            // With custom IDs about, the records stay locked over the check
+            // and the CAS: the number cannot gain a record in between.
+            let mut records = self.custom.any().then(|| self.custom.lock_for_free());
+            if let Some(records) = records.as_mut() {
+                match records.state(id) {
+                    // Another free is under way: the ID is as good as gone.
+                    Some(State::Freeing) => return Err(Error::NotFound),
+                    Some(State::Live) => {
+                        // Acquire: as above. Under the lock, the word of a
+                        // recorded ID changes only by set_data (or from 0 by
+                        // its publish).
+                        let now = slot.word().load(Ordering::Acquire);
+                        if now != word {
+                            word = now;
+                            continue;
+                        }
+                        break (core, Some(records.start_free(id)));
+                    }
+                    None => {}
+                }
+            }
+            // AcqRel: Release orders our reads before the word leaves the
+            // slot; Acquire reads a newer word on failure (we re-check it).
+            // This CAS also decides a race with a first get, which CASes the
+            // same word to word|EXT (refs.rs).
+            match slot
+                .word()
+                .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break (core, None),
+                Err(now) => word = now,
+            }
+        };
+        // SAFETY: `core` is the owner of the word we took (or, for a custom
+        // ID, are freeing: nobody else takes it): the caller's own set, or
+        // (kernel form) one kept alive by the caller's guard (owners.rs
+        // invariant).
+        let core = unsafe { &*core };
+        let Some(hook) = custom_hook else {
+            // The set's member bit stays (members.rs: cleaned lazily).
+            self.tree.release(slot, key);
+            core.unreserve();
+            self.retire_taken(id, word, expect, note);
+            return Ok(true);
+        };
+        // The kernel's order: the hook runs while the ID is still recorded
+        // (a hook may find it); then the word goes, and the number is
+        // released with its record dropped, so a waiting allocation of the
+        // same number goes on only now. A panicking hook still frees.
+        let hook_done = catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id)));
+        // AcqRel: as the CAS above. Only this call empties a word whose
+        // record is freeing, so the swap takes the latest data.
+        let word = slot.word().swap(0, Ordering::AcqRel);
+        core.unreserve();
+        self.custom.finish_free(id, || self.tree.release(slot, key));
+        self.retire_taken(id, word, expect, note);
+        if let Err(panic) = hook_done {
+            resume_unwind(panic);
+        }
+        Ok(true)
+    }
+
+    /// Retires the value of a word a removal took out of its slot, or hands
+    /// it to the FREE note when the caller takes notes.
+    #[inline(always)]
+    fn retire_taken(&self, id: Ioasid, word: u64, expect: Expect<'_, F>, note: NoteOut<'_, T>) {
+        if let Some(out) = note {
+            // The owner is followed while the caller's guard (Any) or set
+            // (Set) keeps its index valid.
+            *out = Some(
+                self.notify
+                    .note(Event::Free, id, entry::owner(word), word, true),
+            );
+            return;
+        }
+        match expect {
+            Expect::Any(guard) => self.retire(word, guard),
+            Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),
+            Expect::Set(..) => {}
+        }
+    }
+
+    /// Drops the value of a word taken out of its slot, after every reader
+    /// that could have loaded it.
+    pub(crate) fn retire(&self, word: u64, guard: &Guard) {
+        if entry::needs_drop::<T>(word) {
+            // SAFETY: the word left its slot; this is its value's one drop,
+            // deferred past every guard that could have loaded it.
+            guard.defer(move || unsafe { entry::drop_value::<T>(word) });
+        }
+    }
+
+    /// Replaces the data of `id`; with `expect`, only if that set owns it.
+    pub(crate) fn replace(&self, id: Ioasid, expect: Option<u16>, data: T) -> Result<(), Error> {
+        let payload = entry::encode(data).map_err(|_| Error::InvalidArgument)?;
+        let result = self.replace_payload(id, expect, payload);
+        if result.is_err() {
+            // SAFETY: never published; this is its one drop.
+            unsafe { entry::drop_value::<T>(payload) };
+        }
+        result
+    }
+
+    fn replace_payload(&self, id: Ioasid, expect: Option<u16>, payload: u64) -> Result<(), Error> {
+        let guard = self.pin();
+        let key = self.key_of(id).ok_or(Error::NotFound)?;
+        let slot = self.tree.slot(key).ok_or(Error::NotFound)?.word();
+        // Acquire: pairs with the Release publish.
+        let mut word = slot.load(Ordering::Acquire);
+        loop {
+            if word == 0 {
+                return Err(Error::NotFound);
+            }
+            let owner = entry::owner(word);
+            if expect.is_some_and(|set| set != owner) {
+                return Err(Error::PermissionDenied);
+            }
+            // AcqRel: Release publishes the new value; Acquire reads a newer
+            // word on failure.
+            match slot.compare_exchange(
+                word,
+                // Owner and ext bits kept: a tracked ID stays tracked.
+                entry::with_payload_of(payload, word),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.retire(word, &guard);
+                    return Ok(());
+                }
+                Err(now) => word = now,
+            }
+        }
+    }
+}
+
+impl<T: Payload, const F: usize> Drop for SpaceInner<T, F> {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self`, exclusive access.
+        let hook = self.hook.load(Ordering::Relaxed);
+        if !hook.is_null() {
+            // SAFETY: our box; allocations that read it have all finished
+            // (they held the space alive).
+            drop(unsafe { Box::from_raw(hook) });
+        }
+        // SAFETY: taken once; `tree` is not used again.
+        let tree = unsafe { ManuallyDrop::take(&mut self.tree) };
+        let guard = self.domain.pin();
+        let tree_ptr = Box::into_raw(Box::new(tree));
+        // SAFETY: sets hold the space alive, so none is left and none left a
+        // word behind; any word still there (none, by that reasoning) has its
+        // value dropped once, here. A C reader may still be inside a lookup
+        // of this space (a use-after-destroy we make harmless), so nodes and
+        // values go through the epoch. `T: 'static` (Payload) outlives it.
+        unsafe {
+            guard.defer_unchecked(move || {
+                let mut tree = Box::from_raw(tree_ptr);
+                tree.drain_live(&mut |_, word| entry::drop_value::<T>(word));
+            });
+        }
+    }
+}
