@@ -82,6 +82,7 @@ mod iter;
 mod members;
 mod notify;
 mod owners;
+mod radix;
 mod refs;
 mod set;
 mod snapshot;
