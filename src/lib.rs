@@ -84,6 +84,7 @@ mod iter;
 mod members;
 mod notify;
 mod owners;
+mod radix;
 mod refs;
 mod set;
 mod snapshot;

@@ -1,8 +1,9 @@
 //! A set's membership index: a bitmap radix tree of the keys the set owns,
 //! cleaned lazily.
 //!
-//! Same geometry as the ID tree (fan-out `F`, the space's levels) but no
-//! data and no hints: inner nodes hold `F` child pointers, leaves one word.
+//! Same geometry as the ID tree (fan-out `F`, the space's levels: both
+//! take it from `radix.rs`, with its typed node references) but no data
+//! and no hints: inner nodes hold `F` child links, leaves one word.
 //! It lets a set walk its own IDs in ascending order at a cost that grows
 //! with the set, not with the space.
 //!
@@ -36,8 +37,8 @@
 //! index the caller holds, and lives as long as it does; nothing shared is
 //! written for it.
 
-use crate::sync::{atomic_array, fence, install, thread_local, AtomicPtr, AtomicU64, Ordering};
-use crate::tree::levels_for;
+use crate::radix::{Fresh, Geometry, InnerNode, Level, Link, Node, Pos, Root};
+use crate::sync::{atomic_array, fence, thread_local, AtomicU64, Ordering};
 use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::ptr;
@@ -59,13 +60,24 @@ fn next_serial() -> u64 {
 }
 
 struct BitInner<const F: usize> {
-    children: [AtomicPtr<()>; F],
+    children: [Link<BitInner<F>, F>; F],
 }
 
+impl<const F: usize> InnerNode<F> for BitInner<F> {
+    /// A leaf is one word: bit `i` for key `base + i`.
+    type Leaf = AtomicU64;
+    fn links(&self) -> &[Link<Self, F>; F] {
+        &self.children
+    }
+}
+
+/// A position in the index (a node with its level).
+type BitPos<'t, const F: usize> = Pos<'t, BitInner<F>, F>;
+
 pub(crate) struct Members<const F: usize> {
-    /// A `BitInner`, or the single leaf word when `levels == 1`.
-    root: *mut (),
-    levels: u32,
+    /// A `BitInner`, or the single leaf word when there is one level. Owns
+    /// every node.
+    root: Root<BitInner<F>, F>,
     /// Names this index in threads' `RECENT` (never reused).
     serial: u64,
 }
@@ -80,63 +92,39 @@ impl<const F: usize> Members<F> {
     const INDEX_MASK: u64 = F as u64 - 1;
 
     pub(crate) fn new(span: u64) -> Self {
-        let levels = levels_for::<F>(span);
+        let geo = Geometry::<F>::new(span);
         Members {
-            root: Self::new_node(levels == 1),
-            levels,
+            root: Root::new(geo.root(), Self::new_node(geo.root())),
             serial: next_serial(),
         }
     }
 
-    fn new_node(leaf: bool) -> *mut () {
-        if leaf {
-            Box::into_raw(Box::new(AtomicU64::new(0))).cast()
+    fn new_node(level: Level<F>) -> Fresh<BitInner<F>, F> {
+        if level.is_leaf() {
+            Fresh::Leaf(Box::new(AtomicU64::new(0)))
         } else {
-            let inner: BitInner<F> = BitInner {
-                children: atomic_array(|_| AtomicPtr::new(ptr::null_mut())),
-            };
-            Box::into_raw(Box::new(inner)).cast()
+            Fresh::Inner(Box::new(BitInner {
+                children: atomic_array(|_| Link::empty()),
+            }))
         }
-    }
-
-    fn shift(&self, level: u32) -> u32 {
-        Self::BITS * (self.levels - 1 - level)
     }
 
     /// The leaf word holding `key`, created on the way if `create`.
     fn word(&self, key: u64, create: bool) -> Option<&AtomicU64> {
-        let mut node = self.root;
-        for level in 0..self.levels - 1 {
-            // SAFETY: nodes above the leaf level are `BitInner`s owned by self.
-            let inner = unsafe { &*node.cast::<BitInner<F>>() };
-            let slot = &inner.children[((key >> self.shift(level)) & Self::INDEX_MASK) as usize];
-            // Acquire: pairs with the Release of `install`.
-            let mut child = slot.load(Ordering::Acquire);
-            if child.is_null() {
-                if !create {
-                    return None;
+        let mut node = self.root.pos();
+        loop {
+            match node.node() {
+                Node::Leaf(word) => return Some(word),
+                Node::Inner(inner) => {
+                    let i = inner.level().index(key);
+                    node = if create {
+                        inner.child_or_install(i, Self::new_node, |_| ())
+                    } else {
+                        // Acquire: pairs with the Release of `install`.
+                        inner.child(i, Ordering::Acquire)?
+                    };
                 }
-                let leaf = level + 1 == self.levels - 1;
-                child = install(slot, Self::new_node(leaf), |lost| {
-                    // SAFETY: our unpublished node.
-                    unsafe { Self::free_node(lost, leaf) }
-                });
             }
-            node = child;
-        }
-        // SAFETY: the node at the leaf level is a leaf word owned by self.
-        Some(unsafe { &*node.cast::<AtomicU64>() })
-    }
-
-    /// # Safety
-    /// `node` is unreachable by any other thread; its children too.
-    unsafe fn free_node(node: *mut (), leaf: bool) {
-        if leaf {
-            // SAFETY: leaf words are boxed `AtomicU64`s (caller's contract).
-            drop(unsafe { Box::from_raw(node.cast::<AtomicU64>()) });
-        } else {
-            // SAFETY: inner nodes are boxed `BitInner`s (caller's contract).
-            drop(unsafe { Box::from_raw(node.cast::<BitInner<F>>()) });
         }
     }
 
@@ -194,37 +182,34 @@ impl<const F: usize> Members<F> {
     /// Calls `visit` for every key whose bit is set, ascending, each word read
     /// once; stops at the first `Break`.
     pub(crate) fn walk<B>(&self, mut visit: impl FnMut(u64) -> ControlFlow<B>) -> ControlFlow<B> {
-        self.walk_in(self.root, 0, 0, &mut visit)
+        self.walk_in(self.root.pos(), 0, &mut visit)
     }
 
     fn walk_in<B>(
         &self,
-        node: *mut (),
-        level: u32,
+        node: BitPos<'_, F>,
         base: u64,
         visit: &mut impl FnMut(u64) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        if level == self.levels - 1 {
-            // SAFETY: the node at the leaf level is a leaf word owned by self.
-            let word = unsafe { &*node.cast::<AtomicU64>() };
-            // Relaxed: a bit is only a candidate; the caller re-checks the
-            // owner with an Acquire load of the entry word.
-            let mut bits = word.load(Ordering::Acquire);
-            while bits != 0 {
-                let index = bits.trailing_zeros() as u64;
-                bits &= bits - 1;
-                visit(base + index)?;
+        let inner = match node.node() {
+            Node::Leaf(word) => {
+                // Acquire: a bit is only a candidate; the caller re-checks
+                // the owner with an Acquire load of the entry word.
+                let mut bits = word.load(Ordering::Acquire);
+                while bits != 0 {
+                    let index = bits.trailing_zeros() as u64;
+                    bits &= bits - 1;
+                    visit(base + index)?;
+                }
+                return ControlFlow::Continue(());
             }
-            return ControlFlow::Continue(());
-        }
-        // SAFETY: nodes above the leaf level are `BitInner`s owned by self.
-        let inner = unsafe { &*node.cast::<BitInner<F>>() };
-        let shift = self.shift(level);
-        for (i, child) in inner.children.iter().enumerate() {
+            Node::Inner(inner) => inner,
+        };
+        let shift = inner.level().shift();
+        for i in 0..F {
             // Acquire: pairs with the Release of `install`.
-            let child = child.load(Ordering::Acquire);
-            if !child.is_null() {
-                self.walk_in(child, level + 1, base + ((i as u64) << shift), visit)?;
+            if let Some(child) = inner.child(i, Ordering::Acquire) {
+                self.walk_in(child, base + ((i as u64) << shift), visit)?;
             }
         }
         ControlFlow::Continue(())
@@ -235,64 +220,37 @@ impl<const F: usize> Members<F> {
     /// reads each word it passes once, as [`Members::walk`] does; iterators
     /// resume with `from` set to the next leaf's first key.
     pub(crate) fn next_bits(&self, from: u64) -> Option<(u64, u64)> {
-        self.next_in(self.root, 0, 0, from)
+        self.next_in(self.root.pos(), 0, from)
     }
 
-    fn next_in(&self, node: *mut (), level: u32, base: u64, from: u64) -> Option<(u64, u64)> {
-        if level == self.levels - 1 {
-            // SAFETY: the node at the leaf level is a leaf word owned by self.
-            let word = unsafe { &*node.cast::<AtomicU64>() };
-            // Acquire: as in `walk_in` (a bit is only a candidate; the
-            // caller re-checks the owner with an Acquire load).
-            let mut bits = word.load(Ordering::Acquire);
-            // Past this leaf only when it is the root (one level).
-            if from - base >= F as u64 {
-                return None;
+    fn next_in(&self, node: BitPos<'_, F>, base: u64, from: u64) -> Option<(u64, u64)> {
+        let inner = match node.node() {
+            Node::Leaf(word) => {
+                // Acquire: as in `walk_in` (a bit is only a candidate; the
+                // caller re-checks the owner with an Acquire load).
+                let mut bits = word.load(Ordering::Acquire);
+                // Past this leaf only when it is the root (one level).
+                if from - base >= F as u64 {
+                    return None;
+                }
+                bits &= u64::MAX << (from - base);
+                return (bits != 0).then_some((base, bits));
             }
-            bits &= u64::MAX << (from - base);
-            return (bits != 0).then_some((base, bits));
-        }
-        // SAFETY: nodes above the leaf level are `BitInner`s owned by self.
-        let inner = unsafe { &*node.cast::<BitInner<F>>() };
-        let shift = self.shift(level);
+            Node::Inner(inner) => inner,
+        };
+        let shift = inner.level().shift();
         let first = (from.saturating_sub(base) >> shift).min(F as u64) as usize;
-        for (i, child) in inner.children.iter().enumerate().skip(first) {
+        for i in first..F {
             // Acquire: pairs with the Release of `install`.
-            let child = child.load(Ordering::Acquire);
-            if !child.is_null() {
+            if let Some(child) = inner.child(i, Ordering::Acquire) {
                 let child_base = base + ((i as u64) << shift);
-                let found = self.next_in(child, level + 1, child_base, from.max(child_base));
+                let found = self.next_in(child, child_base, from.max(child_base));
                 if found.is_some() {
                     return found;
                 }
             }
         }
         None
-    }
-
-    fn free_all(&mut self, node: *mut (), level: u32) {
-        if level + 1 < self.levels {
-            // SAFETY: `&mut self`: nobody else reaches the nodes.
-            let inner = unsafe { &*node.cast::<BitInner<F>>() };
-            let children: Vec<*mut ()> = inner
-                .children
-                .iter()
-                // Relaxed: exclusive access.
-                .map(|c| c.load(Ordering::Relaxed))
-                .filter(|c| !c.is_null())
-                .collect();
-            for child in children {
-                self.free_all(child, level + 1);
-            }
-        }
-        // SAFETY: exclusive access; `level` tells the node's type.
-        unsafe { Self::free_node(node, level + 1 == self.levels) };
-    }
-}
-
-impl<const F: usize> Drop for Members<F> {
-    fn drop(&mut self) {
-        self.free_all(self.root, 0);
     }
 }
 

@@ -4,8 +4,11 @@
 //! # Shape
 //!
 //! `levels` levels of `log2(F)` key bits each; only the levels the span needs
-//! exist. Inner nodes hold `F` child pointers and a *free hint* word; leaves
-//! hold a *claim* word and `F` record slots. Nodes are created on demand by
+//! exist. Inner nodes hold `F` child links and a *free hint* word; leaves
+//! hold a *claim* word and `F` record slots. The geometry (levels, a level's
+//! shift and index, valid masks) and the typed node references (a walk
+//! holds a node with its level, and the level says inner node or leaf)
+//! are `radix.rs`'s, shared with the membership index. Nodes are created on demand by
 //! compare-and-swap (the loser frees its unpublished node) and are never
 //! removed while the tree lives, so a reader needs no protection for nodes,
 //! only for what an entry word points to (which the caller reclaims through
@@ -73,12 +76,13 @@
 //! an exact scan that ignores hints. Hence: a key free for the whole call is
 //! never missed, and a full space answers ENOSPC from the root's hint word.
 
+use crate::radix::{
+    bit_range, Anchor, Fresh, Geometry, InnerAt, InnerNode, Level, Link, Node, Pos, Root,
+    MAX_LEVELS,
+};
 use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
 use std::mem::MaybeUninit;
 use std::ptr;
-
-/// The most levels a tree can have: fan-out 2 over 32-bit keys.
-pub(crate) const MAX_LEVELS: usize = 32;
 
 /// Levels of the low subtree (see `Tree::low`): keys below `F^4` (2^24 at
 /// fan-out 64, 256 at fan-out 4) are walked from there, so a tree over
@@ -93,41 +97,18 @@ const DIR_MAX: u64 = 256;
 const SEQ_ACTIVE_MASK: u64 = 0xFFFF_FFFF;
 const SEQ_STARTED_ONE: u64 = 1 << 32;
 
-/// Bits `first..=last` of a word.
-pub(crate) fn bit_range(first: usize, last: usize) -> u64 {
-    debug_assert!(first <= last && last < 64);
-    (u64::MAX >> (63 - last)) & (u64::MAX << first)
-}
-
-/// Bits `0..n` of a word (`n <= 64`).
-pub(crate) fn low_bits(n: usize) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
-}
-
-/// The number of levels a radix tree of fan-out `F` needs for `span` keys.
-pub(crate) fn levels_for<const F: usize>(span: u64) -> u32 {
-    let bits = F.trailing_zeros();
-    let key_bits = 64 - (span.max(2) - 1).leading_zeros();
-    key_bits.div_ceil(bits).max(1)
-}
-
-/// Checks, at compile time, that `F` is a fan-out the tree supports.
-pub(crate) const fn assert_fanout<const F: usize>() {
-    assert!(
-        F.is_power_of_two() && F >= 2 && F <= 64,
-        "fan-out must be a power of two in 2..=64"
-    );
-}
-
 struct Inner<const F: usize> {
     /// Bit i set: child i may have a free key.
     free_hint: AtomicU64,
     /// Child i: an `Inner` or, at the last level, a `Leaf`; null = all free.
-    children: [AtomicPtr<()>; F],
+    children: [Link<Inner<F>, F>; F],
+}
+
+impl<const F: usize> InnerNode<F> for Inner<F> {
+    type Leaf = Leaf<F>;
+    fn links(&self) -> &[Link<Self, F>; F] {
+        &self.children
+    }
 }
 
 struct Leaf<const F: usize> {
@@ -136,6 +117,11 @@ struct Leaf<const F: usize> {
     /// Slot i: the entry word of key `base + i`, or 0.
     slots: [AtomicU64; F],
 }
+
+/// A position in the tree (a node with its level).
+type TreePos<'t, const F: usize> = Pos<'t, Inner<F>, F>;
+/// An inner node of the tree with its level.
+type TreeInner<'t, const F: usize> = InnerAt<'t, Inner<F>, F>;
 
 /// A node whose fullness a propagation re-checks.
 #[derive(Clone, Copy)]
@@ -207,26 +193,23 @@ impl<'t, const F: usize> Slot<'t, F> {
 
 /// The radix tree of one space.
 pub(crate) struct Tree<const F: usize> {
-    /// The root: an `Inner`, or a `Leaf` when `levels == 1`. Never null.
-    root: *mut (),
-    levels: u32,
-    span: u64,
-    /// The low subtree: the node at depth `low_depth` on the path of key 0
-    /// (the root when `low_depth == 0`), created with the tree, so walks
+    /// The root: an `Inner`, or a `Leaf` when there is one level. Owns
+    /// every node.
+    root: Root<Inner<F>, F>,
+    geo: Geometry<F>,
+    /// The low subtree: the node at depth `levels - 4` on the path of key 0
+    /// (the root in a tree of 4 levels or fewer), created with the tree, so walks
     /// for keys below `low_span` start there instead of at the root.
-    /// INVARIANT: `low` is that node, and it lives as long as the tree.
-    low: *mut (),
-    low_depth: u32,
+    /// INVARIANT: `low` is that node of this tree, made from `root`.
+    low: Anchor<Inner<F>, F>,
     /// Keys below this are in the low subtree (`span` when it is the root).
     low_span: u64,
-    /// `shift(low_depth)` and `shift(0)`, kept for the lookup hot path.
-    low_shift: u32,
-    root_shift: u32,
     /// The chunk directory (module docs): null until the first chunk is
-    /// installed, then an array of `dir_len` entries, each null or the
+    /// installed, then an array of `dir_len` links, each null or the
     /// chunk over keys `i * F^2..`. INVARIANT: a non-null entry is that
-    /// chunk, which lives as long as the tree; so is the array.
-    dir: AtomicPtr<AtomicPtr<Inner<F>>>,
+    /// chunk (a node at `Level::CHUNK`), which lives as long as the tree;
+    /// so is the array.
+    dir: AtomicPtr<Link<Inner<F>, F>>,
     dir_len: usize,
     /// Keys below this have a directory entry (0: no directory).
     dir_span: u64,
@@ -245,14 +228,14 @@ impl<const F: usize> Tree<F> {
     const BITS: u32 = F.trailing_zeros();
     const INDEX_MASK: u64 = F as u64 - 1;
     /// Keys per chunk (a node of the last inner level): `F^2`.
-    const CHUNK_BITS: u32 = 2 * Self::BITS;
-    const CHUNK: u64 = 1 << Self::CHUNK_BITS;
+    const CHUNK_BITS: u32 = Geometry::<F>::CHUNK_BITS;
+    const CHUNK: u64 = Geometry::<F>::CHUNK;
 
     /// A tree for keys `0..span` (`2 <= span <= 2^32`) with only its root.
     pub(crate) fn new(span: u64) -> Self {
-        const { assert_fanout::<F>() };
         assert!((1..=1 << 32).contains(&span));
-        let levels = levels_for::<F>(span);
+        let geo = Geometry::<F>::new(span);
+        let levels = geo.levels();
         let low_depth = levels.saturating_sub(LOW_LEVELS);
         // In a tree of 3 levels the chunks are the root's children: the
         // root, always in cache, is all a directory would skip.
@@ -261,115 +244,74 @@ impl<const F: usize> Tree<F> {
         } else {
             0
         };
-        let mut tree = Tree {
-            root: ptr::null_mut(),
-            levels,
-            span,
-            low: ptr::null_mut(),
-            low_depth,
-            low_span: span,
-            low_shift: 0,
-            root_shift: 0,
+        let root = Root::new(geo.root(), Self::new_node(&geo, geo.root(), 0));
+        // Install the path of key 0 down to the low subtree's root (all
+        // above the chunks: nothing for the directory).
+        let mut node = root.pos();
+        for _ in 0..low_depth {
+            let inner = node.inner().expect("levels above the leaf are inner");
+            node = inner.child_or_install(0, |level| Self::new_node(&geo, level, 0), |_| ());
+        }
+        let low = Root::anchor(node);
+        let low_span = if low_depth > 0 {
+            1u64 << (Self::BITS * (levels - low_depth))
+        } else {
+            span
+        };
+        Tree {
+            root,
+            geo,
+            low,
+            low_span,
             dir: AtomicPtr::new(ptr::null_mut()),
             dir_len: dir_len as usize,
             dir_span: span.min(dir_len * Self::CHUNK),
             hint_seq: CachePadded(AtomicU64::new(0)),
-        };
-        tree.root = tree.new_node(0, 0);
-        // Install the path of key 0 down to the low subtree's root.
-        let mut node = tree.root;
-        for level in 0..low_depth {
-            // SAFETY: levels above the leaf level hold inner nodes.
-            let inner = unsafe { &*node.cast::<Inner<F>>() };
-            node = tree.child_or_install(inner, 0, level + 1, 0);
         }
-        tree.low = node;
-        tree.low_shift = tree.shift(low_depth);
-        tree.root_shift = tree.shift(0);
-        if low_depth > 0 {
-            tree.low_span = 1u64 << (Self::BITS * (levels - low_depth));
-        }
-        tree
     }
 
-    /// Where a walk for `key` starts: the low subtree's root, or the root;
-    /// with the level and the shift of that node.
-    fn start_for(&self, key: u64) -> (*mut (), u32, u32) {
+    /// The low subtree's root.
+    #[inline]
+    fn low(&self) -> TreePos<'_, F> {
+        // SAFETY: `low` was made from this tree's root (field invariant).
+        unsafe { self.root.resume(self.low) }
+    }
+
+    /// Where a walk for `key` starts: the low subtree's root, or the root.
+    #[inline]
+    fn start_for(&self, key: u64) -> TreePos<'_, F> {
         if key < self.low_span {
-            (self.low, self.low_depth, self.low_shift)
+            self.low()
         } else {
-            (self.root, 0, self.root_shift)
+            self.root.pos()
         }
     }
 
     /// Number of keys.
     pub(crate) fn span(&self) -> u64 {
-        self.span
+        self.geo.span()
     }
 
-    /// Shift of the child index at `level` (the leaf level has shift 0).
-    fn shift(&self, level: u32) -> u32 {
-        Self::BITS * (self.levels - 1 - level)
-    }
-
-    fn index(&self, key: u64, level: u32) -> usize {
-        ((key >> self.shift(level)) & Self::INDEX_MASK) as usize
-    }
-
-    fn is_leaf_level(&self, level: u32) -> bool {
-        level == self.levels - 1
-    }
-
-    /// The valid children (or keys) of the node at `level` that starts at `base`.
-    fn valid_mask(&self, level: u32, base: u64) -> u64 {
-        let shift = self.shift(level);
-        let remaining = (self.span - base).div_ceil(1u64 << shift);
-        low_bits(remaining.min(F as u64) as usize)
-    }
-
-    fn new_node(&self, level: u32, base: u64) -> *mut () {
-        let valid = self.valid_mask(level, base);
-        if self.is_leaf_level(level) {
-            let leaf: Leaf<F> = Leaf {
+    /// A fresh node for `level` over keys from `base`: its invalid keys
+    /// claimed (a leaf) or its invalid children marked full (an inner node).
+    fn new_node(geo: &Geometry<F>, level: Level<F>, base: u64) -> Fresh<Inner<F>, F> {
+        let valid = geo.valid_mask(level, base);
+        if level.is_leaf() {
+            Fresh::Leaf(Box::new(Leaf {
                 claimed: AtomicU64::new(!valid),
                 slots: atomic_array(|_| AtomicU64::new(0)),
-            };
-            Box::into_raw(Box::new(leaf)).cast()
+            }))
         } else {
-            let inner: Inner<F> = Inner {
+            Fresh::Inner(Box::new(Inner {
                 free_hint: AtomicU64::new(valid),
-                children: atomic_array(|_| AtomicPtr::new(ptr::null_mut())),
-            };
-            Box::into_raw(Box::new(inner)).cast()
-        }
-    }
-
-    /// Frees a node and everything below it. Entry words are not looked at:
-    /// the owner drains them first ([`Tree::drain_live`]).
-    ///
-    /// # Safety
-    /// `node` is a node of this tree at `level` that no other thread can reach.
-    unsafe fn free_subtree(&self, node: *mut (), level: u32) {
-        if self.is_leaf_level(level) {
-            // SAFETY: the caller's contract; leaves were made by `new_node`.
-            drop(unsafe { Box::from_raw(node.cast::<Leaf<F>>()) });
-        } else {
-            // SAFETY: the caller's contract; inner nodes were made by `new_node`.
-            let inner = unsafe { Box::from_raw(node.cast::<Inner<F>>()) };
-            for child in &inner.children {
-                // Relaxed: we have exclusive access.
-                let child = child.load(Ordering::Relaxed);
-                if !child.is_null() {
-                    // SAFETY: children of an unreachable node are unreachable.
-                    unsafe { self.free_subtree(child, level + 1) };
-                }
-            }
+                children: atomic_array(|_| Link::empty()),
+            }))
         }
     }
 
     /// The chunk of `key` from the directory, if it lists one.
     #[inline]
-    fn chunk_of(&self, key: u64) -> Option<&Inner<F>> {
+    fn chunk_of(&self, key: u64) -> Option<TreeInner<'_, F>> {
         if key >= self.dir_span {
             return None;
         }
@@ -383,22 +325,22 @@ impl<const F: usize> Tree<F> {
         let entry = unsafe { &*dir.add((key >> Self::CHUNK_BITS) as usize) };
         // Acquire: pairs with the Release store of `dir_store`, so the
         // chunk's initialised contents are visible.
-        let chunk = entry.load(Ordering::Acquire);
-        // SAFETY: a non-null entry is its chunk, alive while the tree is
-        // (field invariant).
-        (!chunk.is_null()).then(|| unsafe { &*chunk })
+        // SAFETY: a non-null entry is a chunk (a node at `Level::CHUNK`),
+        // alive while the tree is (field invariant).
+        unsafe { entry.load_at(Level::CHUNK, Ordering::Acquire) }?.inner()
     }
 
     /// Lists `chunk`, just installed (or found installed) over keys from
     /// `base`, in the directory.
-    fn dir_store(&self, base: u64, chunk: *mut ()) {
+    fn dir_store(&self, base: u64, chunk: TreePos<'_, F>) {
+        // The directory's typing rests on this (see `chunk_of`).
+        assert_eq!(chunk.level(), Level::CHUNK, "the directory lists chunks");
         // Acquire: as in `chunk_of`.
         let mut dir = self.dir.load(Ordering::Acquire);
         if dir.is_null() {
-            let fresh: Box<[AtomicPtr<Inner<F>>]> = (0..self.dir_len)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect();
-            let fresh = Box::into_raw(fresh).cast::<AtomicPtr<Inner<F>>>();
+            let fresh: Box<[Link<Inner<F>, F>]> =
+                (0..self.dir_len).map(|_| Link::empty()).collect();
+            let fresh = Box::into_raw(fresh).cast::<Link<Inner<F>, F>>();
             dir = install(&self.dir, fresh, |lost| {
                 // SAFETY: our unpublished array of `dir_len` entries.
                 drop(unsafe { Self::dir_box(lost, self.dir_len) })
@@ -407,9 +349,10 @@ impl<const F: usize> Tree<F> {
         // SAFETY: `base < dir_span` (the caller checks), so the index is in
         // the array, which lives as long as the tree.
         let entry = unsafe { &*dir.add((base >> Self::CHUNK_BITS) as usize) };
-        // Release: publishes the chunk's contents (ours, or the winner's,
-        // read by our Acquire in `install`) to `chunk_of`'s Acquire.
-        entry.store(chunk.cast(), Ordering::Release);
+        // Release (in `publish`): publishes the chunk's contents (ours, or
+        // the winner's, read by our Acquire in `install`) to `chunk_of`'s
+        // Acquire.
+        entry.publish(chunk);
     }
 
     /// The directory array at `dir` as the box it was made as.
@@ -417,41 +360,35 @@ impl<const F: usize> Tree<F> {
     /// # Safety
     /// `dir` came from `dir_store`'s `Box::into_raw` with `len` entries, and
     /// nobody else uses it any more.
-    unsafe fn dir_box(dir: *mut AtomicPtr<Inner<F>>, len: usize) -> Box<[AtomicPtr<Inner<F>>]> {
+    unsafe fn dir_box(dir: *mut Link<Inner<F>, F>, len: usize) -> Box<[Link<Inner<F>, F>]> {
         // SAFETY: the caller's contract.
         unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(dir, len)) }
     }
 
+    #[inline]
     fn leaf_of(&self, key: u64) -> Option<&Leaf<F>> {
-        debug_assert!(key < self.span);
+        debug_assert!(key < self.geo.span());
         if let Some(chunk) = self.chunk_of(key) {
             // Acquire: pairs with the Release of `install`.
-            let leaf = chunk.children[((key >> Self::BITS) & Self::INDEX_MASK) as usize]
-                .load(Ordering::Acquire);
-            // SAFETY: a chunk's children are leaves, alive while the tree is.
-            return (!leaf.is_null()).then(|| unsafe { &*leaf.cast::<Leaf<F>>() });
+            let leaf = chunk.child(Level::<F>::CHUNK.index(key), Ordering::Acquire)?;
+            return leaf.leaf();
         }
-        // The lookup hot path: count the shift down instead of recomputing
-        // it per level.
-        let (mut node, _, mut shift) = self.start_for(key);
-        while shift != 0 {
-            // SAFETY: nodes above the leaf level (shift > 0) are inner nodes,
-            // alive while the tree is.
-            let inner = unsafe { &*node.cast::<Inner<F>>() };
-            let index = ((key >> shift) & Self::INDEX_MASK) as usize;
-            // Acquire: pairs with the Release of `install`, so the node's
-            // initialised contents are visible.
-            node = inner.children[index].load(Ordering::Acquire);
-            if node.is_null() {
-                return None;
+        // The lookup hot path: the level's shift counts down.
+        let mut node = self.start_for(key);
+        loop {
+            match node.node() {
+                Node::Leaf(leaf) => return Some(leaf),
+                Node::Inner(inner) => {
+                    // Acquire: pairs with the Release of `install`, so the
+                    // node's initialised contents are visible.
+                    node = inner.child(inner.level().index(key), Ordering::Acquire)?;
+                }
             }
-            shift -= Self::BITS;
         }
-        // SAFETY: the node at the leaf level is a leaf, alive while the tree is.
-        Some(unsafe { &*node.cast::<Leaf<F>>() })
     }
 
     /// The slot of `key`, if its leaf exists.
+    #[inline]
     pub(crate) fn slot(&self, key: u64) -> Option<Slot<'_, F>> {
         self.leaf_of(key).map(|leaf| Slot {
             leaf,
@@ -463,7 +400,7 @@ impl<const F: usize> Tree<F> {
     /// free for the whole call. Returns the key and its (empty) slot.
     #[inline]
     pub(crate) fn claim(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
-        debug_assert!(lo <= hi && hi < self.span);
+        debug_assert!(lo <= hi && hi < self.geo.span());
         if let Some(found) = self.claim_in_chunk(lo, hi) {
             return Some(found);
         }
@@ -479,15 +416,16 @@ impl<const F: usize> Tree<F> {
         let before = self.hint_seq.load(Ordering::Acquire);
         // Every key of the low subtree is below every other key, so a key
         // found there is the lowest of the range too.
-        let (start, level, first_hi) = if lo < self.low_span {
-            (self.low, self.low_depth, hi.min(self.low_span - 1))
+        let (start, first_hi) = if lo < self.low_span {
+            (self.low(), hi.min(self.low_span - 1))
         } else {
-            (self.root, 0, hi)
+            (self.root.pos(), hi)
         };
-        if let Some(found) = self.claim_first(start, level, lo, first_hi) {
+        if let Some(found) = self.claim_first(start, lo, first_hi) {
             return Some(found);
         }
-        if let Some(found) = self.claim_in(self.root, 0, 0, lo, hi, false, &mut Path::new()) {
+        let root = self.root.pos();
+        if let Some(found) = self.claim_in(root, 0, lo, hi, false, &mut Path::new()) {
             return Some(found);
         }
         // Acquire loads of the walk keep this load after them.
@@ -495,7 +433,7 @@ impl<const F: usize> Tree<F> {
         if before & SEQ_ACTIVE_MASK == 0 && before == after {
             return None;
         }
-        self.claim_in(self.root, 0, 0, lo, hi, true, &mut Path::new())
+        self.claim_in(root, 0, lo, hi, true, &mut Path::new())
     }
 
     /// The shortest claim: in lo's chunk, found through the directory,
@@ -520,9 +458,7 @@ impl<const F: usize> Tree<F> {
         }
         let i = window.trailing_zeros() as usize;
         let leaf_base = base + ((i as u64) << Self::BITS);
-        let leaf = self.child_or_install(chunk, i, self.levels - 1, leaf_base);
-        // SAFETY: a chunk's children are leaves of this tree.
-        let leaf = unsafe { &*leaf.cast::<Leaf<F>>() };
+        let leaf = self.child_or_install(chunk, i, leaf_base).leaf()?;
         let (lo, hi) = (lo.max(leaf_base), hi.min(leaf_base + F as u64 - 1));
         self.claim_in_leaf(leaf, leaf_base, lo, hi, None)
     }
@@ -533,22 +469,21 @@ impl<const F: usize> Tree<F> {
     /// Keeps no path: the rare propagation (a leaf filled, or found full)
     /// walks down again for it.
     ///
-    /// `node` is the node at `level` on the path of key 0 (the root, or the
-    /// low subtree's root), and `lo..=hi` lies below it.
-    fn claim_first(
-        &self,
-        node: *mut (),
-        level: u32,
+    /// `node` is a node on the path of key 0 (the root, or the low
+    /// subtree's root), and `lo..=hi` lies below it.
+    fn claim_first<'t>(
+        &'t self,
+        node: TreePos<'t, F>,
         lo: u64,
         hi: u64,
-    ) -> Option<(u64, &AtomicU64)> {
+    ) -> Option<(u64, &'t AtomicU64)> {
         let (mut node, mut base, mut lo, mut hi) = (node, 0u64, lo, hi);
-        let mut shift = self.shift(level);
-        let mut level = level;
-        while shift != 0 {
-            // SAFETY: nodes above the leaf level (shift > 0) are inner nodes
-            // of this tree.
-            let inner = unsafe { &*node.cast::<Inner<F>>() };
+        loop {
+            let inner = match node.node() {
+                Node::Leaf(leaf) => return self.claim_in_leaf(leaf, base, lo, hi, None),
+                Node::Inner(inner) => inner,
+            };
+            let shift = inner.level().shift();
             let (first, last) = (
                 ((lo - base) >> shift) as usize,
                 ((hi - base) >> shift) as usize,
@@ -560,37 +495,27 @@ impl<const F: usize> Tree<F> {
             }
             let i = window.trailing_zeros() as usize;
             let child_base = base + ((i as u64) << shift);
-            level += 1;
-            node = self.child_or_install(inner, i, level, child_base);
+            node = self.child_or_install(inner, i, child_base);
             lo = lo.max(child_base);
             hi = hi.min(child_base + (1u64 << shift) - 1);
             base = child_base;
-            shift -= Self::BITS;
         }
-        // SAFETY: the node at the leaf level is a leaf of this tree.
-        let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-        self.claim_in_leaf(leaf, base, lo, hi, None)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn claim_in(
-        &self,
-        node: *mut (),
-        level: u32,
+    fn claim_in<'t>(
+        &'t self,
+        node: TreePos<'t, F>,
         base: u64,
         lo: u64,
         hi: u64,
         exact: bool,
         path: &mut Path<F>,
-    ) -> Option<(u64, &AtomicU64)> {
-        if self.is_leaf_level(level) {
-            // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            return self.claim_in_leaf(leaf, base, lo, hi, Some(path));
-        }
-        // SAFETY: nodes above the leaf level are inner nodes of this tree.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
-        let shift = self.shift(level);
+    ) -> Option<(u64, &'t AtomicU64)> {
+        let inner = match node.node() {
+            Node::Leaf(leaf) => return self.claim_in_leaf(leaf, base, lo, hi, Some(path)),
+            Node::Inner(inner) => inner,
+        };
+        let shift = inner.level().shift();
         let first = ((lo - base) >> shift) as usize;
         let last = ((hi - base) >> shift) as usize;
         let mut i = first;
@@ -601,7 +526,7 @@ impl<const F: usize> Tree<F> {
                 let hint = inner.free_hint.load(Ordering::Acquire);
                 if hint == 0 && path.len > 0 {
                     // Our parent said "free" but we are full: repair the hint.
-                    self.propagate_full(path, NodeRef::Inner(inner));
+                    self.propagate_full(path, NodeRef::Inner(inner.get()));
                 }
                 let window = hint & bit_range(i, last);
                 if window == 0 {
@@ -610,19 +535,11 @@ impl<const F: usize> Tree<F> {
                 i = window.trailing_zeros() as usize;
             }
             let child_base = base + ((i as u64) << shift);
-            let child = self.child_or_install(inner, i, level + 1, child_base);
+            let child = self.child_or_install(inner, i, child_base);
             let child_lo = lo.max(child_base);
             let child_hi = hi.min(child_base + (1u64 << shift) - 1);
-            path.push(inner, i);
-            if let Some(found) = self.claim_in(
-                child,
-                level + 1,
-                child_base,
-                child_lo,
-                child_hi,
-                exact,
-                path,
-            ) {
+            path.push(inner.get(), i);
+            if let Some(found) = self.claim_in(child, child_base, child_lo, child_hi, exact, path) {
                 return Some(found);
             }
             path.pop();
@@ -673,7 +590,7 @@ impl<const F: usize> Tree<F> {
     /// `leaf` (keys from `base`) was seen full: propagate, with `path` or
     /// the path looked up again.
     fn propagate_leaf_full(&self, leaf: &Leaf<F>, base: u64, path: Option<&Path<F>>) {
-        if self.levels == 1 {
+        if self.geo.levels() == 1 {
             return; // the root: no hint above it
         }
         match path {
@@ -682,45 +599,25 @@ impl<const F: usize> Tree<F> {
         }
     }
 
+    /// Child `i` (over keys from `child_base`) of `inner`, installed if
+    /// missing; a chunk installed below the directory's span is listed
+    /// there before anyone uses it.
     #[inline]
-    fn child_or_install(
-        &self,
-        inner: &Inner<F>,
+    fn child_or_install<'t>(
+        &'t self,
+        inner: TreeInner<'t, F>,
         i: usize,
-        child_level: u32,
         child_base: u64,
-    ) -> *mut () {
-        // Acquire: pairs with the Release of `install`.
-        let child = inner.children[i].load(Ordering::Acquire);
-        if !child.is_null() {
-            return child;
-        }
-        self.install_child(inner, i, child_level, child_base)
-    }
-
-    /// Installs the missing child `i` of `inner` (or takes the one another
-    /// thread installed first): out of line, rare.
-    #[cold]
-    #[inline(never)]
-    fn install_child(
-        &self,
-        inner: &Inner<F>,
-        i: usize,
-        child_level: u32,
-        child_base: u64,
-    ) -> *mut () {
-        let child = install(
-            &inner.children[i],
-            self.new_node(child_level, child_base),
-            |lost| {
-                // SAFETY: our unpublished node: no other thread can reach it.
-                unsafe { self.free_subtree(lost, child_level) }
+    ) -> TreePos<'t, F> {
+        inner.child_or_install(
+            i,
+            |level| Self::new_node(&self.geo, level, child_base),
+            |child| {
+                if child.level() == Level::CHUNK && child_base < self.dir_span {
+                    self.dir_store(child_base, child);
+                }
             },
-        );
-        if child_level + 2 == self.levels && child_base < self.dir_span {
-            self.dir_store(child_base, child);
-        }
-        child
+        )
     }
 
     /// `child` (the node below the end of `path`) was seen full: clear its
@@ -834,45 +731,26 @@ impl<const F: usize> Tree<F> {
     /// The inner nodes above the (existing) leaf of `key`.
     fn path_to(&self, key: u64) -> Path<F> {
         let mut path = Path::<F>::new();
-        let mut node = self.root;
-        for level in 0..self.levels - 1 {
-            // SAFETY: nodes above the leaf level are inner nodes of this tree.
-            let inner = unsafe { &*node.cast::<Inner<F>>() };
-            let index = self.index(key, level);
-            path.push(inner, index);
+        let mut node = self.root.pos();
+        while let Some(inner) = node.inner() {
+            let index = inner.level().index(key);
+            path.push(inner.get(), index);
             // Acquire: pairs with the Release of `install`.
-            node = inner.children[index].load(Ordering::Acquire);
-            assert!(!node.is_null(), "the leaf of a claimed key exists");
+            node = inner
+                .child(index, Ordering::Acquire)
+                .expect("the leaf of a claimed key exists");
         }
         path
     }
 
     /// Number of slots holding a record (a walk over all nodes).
     pub(crate) fn count_live(&self) -> usize {
-        self.count_in(self.root, 0)
-    }
-
-    fn count_in(&self, node: *mut (), level: u32) -> usize {
-        if self.is_leaf_level(level) {
-            // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
+        let mut live = 0;
+        self.slots_in(self.root.pos(), 0, &mut |_, slot| {
             // Relaxed: a snapshot count, exact only when quiescent.
-            return leaf
-                .slots
-                .iter()
-                .filter(|s| s.load(Ordering::Relaxed) != 0)
-                .count();
-        }
-        // SAFETY: nodes above the leaf level are inner nodes of this tree.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
-        inner
-            .children
-            .iter()
-            // Acquire: pairs with the Release of `install`.
-            .map(|c| c.load(Ordering::Acquire))
-            .filter(|c| !c.is_null())
-            .map(|c| self.count_in(c, level + 1))
-            .sum()
+            live += usize::from(slot.load(Ordering::Relaxed) != 0);
+        });
+        live
     }
 
     /// The first existing leaf with a claimed valid key `>= from`: its
@@ -882,43 +760,40 @@ impl<const F: usize> Tree<F> {
     /// reads 0). For iterators over live IDs; they resume with `from` set
     /// to the next leaf's first key.
     pub(crate) fn next_claimed(&self, from: u64) -> Option<(u64, u64, &[AtomicU64; F])> {
-        if from >= self.span {
+        if from >= self.geo.span() {
             return None;
         }
-        self.next_claimed_in(self.root, 0, 0, from)
+        self.next_claimed_in(self.root.pos(), 0, from)
     }
 
-    fn next_claimed_in(
-        &self,
-        node: *mut (),
-        level: u32,
+    fn next_claimed_in<'t>(
+        &'t self,
+        node: TreePos<'t, F>,
         base: u64,
         from: u64,
-    ) -> Option<(u64, u64, &[AtomicU64; F])> {
-        if self.is_leaf_level(level) {
-            // SAFETY: the node at the leaf level is a leaf, alive while the tree is.
-            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            // Acquire: a candidate only; the caller's Acquire load of the
-            // slot is what orders the entry.
-            let mut bits = leaf.claimed.load(Ordering::Acquire) & self.valid_mask(level, base);
-            // Past this leaf only when it is the root (one level).
-            if from - base >= F as u64 {
-                return None;
+    ) -> Option<(u64, u64, &'t [AtomicU64; F])> {
+        let inner = match node.node() {
+            Node::Leaf(leaf) => {
+                // Acquire: a candidate only; the caller's Acquire load of the
+                // slot is what orders the entry.
+                let mut bits =
+                    leaf.claimed.load(Ordering::Acquire) & self.geo.valid_mask(Level::LEAF, base);
+                // Past this leaf only when it is the root (one level).
+                if from - base >= F as u64 {
+                    return None;
+                }
+                bits &= u64::MAX << (from - base);
+                return (bits != 0).then_some((base, bits, &leaf.slots));
             }
-            bits &= u64::MAX << (from - base);
-            return (bits != 0).then_some((base, bits, &leaf.slots));
-        }
-        // SAFETY: nodes above the leaf level are inner nodes, alive while the tree is.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
-        let shift = self.shift(level);
+            Node::Inner(inner) => inner,
+        };
+        let shift = inner.level().shift();
         let first = (from.saturating_sub(base) >> shift).min(F as u64) as usize;
-        for (i, child) in inner.children.iter().enumerate().skip(first) {
+        for i in first..F {
             // Acquire: pairs with the Release of `install`.
-            let child = child.load(Ordering::Acquire);
-            if !child.is_null() {
+            if let Some(child) = inner.child(i, Ordering::Acquire) {
                 let child_base = base + ((i as u64) << shift);
-                let found =
-                    self.next_claimed_in(child, level + 1, child_base, from.max(child_base));
+                let found = self.next_claimed_in(child, child_base, from.max(child_base));
                 if found.is_some() {
                     return found;
                 }
@@ -931,7 +806,7 @@ impl<const F: usize> Tree<F> {
     /// order (a snapshot of each word, loaded with Acquire: a boxed value
     /// it names may be read under a guard pinned before the walk).
     pub(crate) fn for_each_live(&self, visit: &mut impl FnMut(u64, u64)) {
-        self.slots_in(self.root, 0, 0, &mut |key, slot| {
+        self.slots_in(self.root.pos(), 0, &mut |key, slot| {
             // Acquire: pairs with the Release publish of the word, so a
             // boxed value's contents are visible.
             let word = slot.load(Ordering::Acquire);
@@ -943,7 +818,7 @@ impl<const F: usize> Tree<F> {
 
     /// Calls `drop_entry(key, word)` for every live entry and zeroes it.
     pub(crate) fn drain_live(&mut self, drop_entry: &mut impl FnMut(u64, u64)) {
-        self.slots_in(self.root, 0, 0, &mut |key, slot| {
+        self.slots_in(self.root.pos(), 0, &mut |key, slot| {
             // Relaxed: `drain_live` takes `&mut self`, exclusive access.
             let word = slot.swap(0, Ordering::Relaxed);
             if word != 0 {
@@ -953,31 +828,23 @@ impl<const F: usize> Tree<F> {
     }
 
     /// Calls `visit(key, slot)` for every slot of every existing leaf under
-    /// `node`, in ascending key order.
-    fn slots_in(
-        &self,
-        node: *mut (),
-        level: u32,
-        base: u64,
-        visit: &mut impl FnMut(u64, &AtomicU64),
-    ) {
-        if self.is_leaf_level(level) {
-            // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            for (i, slot) in leaf.slots.iter().enumerate() {
-                visit(base + i as u64, slot);
+    /// `node` (over keys from `base`), in ascending key order.
+    fn slots_in(&self, node: TreePos<'_, F>, base: u64, visit: &mut impl FnMut(u64, &AtomicU64)) {
+        let inner = match node.node() {
+            Node::Leaf(leaf) => {
+                for (i, slot) in leaf.slots.iter().enumerate() {
+                    visit(base + i as u64, slot);
+                }
+                return;
             }
-            return;
-        }
-        // SAFETY: nodes above the leaf level are inner nodes of this tree.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
-        let shift = self.shift(level);
-        for (i, child) in inner.children.iter().enumerate() {
+            Node::Inner(inner) => inner,
+        };
+        let shift = inner.level().shift();
+        for i in 0..F {
             // Acquire: pairs with the Release of `install` (for the drain,
             // under exclusive access, more than it needs).
-            let child = child.load(Ordering::Acquire);
-            if !child.is_null() {
-                self.slots_in(child, level + 1, base + ((i as u64) << shift), visit);
+            if let Some(child) = inner.child(i, Ordering::Acquire) {
+                self.slots_in(child, base + ((i as u64) << shift), visit);
             }
         }
     }
@@ -988,24 +855,19 @@ impl<const F: usize> Tree<F> {
         let dir = if self.dir.load(Ordering::Acquire).is_null() {
             0
         } else {
-            self.dir_len * std::mem::size_of::<AtomicPtr<Inner<F>>>()
+            self.dir_len * std::mem::size_of::<Link<Inner<F>, F>>()
         };
-        dir + self.bytes_in(self.root, 0)
+        dir + Self::bytes_in(self.root.pos())
     }
 
-    fn bytes_in(&self, node: *mut (), level: u32) -> usize {
-        if self.is_leaf_level(level) {
+    fn bytes_in(node: TreePos<'_, F>) -> usize {
+        let Some(inner) = node.inner() else {
             return std::mem::size_of::<Leaf<F>>();
-        }
-        // SAFETY: nodes above the leaf level are inner nodes of this tree.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
-        let below: usize = inner
-            .children
-            .iter()
+        };
+        let below: usize = (0..F)
             // Acquire: pairs with the Release of `install`.
-            .map(|c| c.load(Ordering::Acquire))
-            .filter(|c| !c.is_null())
-            .map(|c| self.bytes_in(c, level + 1))
+            .filter_map(|i| inner.child(i, Ordering::Acquire))
+            .map(Self::bytes_in)
             .sum();
         std::mem::size_of::<Inner<F>>() + below
     }
@@ -1038,7 +900,7 @@ impl<const F: usize> Tree<F> {
             return Err(format!("hint_seq {seq:#x}: a hint update is active"));
         }
         self.check_dir()?;
-        self.check_node(self.root, 0, 0, visit).map(drop)
+        self.check_node(self.root.pos(), 0, visit).map(drop)
     }
 
     fn check_dir(&self) -> Result<(), String> {
@@ -1047,93 +909,98 @@ impl<const F: usize> Tree<F> {
         for i in 0..self.dir_len {
             let base = i as u64 * Self::CHUNK;
             // The chunk over `base`, looked up from the root.
-            let mut node = self.root;
-            for level in 0..self.levels - 2 {
-                if node.is_null() {
+            let mut node = Some(self.root.pos());
+            while let Some(inner) = node.and_then(|n| n.inner()) {
+                if inner.level() == Level::CHUNK {
                     break;
                 }
-                // SAFETY: nodes above the last inner level are inner nodes.
-                let inner = unsafe { &*node.cast::<Inner<F>>() };
                 // Relaxed: quiescent.
-                node = inner.children[self.index(base, level)].load(Ordering::Relaxed);
+                node = inner.child(inner.level().index(base), Ordering::Relaxed);
             }
+            let found = node.map_or(ptr::null(), |n| n.addr());
             let listed = if dir.is_null() {
-                ptr::null_mut()
+                ptr::null()
             } else {
                 // SAFETY: `i < dir_len`, inside the array.
+                let entry = unsafe { &*dir.add(i) };
+                // SAFETY: a directory entry is a chunk or null (field
+                // invariant); only its address is used.
                 // Relaxed: quiescent.
-                unsafe { &*dir.add(i) }.load(Ordering::Relaxed).cast::<()>()
+                unsafe { entry.load_at(Level::CHUNK, Ordering::Relaxed) }
+                    .map_or(ptr::null(), |n| n.addr())
             };
-            if listed != node {
+            if listed != found {
                 return Err(format!(
-                    "directory entry {i}: {listed:p}, but the chunk over key {base} is {node:p}"
+                    "directory entry {i}: {listed:p}, but the chunk over key {base} is {found:p}"
                 ));
             }
         }
         Ok(())
     }
 
-    /// Checks the node at `level` starting at `base`; true if it is full.
+    /// Checks `node` (over keys from `base`); true if it is full.
     fn check_node(
         &self,
-        node: *mut (),
-        level: u32,
+        node: TreePos<'_, F>,
         base: u64,
         visit: &mut impl FnMut(u64, u64),
     ) -> Result<bool, String> {
-        let valid = self.valid_mask(level, base);
-        if self.is_leaf_level(level) {
-            // SAFETY: the node at the leaf level is a leaf of this tree.
-            let leaf = unsafe { &*node.cast::<Leaf<F>>() };
-            // Relaxed: quiescent (see `check_quiescent`).
-            let claimed = leaf.claimed.load(Ordering::Relaxed);
-            if claimed & !valid != !valid {
-                return Err(format!(
-                    "leaf {base}: invalid keys not claimed ({claimed:#x})"
-                ));
-            }
-            for (i, slot) in leaf.slots.iter().enumerate() {
-                // Relaxed: quiescent.
-                let word = slot.load(Ordering::Relaxed);
-                let key = base + i as u64;
-                let is_claimed = claimed & (1 << i) != 0;
-                if valid & (1 << i) == 0 {
-                    if word != 0 {
-                        return Err(format!("key {key}: entry beyond the span"));
-                    }
-                } else if is_claimed != (word != 0) {
+        let level = node.level();
+        let valid = self.geo.valid_mask(level, base);
+        let inner = match node.node() {
+            Node::Leaf(leaf) => {
+                // Relaxed: quiescent (see `check_quiescent`).
+                let claimed = leaf.claimed.load(Ordering::Relaxed);
+                if claimed & !valid != !valid {
                     return Err(format!(
-                        "key {key}: claim bit {is_claimed} but entry word {word:#x}"
+                        "leaf {base}: invalid keys not claimed ({claimed:#x})"
                     ));
                 }
-                if word != 0 {
-                    visit(key, word);
+                for (i, slot) in leaf.slots.iter().enumerate() {
+                    // Relaxed: quiescent.
+                    let word = slot.load(Ordering::Relaxed);
+                    let key = base + i as u64;
+                    let is_claimed = claimed & (1 << i) != 0;
+                    if valid & (1 << i) == 0 {
+                        if word != 0 {
+                            return Err(format!("key {key}: entry beyond the span"));
+                        }
+                    } else if is_claimed != (word != 0) {
+                        return Err(format!(
+                            "key {key}: claim bit {is_claimed} but entry word {word:#x}"
+                        ));
+                    }
+                    if word != 0 {
+                        visit(key, word);
+                    }
                 }
+                return Ok(claimed == u64::MAX);
             }
-            return Ok(claimed == u64::MAX);
-        }
-        // SAFETY: nodes above the leaf level are inner nodes of this tree.
-        let inner = unsafe { &*node.cast::<Inner<F>>() };
+            Node::Inner(inner) => inner,
+        };
         // Relaxed: quiescent.
         let hint = inner.free_hint.load(Ordering::Relaxed);
+        let depth = self.geo.levels() - 1 - level.shift() / Self::BITS;
         if hint & !valid != 0 {
             return Err(format!(
-                "level {level} node {base}: hint {hint:#x} marks invalid children"
+                "level {depth} node {base}: hint {hint:#x} marks invalid children"
             ));
         }
-        let shift = self.shift(level);
+        let shift = level.shift();
         for i in 0..F {
             if valid & (1 << i) == 0 {
                 continue;
             }
-            // Relaxed: quiescent.
-            let child = inner.children[i].load(Ordering::Relaxed);
             let child_base = base + ((i as u64) << shift);
-            let full = !child.is_null() && self.check_node(child, level + 1, child_base, visit)?;
+            // Relaxed: quiescent.
+            let full = match inner.child(i, Ordering::Relaxed) {
+                Some(child) => self.check_node(child, child_base, visit)?,
+                None => false,
+            };
             let marked_free = hint & (1 << i) != 0;
             if marked_free == full {
                 return Err(format!(
-                    "level {level} node {base}: hint bit {i} says {} but child {child_base} is {}",
+                    "level {depth} node {base}: hint bit {i} says {} but child {child_base} is {}",
                     if marked_free { "free" } else { "full" },
                     if full { "full" } else { "not full" },
                 ));
@@ -1145,8 +1012,7 @@ impl<const F: usize> Tree<F> {
 
 impl<const F: usize> Drop for Tree<F> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no other thread can reach the tree.
-        unsafe { self.free_subtree(self.root, 0) };
+        // The nodes go with `root` (its drop); the directory goes here.
         // Relaxed: exclusive access.
         let dir = self.dir.load(Ordering::Relaxed);
         if !dir.is_null() {
@@ -1159,28 +1025,6 @@ impl<const F: usize> Drop for Tree<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels_cover_the_span() {
-        assert_eq!(levels_for::<64>(64), 1);
-        assert_eq!(levels_for::<64>(65), 2);
-        assert_eq!(levels_for::<64>(1 << 20), 4);
-        assert_eq!(levels_for::<64>((1 << 32) - 1), 6);
-        assert_eq!(levels_for::<4>(4), 1);
-        assert_eq!(levels_for::<4>(5), 2);
-        assert_eq!(levels_for::<2>((1 << 32) - 1), 32);
-        assert_eq!(levels_for::<2>(1), 1);
-    }
-
-    #[test]
-    fn bit_helpers() {
-        assert_eq!(bit_range(0, 63), u64::MAX);
-        assert_eq!(bit_range(3, 3), 8);
-        assert_eq!(bit_range(1, 2), 6);
-        assert_eq!(low_bits(0), 0);
-        assert_eq!(low_bits(64), u64::MAX);
-        assert_eq!(low_bits(3), 7);
-    }
 
     fn claim_all<const F: usize>(tree: &Tree<F>, lo: u64, hi: u64) -> Vec<u64> {
         let mut out = Vec::new();
@@ -1195,8 +1039,8 @@ mod tests {
         let tree: Tree<4> = Tree::new(37);
         let keys = claim_all(&tree, 0, 36);
         assert_eq!(keys, (0..37).collect::<Vec<_>>());
-        // SAFETY: 37 keys at fan-out 4 need 3 levels, so the root is an inner node.
-        let root = unsafe { &*tree.root.cast::<Inner<4>>() };
+        // 37 keys at fan-out 4 need 3 levels, so the root is an inner node.
+        let root = tree.root.pos().inner().unwrap();
         assert_eq!(
             root.free_hint.load(Ordering::Relaxed),
             0,
@@ -1211,7 +1055,10 @@ mod tests {
     fn low_subtree_claims_cross_its_edge() {
         // Fan-out 2 over 64 keys: 6 levels, the low subtree covers 0..16.
         let tree: Tree<2> = Tree::new(64);
-        assert_eq!((tree.low_depth, tree.low_span), (2, 16));
+        assert_eq!(
+            (tree.low().level(), tree.low_span),
+            (tree.geo.at_depth(2), 16)
+        );
         let mut keys = Vec::new();
         while let Some((key, slot)) = tree.claim(0, 63) {
             slot.store(1, Ordering::Relaxed);
@@ -1287,12 +1134,16 @@ mod tests {
         let dir = tree.dir.load(Ordering::Relaxed);
         // SAFETY: the array has 63 entries; this test is its only user.
         let (first, second) = unsafe { (&*dir, &*dir.add(1)) };
-        let chunk = second.swap(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: every pointer stored below is null or a chunk of this
+        // tree, so the directory's typing holds throughout.
+        let chunk = unsafe { second.swap_raw(ptr::null_mut()) };
         let err = tree.check_quiescent(&mut |_, _| ()).unwrap_err();
         assert!(err.starts_with("directory entry 1"), "{err}");
-        second.store(first.load(Ordering::Relaxed), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { second.swap_raw(first.raw()) };
         assert!(tree.check_quiescent(&mut |_, _| ()).is_err());
-        second.store(chunk, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { second.swap_raw(chunk) };
         assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
     }
 
