@@ -3,7 +3,8 @@
 //! cursor exact again for a thread alone, snapshot and restore after a
 //! contended phase).
 
-use ioasid::{Domain, Error, Ioasid, Policy, Space};
+use ioasid::fanout::{Set, Space};
+use ioasid::{Domain, Error, Ioasid, Policy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 
@@ -223,7 +224,7 @@ fn cyclic_no_false_enospc_with_batches_held() {
 
 /// `threads` threads alloc+free `rounds` times each in `min..=max`.
 fn race_alloc_free<const F: usize>(
-    set: &ioasid::Set<u64, F>,
+    set: &Set<u64, F>,
     min: Ioasid,
     max: Ioasid,
     threads: usize,

@@ -591,6 +591,7 @@ fn a_thread_keeps_one_standing_hold() {
         assert_eq!(ioasid_set_free(&mut a, kept), 0);
         ioasid_set_destroy(&mut a);
     }
+}
 
 /// MM sets of one token are created while the previous one is still in
 /// its teardown (threads racing `ioasid_alloc_set` and the last

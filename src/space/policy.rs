@@ -415,7 +415,8 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
 #[cfg(all(test, not(ioasid_loom)))]
 mod tests {
-    use crate::{Domain, Policy, Space};
+    use crate::fanout::Space;
+    use crate::{Domain, Policy};
     use std::sync::atomic::Ordering;
 
     fn cyclic() -> Space<u32, 4> {
