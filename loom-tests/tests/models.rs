@@ -1480,7 +1480,7 @@ fn register_races_notify() {
 /// at most once, and joins the token's next set before its first event.
 #[test]
 fn token_register_races_the_last_drop() {
-    model(2, || {
+    model(3, || {
         use ioasid::fanout::TokenSets;
         let space: Space<u32, 2> = Space::builder()
             .range(0, 1)
@@ -1522,7 +1522,7 @@ fn token_register_races_the_last_drop() {
 /// event of the new set, and ends parked.
 #[test]
 fn token_create_races_teardown() {
-    model(2, || {
+    model(3, || {
         use ioasid::fanout::TokenSets;
         let space: Space<u32, 2> = Space::builder()
             .range(0, 1)
