@@ -709,6 +709,7 @@ impl<T: Payload> SpaceNotify<T> {
             word,
             owned,
             spid: None,
+            after: AfterSend::Nothing,
         }
     }
 }
@@ -828,6 +829,23 @@ pub(crate) fn hold_back(send: Box<dyn FnOnce()>) {
     ANY_HELD.with(|h| h.set(true));
 }
 
+/// What sending a note does once the note reached its chains: a FREE keeps
+/// its number claimed until then, so the number is allocatable again only
+/// after every chain heard it was freed (no FREE of an old incarnation
+/// reaches a chain after an ALLOC of the new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterSend {
+    /// Nothing more (every event but a FREE that holds its number).
+    Nothing,
+    /// Release the number of this key: the ID is gone, and its number was
+    /// kept claimed for the send (`space/engine.rs`).
+    Release(u64),
+    /// End the send of this FREE_PENDING ID's FREE (`refs.rs`, `SENDING`):
+    /// the number of this key is released by the later of this and the
+    /// ID's last put.
+    EndSending(u64),
+}
+
 /// An event on its way (see [`SpaceNotify::note`]).
 pub(crate) struct Note<T: Payload> {
     event: Event,
@@ -838,6 +856,17 @@ pub(crate) struct Note<T: Payload> {
     word: u64,
     owned: bool,
     pub(crate) spid: Option<Ioasid>,
+    /// Done by the sender once the note reached its chains.
+    pub(crate) after: AfterSend,
+}
+
+impl<T: Payload> Drop for Note<T> {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.after == AfterSend::Nothing || std::thread::panicking(),
+            "a FREE dropped unsent would keep its number claimed"
+        );
+    }
 }
 
 impl<T: Payload> Note<T> {

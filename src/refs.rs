@@ -9,12 +9,20 @@
 //!
 //! ```text
 //!  63 ............ 32   31 30   29 ............ 0
-//! [SPID + 1, 0: none]  [state] [reference count]
+//! [SPID + 1, 0: none]  [state] [reference count]    LIVE
+//! [S  0 ...........0]  [state] [reference count]    FREE, PENDING, DEAD
 //! ```
 //!
 //! The SPID field (SPEC 6.5, `spid.rs`) is set only on a `LIVE` record and
 //! cleared by the same CAS that moves a record to `PENDING` or `DEAD`: a
 //! free (FREE_PENDING included) or the last put detaches the SPID at once.
+//! Off `LIVE`, bit 63 is `SENDING` (S): a free that left the ID
+//! FREE_PENDING is still sending its FREE, and the number must stay
+//! claimed until that send ends (a FREE never reaches a chain after the
+//! number's next ALLOC). The later of the send's end and the last put
+//! releases the number: the sender clears S (`PENDING`/`DEAD`: the
+//! releaser, now or to come, releases it) or finds `FREE | S`, left by a
+//! releaser that reset the record while S was set, and releases it itself.
 //!
 //! States: `FREE` (the record is unused: the ID is untracked, or a first get
 //! is between its two steps), `LIVE`, `PENDING` (freed while references
@@ -29,13 +37,17 @@
 //!   record of a word with `EXT`; until it has, every other operation on the
 //!   ID waits (a few instructions: the installer's next step is one store).
 //! - An `EXT` word leaves its slot only by its one releaser, the thread whose
-//!   CAS moved the record to `DEAD`; it resets the record to `FREE` before
-//!   the number becomes claimable again, so a new incarnation starts untracked.
+//!   CAS moved the record to `DEAD`; it resets the record to `FREE` (or
+//!   `FREE | SENDING`, then the sender resets it) before the number becomes
+//!   claimable again, so a new incarnation starts untracked.
+//! - `SENDING` is set only by a free's CAS from `LIVE` to `PENDING`, of an ID
+//!   no custom allocator chose (its hook takes the number back at once), and
+//!   cleared only by that free's sender (`end_sending`).
 
 use crate::custom::State;
 use crate::entry::{self, Payload};
 use crate::error::Error;
-use crate::notify::Event;
+use crate::notify::{AfterSend, Event};
 use crate::owners::SetCore;
 use crate::space::{NoteOut, SpaceInner};
 use crate::sync::{atomic_array, child_or_install, yield_now, AtomicPtr, AtomicU64, Ordering};
@@ -68,12 +80,17 @@ const DEAD: u64 = 3 << COUNT_BITS;
 pub(crate) const MAX_REFS: u64 = COUNT_MASK;
 /// A record just tracked with the allocation's one reference.
 pub(crate) const LIVE_ONE: u64 = LIVE | 1;
+/// Off `LIVE`: a FREE of this ID is being sent (module docs).
+const SENDING: u64 = 1 << 63;
 
 const SPID_SHIFT: u32 = 32;
 const SPID_MASK: u64 = u64::MAX << SPID_SHIFT;
 
-/// The SPID a record holds, if any.
+/// The SPID a record holds, if any (only a `LIVE` one holds one).
 pub(crate) fn spid_of(record: u64) -> Option<u32> {
+    if !is_live(record) {
+        return None;
+    }
     let field = (record >> SPID_SHIFT) as u32;
     field.checked_sub(1)
 }
@@ -92,6 +109,11 @@ pub(crate) fn is_live(record: u64) -> bool {
 /// True if `record` is `FREE` (unused, or a first get between its steps).
 pub(crate) fn is_free(record: u64) -> bool {
     state(record) == FREE
+}
+
+/// True if a FREE_PENDING send of this record's ID is under way.
+fn sending(record: u64) -> bool {
+    !is_live(record) && record & SENDING != 0
 }
 
 fn count(record: u64) -> u64 {
@@ -356,22 +378,29 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 (LIVE, RefDrop::Put) => with(current, LIVE, refs - 1),
                 (_, _) => with(current, PENDING, refs - 1),
             };
+            // A free that leaves the ID FREE_PENDING sends FREE with the word
+            // read before the CAS: after it, a last put may take the word
+            // out at once. (A teardown detaches the word after the CAS, so
+            // this one still names the set.)
+            let pending_word = (is_live(current) && state(next) == PENDING && note.is_some())
+                // Acquire: as above.
+                .then(|| slot.word().load(Ordering::Acquire));
+            // Its number stays claimed until that FREE is sent (SENDING),
+            // unless a custom allocator chose it.
+            let hold_number =
+                pending_word.is_some() && !(self.custom.any() && self.custom.is_recorded(id));
             // Leaving LIVE detaches the SPID in the same step (spid.rs);
-            // its set's table entry goes after the CAS.
-            let next = if state(next) == LIVE {
+            // its set's table entry goes after the CAS. Off LIVE, the high
+            // half is SENDING only, kept as found.
+            let next = if is_live(next) || !is_live(current) {
                 next
+            } else if hold_number {
+                with_spid(next, None) | SENDING
             } else {
                 with_spid(next, None)
             };
-            let spid = spid_of(current).filter(|_| state(next) != LIVE);
+            let spid = spid_of(current).filter(|_| !is_live(next));
             let unmap = spid.map(|spid| self.spid_unmapper(slot, spid));
-            // A free that leaves the ID FREE_PENDING sends FREE with the word
-            // read before the CAS: after it, a last put may release the ID
-            // at once. (A teardown detaches the word after the CAS, so this
-            // one still names the set.)
-            let pending_word = (state(current) == LIVE && state(next) == PENDING && note.is_some())
-                // Acquire: as above.
-                .then(|| slot.word().load(Ordering::Acquire));
             // AcqRel: Release orders our reads of the ID before a releaser's
             // reclamation; Acquire makes the releaser see every earlier
             // holder's accesses (the chain of CASes on this record).
@@ -397,6 +426,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                         let owner = entry::owner(word);
                         let mut free = self.notify.note(Event::Free, id, owner, word, false);
                         free.spid = spid;
+                        if hold_number {
+                            free.after = AfterSend::EndSending(key);
+                        }
                         *out = Some(free);
                     }
                     if how == RefDrop::Teardown {
@@ -411,7 +443,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// The one releaser of a tracked ID (its record is DEAD): takes the word
     /// out, resets the record, then releases the number. With `free_event`,
-    /// leaves the FREE event (owning the taken value) in `note`.
+    /// leaves the FREE event (owning the taken value) in `note`, and the
+    /// number to its sender. While a FREE_PENDING send is under way
+    /// (`SENDING`), that sender releases the number.
     fn release_tracked(
         &self,
         id: Ioasid,
@@ -455,29 +489,72 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             }
         };
         // Release: a later first get of a new incarnation (which can only
-        // start after the claim bit clears, below) sees FREE.
-        record.store(FREE, Ordering::Release);
+        // start after the claim bit clears) sees FREE. AcqRel: Acquire pairs
+        // with a sender's clearing of SENDING, which then left us the number.
+        // INVARIANT: `FREE | SENDING` hands the number to the sender.
+        let left = record.fetch_and(SENDING, Ordering::AcqRel);
+        let sender_releases = left & SENDING != 0;
         // SAFETY: read under `guard` from the word we took (owners.rs).
         let core: Option<&SetCore<F>> = core.map(|core| unsafe { &*core });
         if let Some(core) = core {
             // The set's member bit stays (members.rs: cleaned lazily).
             core.unreserve();
         }
-        match custom_hook {
-            Some(_) => self.custom.finish_free(id, || self.tree.release(slot, key)),
-            None => self.tree.release(slot, key),
-        }
+        let note = note.filter(|_| free_event);
+        // Who releases the number: the custom allocator's record (its hook
+        // took the number back), a FREE_PENDING send under way, this FREE's
+        // sender, or this call now.
+        let after = if custom_hook.is_some() {
+            self.custom.finish_free(id, || self.tree.release(slot, key));
+            AfterSend::Nothing
+        } else if sender_releases {
+            AfterSend::Nothing
+        } else if note.is_some() {
+            AfterSend::Release(key)
+        } else {
+            self.tree.release(slot, key);
+            AfterSend::Nothing
+        };
         match note {
-            Some(out) if free_event => {
-                *out = Some(
-                    self.notify
-                        .note(Event::Free, id, entry::owner(word), word, true),
-                );
-            }
-            _ => self.retire(word, &guard),
+            Some(out) => *out = Some(self.free_note(id, word, after)),
+            None => self.retire(word, &guard),
         }
         if let Some(Err(panic)) = hook_done {
             resume_unwind(panic);
+        }
+    }
+
+    /// Ends the send of a FREE_PENDING ID's FREE (its record has
+    /// `SENDING`): clears the bit, leaving the number to the ID's releaser
+    /// (now or to come), or releases the number itself if that releaser
+    /// came first and left `FREE | SENDING`.
+    pub(crate) fn end_sending(&self, key: u64) {
+        let record = self.refs.tracked(key);
+        // Acquire: pairs with the releaser's AcqRel reset.
+        let mut current = record.load(Ordering::Acquire);
+        loop {
+            debug_assert!(sending(current), "only the FREE's sender clears SENDING");
+            if is_free(current) {
+                // Nothing else writes a FREE | SENDING record (its word is
+                // gone and its number claimed). Release: as the releaser's
+                // reset, before the number becomes claimable.
+                record.store(FREE, Ordering::Release);
+                let slot = self.tree.slot(key).expect("a claimed key has its slot");
+                self.tree.release(slot, key);
+                return;
+            }
+            // AcqRel: Release orders the send (every callback returned)
+            // before the releaser's Acquire reset and so before the number's
+            // release; Acquire reads the newer record on failure.
+            match record.compare_exchange(
+                current,
+                current & !SENDING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
         }
     }
 

@@ -162,7 +162,7 @@ impl<K: Hash + Eq + Clone + Send + 'static, T: Payload, const F: usize> TokenSet
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn adopt(&self, token: K, mut set: Set<T, F>) -> Result<Arc<Set<T, F>>, Error> {
-        if !crate::sync::Arc::ptr_eq(&set.space().inner, &self.space.inner) {
+        if !std::sync::Arc::ptr_eq(&set.space().inner, &self.space.inner) {
             return Err(Error::InvalidArgument);
         }
         let mut state = lock(&self.state);

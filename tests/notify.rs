@@ -616,3 +616,189 @@ fn bind_and_unbind_carry_the_spid_and_a_free_detaches_with_no_unbind() {
         ]
     );
 }
+
+/// What a FREE callback saw of its number: an exact alloc of it by another
+/// set, and whether the ID was still found.
+type Seen = Arc<Mutex<Vec<(Result<Ioasid, Error>, bool)>>>;
+
+/// A block that, at each FREE, tries to take the freed number for `other`
+/// and records what it got (a taken number is freed again at once).
+fn reuse_prober(
+    space: &Space<Ioasid>,
+    other: &Arc<ioasid::Set<Ioasid>>,
+    seen: &Seen,
+) -> Registration<Ioasid> {
+    let (space_in, other, seen) = (space.clone(), Arc::downgrade(other), seen.clone());
+    space.register_notifier(0, move |n| {
+        if n.event() == Event::Free {
+            let Some(other) = other.upgrade() else {
+                return ControlFlow::Continue(());
+            };
+            let got = other.alloc(n.id(), n.id(), 7);
+            seen.lock()
+                .unwrap()
+                .push((got, space_in.copied(n.id()).is_some()));
+            if got.is_ok() {
+                other.free(n.id()).unwrap();
+            }
+        }
+        ControlFlow::Continue(())
+    })
+}
+
+#[test]
+fn a_freed_number_is_allocatable_again_only_after_its_free_reached_every_chain() {
+    let space = common::space(0, 0xFFFF_FFFE, Policy::Lowest);
+    let (set, other) = (space.new_set(), Arc::new(space.new_set()));
+    let seen = Seen::default();
+    let _r = reuse_prober(&space, &other, &seen);
+    // Untracked (set and kernel forms), tracked with one reference left,
+    // and the last put of a never-freed ID, at the edges of the space.
+    for id in [0, 1, 0xFFFFF, 0xFFFF_FFFE] {
+        set.alloc(id, id, id).unwrap();
+        set.free(id).unwrap();
+        set.alloc(id, id, id).unwrap();
+        assert!(space.free(id));
+        set.alloc(id, id, id).unwrap();
+        space.get(id).unwrap();
+        space.put(id).unwrap();
+        set.free(id).unwrap();
+        set.alloc(id, id, id).unwrap();
+        set.get(id).unwrap();
+        assert_eq!(set.put(id), Ok(false));
+        assert_eq!(set.put(id), Ok(true));
+        let probes = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(probes, vec![(Err(Error::NoSpace), false); 4], "{id:#x}");
+        // Sent: the number is free now, for anyone.
+        assert_eq!(other.alloc(id, id, 7), Ok(id));
+        other.free(id).unwrap();
+        seen.lock().unwrap().clear();
+    }
+    space.check_invariants().unwrap();
+}
+
+#[test]
+fn a_free_pending_number_waits_for_both_its_free_and_its_last_put() {
+    let space = common::space(0, 9, Policy::Lowest);
+    let (set, other) = (space.new_set(), Arc::new(space.new_set()));
+    let seen = Seen::default();
+    // Runs first: the last put comes while the FREE is on its way.
+    let putter = space.clone();
+    let armed = Arc::new(AtomicBool::new(true));
+    let put_now = armed.clone();
+    let _p = space.register_notifier(9, move |n| {
+        if n.event() == Event::Free && put_now.swap(false, Ordering::SeqCst) {
+            assert_eq!(putter.put(n.id()), Ok(true), "the last put releases");
+        }
+        ControlFlow::Continue(())
+    });
+    let _r = reuse_prober(&space, &other, &seen);
+    let id = set.alloc(5, 5, 5).unwrap();
+    space.get(id).unwrap();
+    set.free(id).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(Err(Error::NoSpace), false)],
+        "put done, FREE still on its way: gone, yet not allocatable"
+    );
+    assert_eq!(other.alloc(5, 5, 7), Ok(5), "the send's end released it");
+    other.free(5).unwrap();
+    // The other order: the send ends first, the last put releases.
+    assert!(!armed.load(Ordering::SeqCst));
+    seen.lock().unwrap().clear();
+    let id = set.alloc(5, 5, 5).unwrap();
+    space.get(id).unwrap();
+    set.free(id).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![(Err(Error::NoSpace), true)]);
+    assert!(space.is_free_pending(id));
+    assert_eq!(other.alloc(5, 5, 7), Err(Error::NoSpace));
+    assert_eq!(space.put(id), Ok(true));
+    assert_eq!(other.alloc(5, 5, 7), Ok(5));
+    space.check_invariants().unwrap();
+}
+
+#[test]
+fn a_held_back_free_keeps_its_number_until_the_scope_ends() {
+    let space = common::space(0, 9, Policy::Lowest);
+    let (set, other) = (space.new_set(), space.new_set());
+    let log = log();
+    let _r = space.register_notifier(0, recorder(&log, "g", false));
+    let (a, b) = (set.alloc(3, 3, 3).unwrap(), set.alloc(4, 4, 4).unwrap());
+    space.get(b).unwrap();
+    taken(&log);
+    {
+        let _scope = ioasid::NotifyScope::enter();
+        set.free(a).unwrap();
+        set.free(b).unwrap();
+        assert_eq!(
+            space.put(b),
+            Ok(true),
+            "the last put, before the FREE is sent"
+        );
+        assert_eq!(space.copied(a), None);
+        assert_eq!(space.copied(b), None);
+        assert_eq!(
+            other.alloc(3, 4, 0),
+            Err(Error::NoSpace),
+            "both FREEs held back"
+        );
+        assert!(taken(&log).is_empty());
+    }
+    assert_eq!(frees(&log), vec![a, b]);
+    assert_eq!(other.alloc(3, 3, 0), Ok(3));
+    assert_eq!(other.alloc(4, 4, 0), Ok(4));
+    space.check_invariants().unwrap();
+}
+
+#[test]
+fn each_number_hears_alloc_and_free_in_turn_while_threads_race_on_a_tiny_range() {
+    const THREADS: usize = 6;
+    let space = common::space(0, 3, Policy::Lowest);
+    // Per number: live as the chains last heard it; wrong turns counted.
+    let heard: Arc<Vec<AtomicBool>> = Arc::new((0..4).map(|_| AtomicBool::new(false)).collect());
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let (h, w) = (heard.clone(), wrong.clone());
+    let _r = space.register_notifier(0, move |n| {
+        let was_live = h[n.id() as usize].swap(n.event() == Event::Alloc, Ordering::SeqCst);
+        let expected = match n.event() {
+            Event::Alloc => false,
+            Event::Free => true,
+            _ => was_live,
+        };
+        if was_live != expected {
+            w.fetch_add(1, Ordering::SeqCst);
+        }
+        ControlFlow::Continue(())
+    });
+    // Each thread frees only IDs it allocated (so its ALLOC went out first);
+    // half of them get a reference another thread puts, racing the free.
+    let (tx, rx) = std::sync::mpsc::channel::<Ioasid>();
+    let rx = Arc::new(Mutex::new(rx));
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (space, tx, rx) = (space.clone(), tx.clone(), rx.clone());
+            s.spawn(move || {
+                let set = space.new_set();
+                for i in 0..3000 {
+                    if let Ok(id) = set.alloc(0, 3, 0) {
+                        if (i + t) % 2 == 0 && set.get(id).is_ok() {
+                            tx.send(id).unwrap();
+                        }
+                        set.free(id).unwrap();
+                    }
+                    if let Ok(id) = rx.lock().unwrap().try_recv() {
+                        space.put(id).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    drop(tx);
+    for id in rx.lock().unwrap().try_iter() {
+        space.put(id).unwrap();
+    }
+    assert_eq!(wrong.load(Ordering::SeqCst), 0, "a FREE crossed an ALLOC");
+    assert!(heard.iter().all(|l| !l.load(Ordering::SeqCst)));
+    assert_eq!(space.live_count(), 0);
+    space.check_invariants().unwrap();
+}

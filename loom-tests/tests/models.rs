@@ -55,7 +55,7 @@
 
 // The generic types: the models need small fan-outs.
 use ioasid::fanout::{Set, Space};
-use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Policy};
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Event, Ioasid, Policy};
 use loom::sync::atomic::{AtomicBool, Ordering as LoomOrdering};
 use loom::thread::{self, JoinHandle};
 use loom_tests::{Ledger, Probe};
@@ -1231,6 +1231,70 @@ fn get_races_the_last_put() {
         drop(set);
         drop(space);
         assert_all_dropped_once(&ledger, 2);
+    });
+}
+
+/// SPEC 6.2 and 6.6: the free of a referenced ID (it enters FREE_PENDING
+/// and sends FREE) races the last put of that ID and an allocation of the
+/// same number by another set. The number is handed out again only after
+/// the FREE reached the chain: the later of the free's send and the last
+/// put releases it, once; the FREE is sent once.
+#[test]
+fn free_pending_send_races_the_last_put_and_a_realloc() {
+    model(2, || {
+        let space: Space<u32, 4> = Space::builder()
+            .range(0, 3)
+            .domain(Domain::new())
+            .build()
+            .unwrap();
+        let (set, other) = (Arc::new(space.new_set()), Arc::new(space.new_set()));
+        let frees = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let _registration = {
+            let frees = frees.clone();
+            space.register_notifier(0, move |n| {
+                if n.event() == Event::Free && n.data().map(|d| *d) == Some(1) {
+                    frees.fetch_add(1, LoomOrdering::SeqCst);
+                }
+                ControlFlow::Continue(())
+            })
+        };
+        assert_eq!(set.alloc(0, 0, 1), Ok(0));
+        space.get(0).unwrap(); // two references: the free leaves it FREE_PENDING
+        let freer = {
+            let set = set.clone();
+            spawn(move || set.free(0))
+        };
+        let putter = {
+            let space = space.clone();
+            spawn(move || space.put(0))
+        };
+        let realloc = {
+            let (other, frees) = (other.clone(), frees.clone());
+            spawn(move || {
+                let got = other.alloc(0, 0, 2);
+                if got.is_ok() {
+                    assert_eq!(
+                        frees.load(LoomOrdering::SeqCst),
+                        1,
+                        "reused before its FREE"
+                    );
+                }
+                got
+            })
+        };
+        assert_eq!(freer.join().unwrap(), Ok(()));
+        putter.join().unwrap().expect("our reference");
+        let realloc = realloc.join().unwrap();
+        assert_eq!(frees.load(LoomOrdering::SeqCst), 1, "one FREE");
+        match realloc {
+            Ok(0) => {}
+            Err(Error::NoSpace) => assert_eq!(other.alloc(0, 0, 2), Ok(0), "released"),
+            got => panic!("bad realloc {got:?}"),
+        }
+        // Released once: the number is taken by the new incarnation only.
+        assert_eq!(set.alloc(0, 0, 3), Err(Error::NoSpace));
+        assert_eq!(space.ref_count(0), Some(1));
+        space.check_invariants().unwrap();
     });
 }
 

@@ -4,19 +4,22 @@
 //! INVARIANT: a word is published (Release) only into a slot whose claim
 //! bit this call took, and a claim bit is released only after its word left
 //! the slot (CAS or swap to 0), so a claim never hands out a live slot.
+//! When the removal leaves a FREE to send, the claim bit is released only
+//! after that FREE reached every chain ([`AfterSend`]; a custom
+//! allocator's ID excepted, whose hook took the number back first), so no
+//! chain hears a FREE after the next ALLOC of the same number.
 //! Values of words taken out of slots are dropped once, through the epoch.
 
 use super::SpaceInner;
 use crate::custom::State;
-use crate::domain::{Domain, Guard};
+use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
-use crate::notify::{Chains, Event, Note};
+use crate::notify::{AfterSend, Chains, Event, Note};
 use crate::owners::SetCore;
 use crate::refs::RefDrop;
 use crate::sync::{AtomicU64, Ordering};
 use crate::Ioasid;
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -191,39 +194,37 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     pub(crate) fn send_to(&self, note: Option<Note<T>>, chains: Chains) {
         let Some(note) = note else { return };
         if !note.reads_under_guard() && crate::notify::holding() {
-            // Held back if this thread opened a NotifyScope: then sent with
-            // the hub and domain only (nothing is read from the tree).
-            let hub = self.notify.hub().clone();
-            let domain = self.domain.clone();
-            let send = Box::new(move || {
-                struct RetireAfter<T: Payload>(Domain, Option<u64>, PhantomData<T>);
-                impl<T: Payload> Drop for RetireAfter<T> {
-                    fn drop(&mut self) {
-                        if let Some(word) = self.1.filter(|&w| entry::needs_drop::<T>(w)) {
-                            // SAFETY: the note owned the word's value, which
-                            // left its slot; this is its one drop, deferred
-                            // past every guard that could have loaded it.
-                            self.0
-                                .pin()
-                                .defer(move || unsafe { entry::drop_value::<T>(word) });
-                        }
-                    }
-                }
-                let _retire = RetireAfter::<T>(domain.clone(), note.owned_word(), PhantomData);
-                note.send(chains, &hub, || domain.pin(), |_| None);
-            });
-            crate::notify::hold_back(send);
+            // Held back if this thread opened a NotifyScope: sent (and its
+            // number released) once the outermost scope closes. The caller
+            // holds the space, so the upgrade succeeds.
+            let space = self.this.upgrade().expect("a space that sends is alive");
+            crate::notify::hold_back(Box::new(move || space.deliver(note, chains)));
             return;
         }
-        struct RetireAfter<'s, T: Payload, const F: usize>(&'s SpaceInner<T, F>, Option<u64>);
-        impl<T: Payload, const F: usize> Drop for RetireAfter<'_, T, F> {
+        self.deliver(note, chains);
+    }
+
+    /// Calls `chains` with `note`, then (even if a callback panics) retires
+    /// the value the note owns and does what it leaves for after the send.
+    fn deliver(&self, mut note: Note<T>, chains: Chains) {
+        struct AfterDelivery<'s, T: Payload, const F: usize> {
+            space: &'s SpaceInner<T, F>,
+            owned: Option<u64>,
+            after: AfterSend,
+        }
+        impl<T: Payload, const F: usize> Drop for AfterDelivery<'_, T, F> {
             fn drop(&mut self) {
-                if let Some(word) = self.1 {
-                    self.0.retire(word, &self.0.pin());
+                if let Some(word) = self.owned {
+                    self.space.retire(word, &self.space.pin());
                 }
+                self.space.after_send(self.after);
             }
         }
-        let _retire = RetireAfter(self, note.owned_word());
+        let _after = AfterDelivery {
+            space: self,
+            owned: note.owned_word(),
+            after: std::mem::replace(&mut note.after, AfterSend::Nothing),
+        };
         let id = note.id();
         note.send(
             chains,
@@ -231,6 +232,21 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             || self.pin(),
             |guard| self.load(id, guard),
         );
+    }
+
+    /// What a FREE left for after its send: release its number, or end its
+    /// FREE_PENDING send (`refs.rs`).
+    fn after_send(&self, after: AfterSend) {
+        match after {
+            AfterSend::Nothing => {}
+            AfterSend::Release(key) => {
+                let slot = self.tree.slot(key).expect("a claimed key has its slot");
+                // INVARIANT (module): the word left the slot before the note
+                // was made; the claim bit goes only now.
+                self.tree.release(slot, key);
+            }
+            AfterSend::EndSending(key) => self.end_sending(key),
+        }
     }
 
     /// [`SpaceInner::drop_ref`] of any set's ID (kernel forms), sending
@@ -414,41 +430,53 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         let core = unsafe { &*core };
         let Some(hook) = custom_hook else {
             // The set's member bit stays (members.rs: cleaned lazily).
-            self.tree.release(slot, key);
             core.unreserve();
-            self.retire_taken(id, word, expect, note);
+            match note {
+                // The FREE releases the number once it reached every chain.
+                Some(out) => *out = Some(self.free_note(id, word, AfterSend::Release(key))),
+                None => {
+                    self.tree.release(slot, key);
+                    self.retire_taken(word, expect);
+                }
+            }
             return Ok(true);
         };
         // The kernel's order: the hook runs while the ID is still recorded
         // (a hook may find it); then the word goes, and the number is
         // released with its record dropped, so a waiting allocation of the
-        // same number goes on only now. A panicking hook still frees.
+        // same number goes on only now. A panicking hook still frees. (The
+        // hook took the number back already: its FREE is sent after.)
         let hook_done = catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id)));
         // AcqRel: as the CAS above. Only this call empties a word whose
         // record is freeing, so the swap takes the latest data.
         let word = slot.word().swap(0, Ordering::AcqRel);
         core.unreserve();
         self.custom.finish_free(id, || self.tree.release(slot, key));
-        self.retire_taken(id, word, expect, note);
+        match note {
+            Some(out) => *out = Some(self.free_note(id, word, AfterSend::Nothing)),
+            None => self.retire_taken(word, expect),
+        }
         if let Err(panic) = hook_done {
             resume_unwind(panic);
         }
         Ok(true)
     }
 
-    /// Retires the value of a word a removal took out of its slot, or hands
-    /// it to the FREE note when the caller takes notes.
+    /// The FREE of `id`, owning `word` (taken out of its slot), with
+    /// `after` for its sender. The caller's guard (kernel form) or set keeps
+    /// the word's owner index valid.
+    pub(crate) fn free_note(&self, id: Ioasid, word: u64, after: AfterSend) -> Note<T> {
+        let mut note = self
+            .notify
+            .note(Event::Free, id, entry::owner(word), word, true);
+        note.after = after;
+        note
+    }
+
+    /// Retires the value of a word a removal took out of its slot (no FREE
+    /// is sent: the caller saw no notifier).
     #[inline(always)]
-    fn retire_taken(&self, id: Ioasid, word: u64, expect: Expect<'_, F>, note: NoteOut<'_, T>) {
-        if let Some(out) = note {
-            // The owner is followed while the caller's guard (Any) or set
-            // (Set) keeps its index valid.
-            *out = Some(
-                self.notify
-                    .note(Event::Free, id, entry::owner(word), word, true),
-            );
-            return;
-        }
+    fn retire_taken(&self, word: u64, expect: Expect<'_, F>) {
         match expect {
             Expect::Any(guard) => self.retire(word, guard),
             Expect::Set(..) if entry::needs_drop::<T>(word) => self.retire(word, &self.pin()),

@@ -44,7 +44,7 @@ use crate::notify::{Chains, Event, Notification, Notifiers, Registration, SpaceN
 use crate::owners::SetTable;
 use crate::refs::{RefDrop, RefState, RefTable};
 use crate::set::Set;
-use crate::sync::{Arc, AtomicPtr, CachePadded};
+use crate::sync::{AtomicPtr, CachePadded};
 use crate::tree::Tree;
 use crate::{Ioasid, MAX_IOASID};
 use std::collections::BTreeMap;
@@ -53,6 +53,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::ControlFlow;
 use std::ptr;
+use std::sync::{Arc, Weak};
 
 pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     pub(crate) tree: ManuallyDrop<Tree<F>>,
@@ -73,6 +74,13 @@ pub(crate) struct SpaceInner<T: Payload, const F: usize> {
     pub(crate) domain: Domain,
     /// Notifier chains: the one load of the hot paths, the hub, set chains.
     pub(crate) notify: SpaceNotify<T>,
+    /// The space's own handle, for a FREE held back by a [`NotifyScope`]:
+    /// its number is released by the held-back send, after the scope closes
+    /// (`engine.rs`). A std `Arc` under loom too: the space's lifetime is
+    /// not a protocol the models check.
+    ///
+    /// [`NotifyScope`]: crate::NotifyScope
+    pub(crate) this: Weak<SpaceInner<T, F>>,
     _data: PhantomData<T>,
 }
 
@@ -182,7 +190,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
             None => Domain::new(),
         };
         let space = Space {
-            inner: Arc::new(SpaceInner {
+            inner: Arc::new_cyclic(|this| SpaceInner {
                 tree: ManuallyDrop::new(Tree::new(span)),
                 refs: RefTable::new(span),
                 sets: SetTable::new(),
@@ -194,6 +202,7 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
                 custom: CustomIds::new(),
                 domain,
                 notify: SpaceNotify::new(self.notifiers.unwrap_or_default()),
+                this: this.clone(),
                 _data: PhantomData,
             }),
         };
