@@ -5,7 +5,7 @@
 
 mod common;
 use common::Scripted;
-use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Domain, Error, Ioasid, Space};
+use ioasid::{CustomAlloc, CustomAllocator, CustomHook, Error, Ioasid, Space};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -13,11 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 fn space<T: ioasid::Payload>(min: Ioasid, max: Ioasid) -> Space<T> {
-    Space::builder()
-        .range(min, max)
-        .domain(Domain::new())
-        .build()
-        .unwrap()
+    common::space_of(min, max, ioasid::Policy::Lowest)
 }
 
 /// A host that always hands out `id` and counts the frees it is sent.

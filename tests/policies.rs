@@ -3,18 +3,14 @@
 //! cursor exact again for a thread alone, snapshot and restore after a
 //! contended phase).
 
+mod common;
 use ioasid::fanout::{Set, Space};
-use ioasid::{Domain, Error, Ioasid, Policy};
+use ioasid::{Error, Ioasid, Policy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 
 fn space<const F: usize>(min: Ioasid, max: Ioasid, policy: Policy) -> Space<u64, F> {
-    Space::builder()
-        .range(min, max)
-        .policy(policy)
-        .domain(Domain::new())
-        .build()
-        .unwrap()
+    common::space_of(min, max, policy)
 }
 
 /// Threads racing alloc+free on a range of 16 IDs (four leaves of 4),

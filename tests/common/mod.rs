@@ -9,7 +9,17 @@ use std::sync::{Arc, Mutex};
 /// it runs every deferred drop).
 #[allow(dead_code)]
 pub fn space(min: Ioasid, max: Ioasid, policy: Policy) -> Space<Ioasid> {
-    Space::builder()
+    space_of(min, max, policy)
+}
+
+/// [`space`] with data `T` and fan-out `F`.
+#[allow(dead_code)]
+pub fn space_of<T: ioasid::Payload, const F: usize>(
+    min: Ioasid,
+    max: Ioasid,
+    policy: Policy,
+) -> ioasid::fanout::Space<T, F> {
+    ioasid::fanout::Space::builder()
         .range(min, max)
         .policy(policy)
         .domain(Domain::new())
