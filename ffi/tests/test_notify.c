@@ -276,6 +276,63 @@ static void test_free_exactly_once(void)
 	CHECK_EQ(live(), 0);
 }
 
+/* A freed number comes back only after its FREE reached every chain: an
+ * exact alloc of it from the FREE callback fails (the C layer sends FREE
+ * at the end of the call, and the number waits for it), one after the free
+ * returns succeeds; a FREE_PENDING number waits for its last put too. */
+static DECLARE_IOASID_SET(reuse_set);
+static DECLARE_IOASID_SET(reuse_other);
+static ioasid_t reuse_probe;
+static int reuse_frees;
+
+static int reuse(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct ioasid_nb_args *args = data;
+	(void)nb;
+	if (action != IOASID_NOTIFY_FREE || args->set != &reuse_set)
+		return NOTIFY_DONE;
+	reuse_frees++;
+	reuse_probe = ioasid_alloc(&reuse_other, args->id, args->id, NULL);
+	if (reuse_probe != INVALID_IOASID)
+		ioasid_free(reuse_probe);
+	return NOTIFY_OK;
+}
+
+static void test_no_reuse_before_free(void)
+{
+	static const ioasid_t edges[] = { 1, 0xFFFFF, 0xFFFFFFFE };
+	struct notifier_block nb = { reuse, NULL, 0 };
+	CHECK_EQ(ioasid_register_notifier(NULL, &nb), 0);
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		ioasid_t id = edges[i];
+		reuse_frees = 0;
+		CHECK_EQ(ioasid_alloc(&reuse_set, id, id, NULL), id);
+		ioasid_free(id);
+		CHECK_EQ(reuse_frees, 1);
+		CHECK_EQ(reuse_probe, INVALID_IOASID);
+		CHECK_EQ(ioasid_alloc(&reuse_set, id, id, NULL), id); /* free returned: back */
+		CHECK_EQ(ioasid_set_free(&reuse_set, id), 0);
+		CHECK_EQ(reuse_frees, 2);
+		CHECK_EQ(reuse_probe, INVALID_IOASID);
+
+		/* FREE_PENDING: FREE at the free, the number at the last put. */
+		CHECK_EQ(ioasid_alloc(&reuse_set, id, id, NULL), id);
+		CHECK_EQ(ioasid_get_checked(&reuse_set, id), 0);
+		ioasid_free(id);
+		CHECK_EQ(reuse_frees, 3);
+		CHECK_EQ(reuse_probe, INVALID_IOASID);
+		CHECK_EQ(ioasid_alloc(&reuse_other, id, id, NULL), INVALID_IOASID);
+		CHECK(ioasid_put(id));
+		CHECK_EQ(ioasid_alloc(&reuse_other, id, id, NULL), id);
+		ioasid_free(id);
+		CHECK_EQ(reuse_frees, 3); /* the other set's FREE is not ours */
+	}
+	ioasid_unregister_notifier(NULL, &nb);
+	ioasid_set_destroy(&reuse_set);
+	ioasid_set_destroy(&reuse_other);
+	CHECK_EQ(live(), 0);
+}
+
 static void test_every_space_reaches_the_global_chain(void)
 {
 	REC(g, 0, "g");
@@ -587,6 +644,7 @@ int main(void)
 	test_errors_and_null();
 	test_order_stop_and_arguments();
 	test_free_exactly_once();
+	test_no_reuse_before_free();
 	test_every_space_reaches_the_global_chain();
 	test_callbacks_call_back();
 	test_self_unregister();
