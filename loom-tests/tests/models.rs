@@ -1241,7 +1241,7 @@ fn get_races_the_last_put() {
 /// put releases it, once; the FREE is sent once.
 #[test]
 fn free_pending_send_races_the_last_put_and_a_realloc() {
-    model(2, || {
+    model(3, || {
         let space: Space<u32, 4> = Space::builder()
             .range(0, 3)
             .domain(Domain::new())
