@@ -89,9 +89,23 @@ impl fmt::Debug for CustomHook {
 struct Record {
     /// The hook that chose it, to which it goes back.
     hook: CustomHook,
-    /// A free of it has begun (its hook runs or has run); the number is not
-    /// recorded again until the record is gone.
-    freeing: bool,
+    /// How far a free of it has come; the number is not recorded again
+    /// until the record is gone.
+    free: FreeStage,
+}
+
+/// The stages of a custom ID's free.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum FreeStage {
+    /// No free has begun.
+    None,
+    /// Freed, its FREE on its way: the hook has not been called (the host
+    /// still holds the number, so an answer of it is refused, not waited
+    /// for).
+    Sending,
+    /// The hook runs or has run: an answer of the number waits for the
+    /// record to go.
+    Hook,
 }
 
 /// The IDs custom allocators chose, and the hook of each.
@@ -104,7 +118,7 @@ struct Record {
 /// once.
 pub(crate) struct CustomIds {
     records: Mutex<BTreeMap<Ioasid, Record>>,
-    /// Signalled when a record in the `freeing` state goes.
+    /// Signalled when a record in the `Hook` stage goes.
     freed: Condvar,
     /// `records.len()`, read without the lock on every free.
     live: AtomicUsize,
@@ -126,21 +140,29 @@ pub(crate) enum State {
 impl Records<'_> {
     /// The state of `id`, or `None` when it has no record (a software ID).
     pub(crate) fn state(&self, id: Ioasid) -> Option<State> {
-        self.0.get(&id).map(|r| {
-            if r.freeing {
-                State::Freeing
-            } else {
-                State::Live
-            }
+        self.0.get(&id).map(|r| match r.free {
+            FreeStage::None => State::Live,
+            FreeStage::Sending | FreeStage::Hook => State::Freeing,
         })
     }
 
     /// Marks the live record of `id` as being freed by the caller, who must
     /// then call the returned hook and [`CustomIds::finish_free`].
     pub(crate) fn start_free(&mut self, id: Ioasid) -> CustomHook {
+        self.mark(id, FreeStage::Hook)
+    }
+
+    /// As [`Records::start_free`], for a free that sends its FREE first:
+    /// the caller calls [`CustomIds::begin_hook`] once it was sent, then
+    /// the hook, then [`CustomIds::finish_free`].
+    pub(crate) fn start_free_sending(&mut self, id: Ioasid) -> CustomHook {
+        self.mark(id, FreeStage::Sending)
+    }
+
+    fn mark(&mut self, id: Ioasid, stage: FreeStage) -> CustomHook {
         let record = self.0.get_mut(&id).expect("a live record");
-        debug_assert!(!record.freeing);
-        record.freeing = true;
+        debug_assert_eq!(record.free, FreeStage::None);
+        record.free = stage;
         record.hook.clone()
     }
 }
@@ -180,7 +202,7 @@ impl CustomIds {
         claim: impl FnOnce() -> Option<R>,
     ) -> Option<R> {
         let mut records = self.lock();
-        while records.get(&id).is_some_and(|r| r.freeing) {
+        while records.get(&id).is_some_and(|r| r.free == FreeStage::Hook) {
             records = self.freed.wait(records).unwrap_or_else(|e| e.into_inner());
         }
         if records.contains_key(&id) {
@@ -191,7 +213,7 @@ impl CustomIds {
             id,
             Record {
                 hook: hook.clone(),
-                freeing: false,
+                free: FreeStage::None,
             },
         );
         // Relaxed: see `any`; the lock orders the map itself.
@@ -211,7 +233,7 @@ impl CustomIds {
                 records.len()
             ));
         }
-        match records.iter().find(|(_, r)| r.freeing) {
+        match records.iter().find(|(_, r)| r.free != FreeStage::None) {
             Some((id, _)) => Err(format!("custom ID {id}: a free never finished")),
             None => Ok(()),
         }
@@ -227,6 +249,15 @@ impl CustomIds {
         Records(self.lock())
     }
 
+    /// The FREE of a free begun by [`Records::start_free_sending`] was
+    /// sent: its hook is called next.
+    pub(crate) fn begin_hook(&self, id: Ioasid) {
+        let mut records = self.lock();
+        let record = records.get_mut(&id).expect("a record being freed");
+        debug_assert_eq!(record.free, FreeStage::Sending);
+        record.free = FreeStage::Hook;
+    }
+
     /// Completes a free begun by [`Records::start_free`]: `release` (the tree release
     /// of the number) and the removal of the record happen under the lock,
     /// then waiting allocations of the number go on.
@@ -234,7 +265,7 @@ impl CustomIds {
         let mut records = self.lock();
         release();
         let removed = records.remove(&id);
-        debug_assert!(removed.is_some_and(|r| r.freeing));
+        debug_assert!(removed.is_some_and(|r| r.free == FreeStage::Hook));
         // Relaxed: see `any`.
         self.live.fetch_sub(1, Ordering::Relaxed);
         drop(records);

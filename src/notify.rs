@@ -39,6 +39,7 @@
 //!   the space lives (added once it sits in its `Arc`, removed by its drop,
 //!   both under the hub's lock), so a counter is only written while valid.
 
+use crate::custom::CustomHook;
 use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
 use crate::sync::{thread_local, AtomicUsize, Mutex, MutexGuard, Ordering};
@@ -833,7 +834,6 @@ pub(crate) fn hold_back(send: Box<dyn FnOnce()>) {
 /// its number claimed until then, so the number is allocatable again only
 /// after every chain heard it was freed (no FREE of an old incarnation
 /// reaches a chain after an ALLOC of the new one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AfterSend {
     /// Nothing more (every event but a FREE that holds its number).
     Nothing,
@@ -844,6 +844,13 @@ pub(crate) enum AfterSend {
     /// the number of this key is released by the later of this and the
     /// ID's last put.
     EndSending(u64),
+    /// Finish the free of this key's custom-allocated ID: its hook, then
+    /// the word's removal and the number's release (the kernel's order:
+    /// FREE first, while the ID is still found; `space/engine.rs`).
+    FinishCustom(u64, CustomHook),
+    /// Release this key's tracked custom-allocated ID, whose last reference
+    /// is gone (its record is DEAD): as `FinishCustom`, for `refs.rs`.
+    ReleaseTracked(u64),
 }
 
 /// An event on its way (see [`SpaceNotify::note`]).
@@ -863,7 +870,7 @@ pub(crate) struct Note<T: Payload> {
 impl<T: Payload> Drop for Note<T> {
     fn drop(&mut self) {
         debug_assert!(
-            self.after == AfterSend::Nothing || std::thread::panicking(),
+            matches!(self.after, AfterSend::Nothing) || std::thread::panicking(),
             "a FREE dropped unsent would keep its number claimed"
         );
     }

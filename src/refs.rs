@@ -48,7 +48,6 @@ use crate::custom::State;
 use crate::entry::{self, Payload};
 use crate::error::Error;
 use crate::notify::{AfterSend, Event};
-use crate::owners::SetCore;
 use crate::space::{NoteOut, SpaceInner};
 use crate::sync::{atomic_array, child_or_install, yield_now, AtomicPtr, AtomicU64, Ordering};
 use crate::tree::Slot;
@@ -367,6 +366,13 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                     yield_now();
                     return None;
                 }
+                // Being released: a teardown moves the word off its set
+                // (the releaser, which may be waiting for a FREE's send,
+                // takes it out), so the set may go first.
+                (DEAD, RefDrop::Teardown) => {
+                    self.detach(slot);
+                    return Some(Ok(false));
+                }
                 (DEAD, _) => return Some(Err(Error::NotFound)),
                 // Free drops the allocation's reference once.
                 (PENDING, RefDrop::Free) => return Some(Err(Error::NotFound)),
@@ -444,15 +450,46 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// The one releaser of a tracked ID (its record is DEAD): takes the word
     /// out, resets the record, then releases the number. With `free_event`,
     /// leaves the FREE event (owning the taken value) in `note`, and the
-    /// number to its sender. While a FREE_PENDING send is under way
-    /// (`SENDING`), that sender releases the number.
-    fn release_tracked(
+    /// number to its sender; a custom allocator's ID leaves its FREE with
+    /// the whole release (hook first) to follow the send. While a
+    /// FREE_PENDING send is under way (`SENDING`), that sender releases the
+    /// number.
+    pub(crate) fn release_tracked(
         &self,
         id: Ioasid,
         key: u64,
         slot: Slot<'_, F>,
         record: &AtomicU64,
         free_event: bool,
+        note: NoteOut<'_, T>,
+    ) {
+        let mut note = note.filter(|_| free_event);
+        if let Some(out) = note.as_deref_mut() {
+            if self.custom.any() && self.custom.is_recorded(id) {
+                // A custom allocator's ID: the kernel's order, FREE first
+                // while the ID is still found; this release (its hook
+                // first) follows the send. The caller's guard or set keeps
+                // the word's owner valid.
+                // Acquire: pairs with the Release publish / set_data.
+                let word = slot.word().load(Ordering::Acquire);
+                let mut free = self
+                    .notify
+                    .note(Event::Free, id, entry::owner(word), word, false);
+                free.after = AfterSend::ReleaseTracked(key);
+                *out = Some(free);
+                return;
+            }
+        }
+        self.take_out_tracked(id, key, slot, record, note);
+    }
+
+    /// [`SpaceInner::release_tracked`] at once: with `note`, the FREE.
+    fn take_out_tracked(
+        &self,
+        id: Ioasid,
+        key: u64,
+        slot: Slot<'_, F>,
+        record: &AtomicU64,
         note: NoteOut<'_, T>,
     ) {
         let guard = self.pin();
@@ -467,40 +504,18 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         let hook_done = custom_hook
             .as_ref()
             .map(|hook| catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id))));
-        // Acquire: pairs with the Release publish / set_data.
-        let mut word = slot.word().load(Ordering::Acquire);
-        let core = loop {
-            debug_assert!(
-                entry::has_ext(word),
-                "only the releaser takes an EXT word out"
-            );
-            let owner = entry::owner(word);
-            // Read while the word names its owner, under our guard: the core
-            // stays valid until we unpin (owners.rs). Owner 0: detached.
-            let core = (owner != 0).then(|| self.sets.get(owner));
-            // AcqRel: Release orders our reads before the word leaves;
-            // Acquire reads a newer word (set_data, detach) on failure.
-            match slot
-                .word()
-                .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break core,
-                Err(now) => word = now,
-            }
-        };
+        let (word, core) = self.take_word(slot, &guard);
+        debug_assert!(entry::has_ext(word), "a tracked word");
         // Release: a later first get of a new incarnation (which can only
         // start after the claim bit clears) sees FREE. AcqRel: Acquire pairs
         // with a sender's clearing of SENDING, which then left us the number.
         // INVARIANT: `FREE | SENDING` hands the number to the sender.
         let left = record.fetch_and(SENDING, Ordering::AcqRel);
         let sender_releases = left & SENDING != 0;
-        // SAFETY: read under `guard` from the word we took (owners.rs).
-        let core: Option<&SetCore<F>> = core.map(|core| unsafe { &*core });
         if let Some(core) = core {
             // The set's member bit stays (members.rs: cleaned lazily).
             core.unreserve();
         }
-        let note = note.filter(|_| free_event);
         // Who releases the number: the custom allocator's record (its hook
         // took the number back), a FREE_PENDING send under way, this FREE's
         // sender, or this call now.
@@ -561,7 +576,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// Detaches a referenced ID from its set (teardown): owner 0, member bit
     /// and quota given back, by whoever moves the word away from its owner
     /// (this, or a releaser that took it out first).
-    fn detach(&self, slot: Slot<'_, F>) {
+    pub(crate) fn detach(&self, slot: Slot<'_, F>) {
         let guard = self.pin();
         // Acquire: as above.
         let mut word = slot.word().load(Ordering::Acquire);

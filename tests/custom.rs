@@ -1,7 +1,9 @@
 //! Custom allocators in the kernel's order (SPEC 6.3): every freed ID goes
 //! back to the hook that gave it, the `free` hook runs while the ID is still
 //! recorded, the ID is not recorded again until that free has returned,
-//! refused answers go back to the hook, and a panicking hook leaks nothing.
+//! refused answers go back to the hook, a panicking hook leaks nothing, and
+//! with notifier blocks the FREE goes out before the hook (a set torn down
+//! from that FREE's callback included).
 
 mod common;
 use common::Scripted;
@@ -298,4 +300,215 @@ fn a_panicking_hook_leaks_neither_quota_nor_data() {
     set.free(3).unwrap();
     space.domain().synchronize();
     assert_eq!(Arc::strong_count(&data), 1);
+}
+
+/// A host that hands out the lowest number it does not hold, so it
+/// reissues a number as soon as it is told of its free.
+#[derive(Default)]
+struct Host {
+    held: Mutex<std::collections::BTreeSet<Ioasid>>,
+}
+
+impl Host {
+    fn holds(&self, id: Ioasid) -> bool {
+        self.held.lock().unwrap().contains(&id)
+    }
+}
+
+impl CustomAllocator for Host {
+    fn alloc(&self, min: Ioasid, max: Ioasid) -> CustomAlloc {
+        let mut held = self.held.lock().unwrap();
+        match (min..=max).find(|id| !held.contains(id)) {
+            Some(id) => {
+                held.insert(id);
+                CustomAlloc::Id(id)
+            }
+            None => CustomAlloc::Failed(Error::NoSpace),
+        }
+    }
+    fn free(&self, id: Ioasid) {
+        assert!(
+            self.held.lock().unwrap().remove(&id),
+            "a free of {id} the host never gave"
+        );
+    }
+}
+
+/// What a FREE callback saw of its custom ID: the host still holding it,
+/// the ID found through the space and through its set, a second free and
+/// a get refused, and an allocation from the host (which still holds the
+/// number, so it answers another one).
+#[derive(Debug, PartialEq)]
+struct AtFree {
+    host_holds: bool,
+    found: bool,
+    found_by_set: bool,
+    free_again: bool,
+    get: Result<(), Error>,
+    realloc: Result<Ioasid, Error>,
+}
+
+#[test]
+fn a_custom_id_sends_free_before_its_hook_as_the_kernel_does() {
+    let space = space::<u32>(0, 99);
+    let host = Arc::new(Host::default());
+    space.set_allocator(Some(CustomHook::new(host.clone())));
+    let set = Arc::new(space.new_set());
+    let seen: Arc<Mutex<Vec<AtFree>>> = Arc::default();
+    let _r = {
+        let (space_in, set_in, host, seen) = (
+            space.clone(),
+            Arc::downgrade(&set),
+            host.clone(),
+            seen.clone(),
+        );
+        space.register_notifier(0, move |n| {
+            if n.event() != ioasid::Event::Free || *n.data().unwrap() == 0 {
+                return std::ops::ControlFlow::Continue(());
+            }
+            let (id, set) = (n.id(), set_in.upgrade().unwrap());
+            let realloc = set.alloc(0, 99, 0);
+            if let Ok(other) = realloc {
+                set.free(other).unwrap(); // data 0: not probed again
+            }
+            seen.lock().unwrap().push(AtFree {
+                host_holds: host.holds(id),
+                found: space_in.copied(id).is_some(),
+                found_by_set: set.with(id, |_| ()).is_ok(),
+                free_again: space_in.free(id),
+                get: space_in.get(id),
+                realloc,
+            });
+            std::ops::ControlFlow::Continue(())
+        })
+    };
+    let at_free = |realloc| AtFree {
+        host_holds: true,
+        found: true,
+        found_by_set: true,
+        free_again: false,
+        get: Err(Error::NotFound),
+        realloc,
+    };
+    // Untracked, set and kernel forms; tracked with one reference left; the
+    // last put of a never-freed ID.
+    assert_eq!(set.alloc(0, 99, 1), Ok(0));
+    set.free(0).unwrap();
+    assert_eq!(
+        set.alloc(0, 99, 1),
+        Ok(0),
+        "the host reissues it, once freed"
+    );
+    assert!(space.free(0));
+    assert_eq!(set.alloc(0, 99, 1), Ok(0));
+    space.get(0).unwrap();
+    space.put(0).unwrap();
+    set.free(0).unwrap();
+    assert_eq!(set.alloc(0, 99, 1), Ok(0));
+    set.get(0).unwrap();
+    assert_eq!(set.put(0), Ok(false));
+    assert_eq!(set.put(0), Ok(true));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        (0..4).map(|_| at_free(Ok(1))).collect::<Vec<_>>()
+    );
+    assert!(!host.holds(0), "its hook ran after the FREE");
+    assert_eq!(space.copied(0), None);
+    // FREE_PENDING: FREE at the free, the hook at the last put.
+    seen.lock().unwrap().clear();
+    assert_eq!(set.alloc(0, 99, 1), Ok(0));
+    space.get(0).unwrap();
+    set.free(0).unwrap();
+    let pending = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].host_holds && pending[0].found);
+    assert!(host.holds(0), "referenced: the host keeps it");
+    assert_eq!(space.put(0), Ok(true));
+    assert!(!host.holds(0));
+    assert!(seen.lock().unwrap().is_empty(), "no second FREE");
+    space.check_invariants().unwrap();
+    drop(set);
+    space.set_allocator(None);
+}
+
+#[test]
+fn a_set_torn_down_from_a_free_callback_leaves_the_custom_free_to_finish() {
+    let space = space::<u32>(0, 99);
+    let host = Arc::new(Host::default());
+    space.set_allocator(Some(CustomHook::new(host.clone())));
+    let set = space.try_new_set(Some(4)).unwrap();
+    let (a, b) = (set.alloc(0, 99, 1).unwrap(), set.alloc(0, 99, 2).unwrap());
+    let held = Arc::new(Mutex::new(Some(set)));
+    let frees = Arc::new(AtomicUsize::new(0));
+    let _r = {
+        let (held, frees) = (held.clone(), frees.clone());
+        space.register_notifier(0, move |n| {
+            if n.event() == ioasid::Event::Free {
+                frees.fetch_add(1, Ordering::SeqCst);
+                // The set goes while the ID's free waits for this send.
+                let set = held.lock().unwrap().take();
+                drop(set); // its teardown's FREE comes here too
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+    };
+    assert!(
+        space.free(a),
+        "kernel form: nothing but a guard held the set"
+    );
+    assert_eq!(
+        frees.load(Ordering::SeqCst),
+        2,
+        "a's FREE, then b's from the teardown"
+    );
+    assert!(
+        !host.holds(a) && !host.holds(b),
+        "both went back to the host"
+    );
+    assert_eq!(space.live_count(), 0);
+    space.check_invariants().unwrap();
+    let next = space.try_new_set(Some(1)).unwrap();
+    assert_eq!(next.alloc(0, 99, 3), Ok(0), "the number and a fresh quota");
+    next.free(0).unwrap();
+    space.set_allocator(None);
+}
+
+#[test]
+fn a_hook_that_panics_after_the_free_was_sent_still_frees() {
+    let space = space::<Arc<()>>(0, 63);
+    let set = space.try_new_set(Some(1)).unwrap();
+    let hook = Arc::new(Panicky {
+        panic_alloc: AtomicBool::new(false),
+        panic_free: AtomicBool::new(true),
+    });
+    space.set_allocator(Some(CustomHook::new(hook.clone())));
+    let frees = Arc::new(AtomicUsize::new(0));
+    let _r = {
+        let frees = frees.clone();
+        space.register_notifier(0, move |n| {
+            if n.event() == ioasid::Event::Free {
+                frees.fetch_add(1, Ordering::SeqCst);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+    };
+    let data = Arc::new(());
+    assert_eq!(set.alloc(0, 63, data.clone()), Ok(3));
+    let panicked = catch_unwind(AssertUnwindSafe(|| set.free(3)));
+    assert!(panicked.is_err(), "the hook's panic reaches the caller");
+    assert_eq!(frees.load(Ordering::SeqCst), 1, "sent before the hook");
+    assert_eq!(
+        set.with(3, |_| ()),
+        Err(Error::NotFound),
+        "freed all the same"
+    );
+    assert_eq!(
+        set.alloc(0, 63, data.clone()),
+        Ok(3),
+        "quota and number back"
+    );
+    set.free(3).unwrap();
+    space.domain().synchronize();
+    assert_eq!(Arc::strong_count(&data), 1);
+    space.set_allocator(None);
 }

@@ -5,13 +5,15 @@
 //! bit this call took, and a claim bit is released only after its word left
 //! the slot (CAS or swap to 0), so a claim never hands out a live slot.
 //! When the removal leaves a FREE to send, the claim bit is released only
-//! after that FREE reached every chain ([`AfterSend`]; a custom
-//! allocator's ID excepted, whose hook took the number back first), so no
-//! chain hears a FREE after the next ALLOC of the same number.
+//! after that FREE reached every chain ([`AfterSend`]), so no chain hears a
+//! FREE after the next ALLOC of the same number. A custom allocator's ID
+//! keeps its word (still found) over the send, and its hook runs after it:
+//! the kernel's order. Its record says it is being freed meanwhile, and a
+//! set's teardown detaches such a word (owner 0) rather than wait for it.
 //! Values of words taken out of slots are dropped once, through the epoch.
 
 use super::SpaceInner;
-use crate::custom::State;
+use crate::custom::{CustomHook, State};
 use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
 use crate::error::Error;
@@ -19,6 +21,7 @@ use crate::notify::{AfterSend, Chains, Event, Note};
 use crate::owners::SetCore;
 use crate::refs::RefDrop;
 use crate::sync::{AtomicU64, Ordering};
+use crate::tree::Slot;
 use crate::Ioasid;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -206,37 +209,32 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     /// Calls `chains` with `note`, then (even if a callback panics) retires
     /// the value the note owns and does what it leaves for after the send.
+    /// A panic of a callback, else of a custom hook run after, goes on
+    /// once all that is done.
     fn deliver(&self, mut note: Note<T>, chains: Chains) {
-        struct AfterDelivery<'s, T: Payload, const F: usize> {
-            space: &'s SpaceInner<T, F>,
-            owned: Option<u64>,
-            after: AfterSend,
-        }
-        impl<T: Payload, const F: usize> Drop for AfterDelivery<'_, T, F> {
-            fn drop(&mut self) {
-                if let Some(word) = self.owned {
-                    self.space.retire(word, &self.space.pin());
-                }
-                self.space.after_send(self.after);
-            }
-        }
-        let _after = AfterDelivery {
-            space: self,
-            owned: note.owned_word(),
-            after: std::mem::replace(&mut note.after, AfterSend::Nothing),
-        };
+        let after = std::mem::replace(&mut note.after, AfterSend::Nothing);
         let id = note.id();
-        note.send(
-            chains,
-            self.notify.hub(),
-            || self.pin(),
-            |guard| self.load(id, guard),
-        );
+        let sent = catch_unwind(AssertUnwindSafe(|| {
+            note.send(
+                chains,
+                self.notify.hub(),
+                || self.pin(),
+                |guard| self.load(id, guard),
+            )
+        }));
+        if let Some(word) = note.owned_word() {
+            self.retire(word, &self.pin());
+        }
+        let after = self.after_send(after);
+        if let Err(panic) = sent.and(after) {
+            resume_unwind(panic);
+        }
     }
 
-    /// What a FREE left for after its send: release its number, or end its
-    /// FREE_PENDING send (`refs.rs`).
-    fn after_send(&self, after: AfterSend) {
+    /// What a FREE left for after its send: release its number, end its
+    /// FREE_PENDING send (`refs.rs`), or finish a custom ID's free; `Err`
+    /// with the panic of a custom hook (the free was finished all the same).
+    fn after_send(&self, after: AfterSend) -> std::thread::Result<()> {
         match after {
             AfterSend::Nothing => {}
             AfterSend::Release(key) => {
@@ -246,7 +244,20 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 self.tree.release(slot, key);
             }
             AfterSend::EndSending(key) => self.end_sending(key),
+            AfterSend::FinishCustom(key, hook) => {
+                let id = self.min + key as Ioasid;
+                self.custom.begin_hook(id);
+                return self.finish_custom(id, key, &hook);
+            }
+            AfterSend::ReleaseTracked(key) => {
+                let id = self.min + key as Ioasid;
+                let slot = self.tree.slot(key).expect("a claimed key has its slot");
+                return catch_unwind(AssertUnwindSafe(|| {
+                    self.release_tracked(id, key, slot, self.refs.tracked(key), false, None)
+                }));
+            }
         }
+        Ok(())
     }
 
     /// [`SpaceInner::drop_ref`] of any set's ID (kernel forms), sending
@@ -396,6 +407,12 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             if let Some(records) = records.as_mut() {
                 match records.state(id) {
                     // Another free is under way: the ID is as good as gone.
+                    // A teardown moves the word off its set (that free's
+                    // end takes it out), so the set may go first.
+                    Some(State::Freeing) if how == RefDrop::Teardown => {
+                        self.detach(slot);
+                        return Ok(false);
+                    }
                     Some(State::Freeing) => return Err(Error::NotFound),
                     Some(State::Live) => {
                         // Acquire: as above. Under the lock, the word of a
@@ -406,7 +423,11 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                             word = now;
                             continue;
                         }
-                        break (core, Some(records.start_free(id)));
+                        let hook = match note {
+                            Some(_) => records.start_free_sending(id),
+                            None => records.start_free(id),
+                        };
+                        break (core, Some(hook));
                     }
                     None => {}
                 }
@@ -441,25 +462,74 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
             }
             return Ok(true);
         };
-        // The kernel's order: the hook runs while the ID is still recorded
-        // (a hook may find it); then the word goes, and the number is
-        // released with its record dropped, so a waiting allocation of the
-        // same number goes on only now. A panicking hook still frees. (The
-        // hook took the number back already: its FREE is sent after.)
-        let hook_done = catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id)));
-        // AcqRel: as the CAS above. Only this call empties a word whose
-        // record is freeing, so the swap takes the latest data.
-        let word = slot.word().swap(0, Ordering::AcqRel);
-        core.unreserve();
-        self.custom.finish_free(id, || self.tree.release(slot, key));
         match note {
-            Some(out) => *out = Some(self.free_note(id, word, AfterSend::Nothing)),
-            None => self.retire_taken(word, expect),
-        }
-        if let Err(panic) = hook_done {
-            resume_unwind(panic);
+            Some(out) => {
+                // The kernel's order: FREE first, while the ID is still
+                // found (and recorded as being freed: not freed or got
+                // again); its hook, the word's removal and the number's
+                // release follow the send.
+                let mut free = self
+                    .notify
+                    .note(Event::Free, id, entry::owner(word), word, false);
+                free.after = AfterSend::FinishCustom(key, hook);
+                *out = Some(free);
+            }
+            None => {
+                if let Err(panic) = self.finish_custom(id, key, &hook) {
+                    resume_unwind(panic);
+                }
+            }
         }
         Ok(true)
+    }
+
+    /// Finishes the free of custom-allocated `id`, whose record is being
+    /// freed: calls its hook while the ID is still recorded and found (SPEC
+    /// 6.3); then the word goes, and the number is released with its record
+    /// dropped, so a waiting allocation of the same number goes on only
+    /// now. A panicking hook still frees: `Err` with its panic.
+    fn finish_custom(&self, id: Ioasid, key: u64, hook: &CustomHook) -> std::thread::Result<()> {
+        let hook_done = catch_unwind(AssertUnwindSafe(|| hook.allocator().free(id)));
+        let slot = self.tree.slot(key).expect("a claimed key has its slot");
+        let guard = self.pin();
+        // Only this call empties a word whose record is being freed.
+        let (word, core) = self.take_word(slot, &guard);
+        if let Some(core) = core {
+            core.unreserve();
+        }
+        self.custom.finish_free(id, || self.tree.release(slot, key));
+        self.retire(word, &guard);
+        hook_done
+    }
+
+    /// Takes the word of a live `slot` out (its one remover: the caller),
+    /// with the core of the set it names; `None` if a teardown detached it
+    /// (and gave the set its quota unit back).
+    pub(crate) fn take_word<'g>(
+        &self,
+        slot: Slot<'_, F>,
+        _guard: &'g Guard,
+    ) -> (u64, Option<&'g SetCore<F>>) {
+        // Acquire: pairs with the Release publish / set_data / detach.
+        let mut word = slot.word().load(Ordering::Acquire);
+        loop {
+            debug_assert_ne!(word, 0, "only its one remover takes the word out");
+            let owner = entry::owner(word);
+            // Read while the word names its owner, under the guard: the core
+            // stays valid until it unpins (owners.rs). Owner 0: detached.
+            let core = (owner != 0).then(|| self.sets.get(owner));
+            // AcqRel: Release orders our reads before the word leaves;
+            // Acquire reads a newer word (set_data, detach) on failure.
+            match slot
+                .word()
+                .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // SAFETY: read under `_guard` from the word we took
+                // (owners.rs).
+                Ok(_) => return (word, core.map(|core| unsafe { &*core })),
+                Err(now) => word = now,
+            }
+        }
     }
 
     /// The FREE of `id`, owning `word` (taken out of its slot), with
