@@ -439,15 +439,25 @@ fn a_set_torn_down_from_a_free_callback_leaves_the_custom_free_to_finish() {
     let set = space.try_new_set(Some(4)).unwrap();
     let (a, b) = (set.alloc(0, 99, 1).unwrap(), set.alloc(0, 99, 2).unwrap());
     let held = Arc::new(Mutex::new(Some(set)));
+    let successor = Arc::new(Mutex::new(None));
     let frees = Arc::new(AtomicUsize::new(0));
     let _r = {
-        let (held, frees) = (held.clone(), frees.clone());
+        let (held, successor) = (held.clone(), successor.clone());
+        let (frees, space_in) = (frees.clone(), space.clone());
         space.register_notifier(0, move |n| {
             if n.event() == ioasid::Event::Free {
                 frees.fetch_add(1, Ordering::SeqCst);
                 // The set goes while the ID's free waits for this send.
-                let set = held.lock().unwrap().take();
+                let Some(set) = held.lock().unwrap().take() else {
+                    return std::ops::ControlFlow::Continue(());
+                };
                 drop(set); // its teardown's FREE comes here too
+                           // Its index may serve a new set at once: a's free must not
+                           // give that set a's quota unit.
+                space_in.synchronize();
+                let next = space_in.try_new_set(Some(1)).unwrap();
+                assert_eq!(next.alloc(50, 99, 3).map(|_| ()), Ok(()));
+                *successor.lock().unwrap() = Some(next);
             }
             std::ops::ControlFlow::Continue(())
         })
@@ -456,20 +466,21 @@ fn a_set_torn_down_from_a_free_callback_leaves_the_custom_free_to_finish() {
         space.free(a),
         "kernel form: nothing but a guard held the set"
     );
-    assert_eq!(
-        frees.load(Ordering::SeqCst),
-        2,
-        "a's FREE, then b's from the teardown"
-    );
+    assert_eq!(frees.load(Ordering::SeqCst), 2, "a's FREE, then b's");
     assert!(
         !host.holds(a) && !host.holds(b),
         "both went back to the host"
     );
-    assert_eq!(space.live_count(), 0);
+    let next = successor.lock().unwrap().take().unwrap();
+    assert_eq!(space.live_count(), 1);
     space.check_invariants().unwrap();
-    let next = space.try_new_set(Some(1)).unwrap();
-    assert_eq!(next.alloc(0, 99, 3), Ok(0), "the number and a fresh quota");
-    next.free(0).unwrap();
+    assert_eq!(
+        next.alloc(0, 99, 4),
+        Err(Error::QuotaExceeded),
+        "its quota is full"
+    );
+    drop(next);
+    assert_eq!(space.live_count(), 0);
     space.set_allocator(None);
 }
 

@@ -1167,6 +1167,77 @@ fn custom_free_races_reissue_of_the_same_id() {
     });
 }
 
+/// A custom allocator that answers every request with ID 5 and counts the
+/// frees it is sent.
+struct Answers5 {
+    freed: loom::sync::atomic::AtomicUsize,
+}
+
+impl CustomAllocator for Answers5 {
+    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
+        CustomAlloc::Id(5)
+    }
+
+    fn free(&self, id: Ioasid) {
+        assert_eq!(id, 5);
+        // SeqCst: a plain counter of the model.
+        self.freed.fetch_add(1, LoomOrdering::SeqCst);
+    }
+}
+
+/// SPEC 6.3 and 6.6, the kernel's order with a notifier: a kernel-form
+/// free of custom ID 5 (FREE first, the hook after the send) races the
+/// teardown of its set (which detaches a word whose free is under way, or
+/// frees 5 itself). FREE is sent once and before the hook, the hook runs
+/// once, the set's quota and the number come back, the data is dropped once.
+#[test]
+fn custom_free_sends_free_first_and_races_set_teardown() {
+    model(2, || {
+        let ledger = Ledger::new();
+        let space = new_space::<4>(0, 7, Policy::Lowest);
+        let hook = Arc::new(Answers5 {
+            freed: loom::sync::atomic::AtomicUsize::new(0),
+        });
+        space.set_allocator(Some(CustomHook::new(hook.clone())));
+        let frees = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let _registration = {
+            let (hook, frees) = (hook.clone(), frees.clone());
+            space.register_notifier(0, move |n| {
+                if n.event() == Event::Free {
+                    // Each FREE before its own hook call. SeqCst: plain
+                    // counters of the model.
+                    assert_eq!(
+                        hook.freed.load(LoomOrdering::SeqCst),
+                        frees.load(LoomOrdering::SeqCst),
+                        "FREE after the hook"
+                    );
+                    frees.fetch_add(1, LoomOrdering::SeqCst);
+                }
+                ControlFlow::Continue(())
+            })
+        };
+        let set = space.try_new_set(Some(1)).unwrap();
+        assert_eq!(set.alloc(0, 7, ledger.probe(0, 0)), Ok(5));
+        let freer = {
+            let space = space.clone();
+            spawn(move || space.free(5))
+        };
+        let teardown = spawn(move || drop(set));
+        let _freed_by_us = freer.join().unwrap();
+        teardown.join().unwrap();
+        assert_eq!(frees.load(LoomOrdering::SeqCst), 1, "one FREE");
+        assert_eq!(hook.freed.load(LoomOrdering::SeqCst), 1, "one hook call");
+        assert_eq!(space.live_count(), 0);
+        space.check_invariants().unwrap();
+        let next = space.try_new_set(Some(1)).unwrap();
+        assert_eq!(next.alloc(0, 7, ledger.probe(1, 0)), Ok(5), "number back");
+        drop(next);
+        space.set_allocator(None);
+        drop(space);
+        assert_all_dropped_once(&ledger, 2);
+    });
+}
+
 /// SPEC 6.2: a get races the last put of a tracked ID (count 1, EXT set),
 /// while a third thread tries to allocate the same number. The get either
 /// wins against the put (then its own put releases the first incarnation),
