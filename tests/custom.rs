@@ -523,3 +523,65 @@ fn a_hook_that_panics_after_the_free_was_sent_still_frees() {
     assert_eq!(Arc::strong_count(&data), 1);
     space.set_allocator(None);
 }
+
+#[test]
+fn threads_racing_on_a_host_of_four_numbers_hear_alloc_and_free_in_turn() {
+    const THREADS: usize = 6;
+    let space = space::<u32>(0, 3);
+    let host = Arc::new(Host::default());
+    space.set_allocator(Some(CustomHook::new(host.clone())));
+    // Per number: live as the chains last heard it; wrong turns counted.
+    let heard: Arc<Vec<AtomicBool>> = Arc::new((0..4).map(|_| AtomicBool::new(false)).collect());
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let _r = {
+        let (heard, wrong, host) = (heard.clone(), wrong.clone(), host.clone());
+        space.register_notifier(0, move |n| {
+            let alloc = n.event() == ioasid::Event::Alloc;
+            let was_live = heard[n.id() as usize].swap(alloc, Ordering::SeqCst);
+            // At its FREE the host still holds the number: the hook is next.
+            if was_live == alloc || !host.holds(n.id()) {
+                wrong.fetch_add(1, Ordering::SeqCst);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+    };
+    // Each thread frees only what it allocated (its ALLOC went out first):
+    // by the set form, the kernel form, a get and two puts, or its set's
+    // teardown.
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let space = space.clone();
+            s.spawn(move || {
+                for round in 0..300 {
+                    let set = space.new_set();
+                    for i in 0..4 {
+                        let Ok(id) = set.alloc(0, 3, 1) else { continue };
+                        match (round + i + t) % 4 {
+                            0 => set.free(id).unwrap(),
+                            1 => assert!(space.free(id)),
+                            2 => {
+                                space.get(id).unwrap();
+                                assert_eq!(space.put(id), Ok(false));
+                                assert_eq!(set.put(id), Ok(true));
+                            }
+                            _ => {} // left to the teardown
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        wrong.load(Ordering::SeqCst),
+        0,
+        "a FREE crossed an ALLOC or its hook"
+    );
+    assert!(heard.iter().all(|l| !l.load(Ordering::SeqCst)));
+    assert!(
+        host.held.lock().unwrap().is_empty(),
+        "every number went back once"
+    );
+    assert_eq!(space.live_count(), 0);
+    space.check_invariants().unwrap();
+    space.set_allocator(None);
+}
