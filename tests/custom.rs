@@ -552,7 +552,7 @@ fn threads_racing_on_a_host_of_four_numbers_hear_alloc_and_free_in_turn() {
         for t in 0..THREADS {
             let space = space.clone();
             s.spawn(move || {
-                for round in 0..300 {
+                for round in 0..3000 {
                     let set = space.new_set();
                     for i in 0..4 {
                         let Ok(id) = set.alloc(0, 3, 1) else { continue };
