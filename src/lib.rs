@@ -103,6 +103,7 @@ pub use error::{errno, Error};
 pub use notify::{Chains, Event, Notification, Notifiers, NotifyScope, Registration, SetId};
 pub use snapshot::{IdSnapshot, SetSnapshot, Snapshot};
 pub use space::Policy;
+pub use tokens::TokenSnapshot;
 
 /// The radix tree's fan-out (children per node) of the public types.
 pub const FANOUT: usize = 64;

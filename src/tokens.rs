@@ -35,6 +35,7 @@ use crate::entry::Payload;
 use crate::error::Error;
 use crate::notify::{Notification, Registration};
 use crate::set::Set;
+use crate::snapshot::Snapshot;
 use crate::space::Space;
 use crate::sync::Mutex;
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ struct State<K, T: Payload, const F: usize> {
 }
 
 type Shared<K, T, const F: usize> = Arc<Mutex<State<K, T, F>>>;
+
+/// A reference to a set, as [`TokenSets::create`] hands out.
+type SetRef<T, const F: usize> = Arc<Set<T, F>>;
 
 fn lock<S>(state: &Mutex<S>) -> crate::sync::MutexGuard<'_, S> {
     // Every change is completed before the lock is released (registrations
@@ -315,6 +319,128 @@ impl<K: Hash + Eq + Clone + Send + 'static, T: Payload, const F: usize> TokenSet
     /// The space of the sets.
     pub fn space(&self) -> &Space<T, F> {
         &self.space
+    }
+
+    /// The state of the space ([`Space::snapshot`](crate::fanout::Space::snapshot))
+    /// with the token of every live token set, taken under the registry's
+    /// lock: no token set is created or adopted meanwhile, and the ones
+    /// found are held until the space's state is taken, so every token
+    /// names a saved set. Notifiers registered by token are code, not
+    /// data: they are not saved (register them on the restored registry).
+    ///
+    /// ```
+    /// use ioasid::{Capacity, Space, TokenSets};
+    /// let mms: TokenSets<u32, u32> = TokenSets::new(Space::new(1, 99)?, Capacity::new(99));
+    /// let vm = mms.create(1234, 8)?;
+    /// let id = vm.alloc(1, 99, 7)?;
+    /// let snapshot = mms.snapshot();
+    /// assert_eq!(snapshot.tokens, [(vm.number(), 1234)]);
+    ///
+    /// // The migration target: the registry back, each set under its token.
+    /// let (target, sets) = TokenSets::<u32, u32>::restore(snapshot, Capacity::new(99))?;
+    /// let found = target.find(&1234).expect("restored under its token");
+    /// assert!(std::sync::Arc::ptr_eq(&found, &sets[0]));
+    /// assert_eq!((found.copied(id), target.capacity().available()), (Ok(7), 91));
+    /// assert_eq!(found.alloc(1, 99, 8)?, vm.alloc(1, 99, 8)?);
+    /// # Ok::<(), ioasid::Error>(())
+    /// ```
+    pub fn snapshot(&self) -> TokenSnapshot<K, T>
+    where
+        T: Clone,
+    {
+        let state = lock(&self.state);
+        let held: Vec<(K, Arc<Set<T, F>>)> = state
+            .sets
+            .iter()
+            .filter_map(|(token, (_, set))| Some((token.clone(), set.upgrade()?)))
+            .collect();
+        let space = self.space.snapshot();
+        drop(state);
+        let mut tokens: Vec<(u16, K)> = held
+            .iter()
+            .map(|(token, set)| (set.number(), token.clone()))
+            .collect();
+        tokens.sort_by_key(|&(number, _)| number);
+        // Our references go after the lock: if one was the last, the
+        // teardown's hook takes the lock.
+        drop(held);
+        TokenSnapshot { space, tokens }
+    }
+
+    /// A registry rebuilt from `snapshot`, reserving from `capacity`: the
+    /// space as [`Space::restore`](crate::fanout::Space::restore) rebuilds
+    /// it (global domain), each token set adopted under its token (its
+    /// quota reserved from `capacity`), and every set in ascending number,
+    /// held by the returned references (a set without a token is held
+    /// only there). Checked before anything is created:
+    /// [`Error::InvalidArgument`] for a space snapshot that
+    /// [`Space::restore`](crate::fanout::Space::restore) refuses, a token
+    /// naming no saved set or a set without quota, and a set number or
+    /// token listed twice; [`Error::NoSpace`] when `capacity` has less
+    /// left than the token sets' quotas (capacity that another user takes
+    /// meanwhile fails the adoption with the same error; the sets restored
+    /// so far are dropped then).
+    pub fn restore(
+        snapshot: TokenSnapshot<K, T>,
+        capacity: Capacity,
+    ) -> Result<(Self, Vec<SetRef<T, F>>), Error> {
+        let TokenSnapshot { space, tokens } = snapshot;
+        let mut numbers = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut reserved = 0usize;
+        for (number, token) in &tokens {
+            let quota = space
+                .sets
+                .iter()
+                .find(|set| set.number == *number)
+                .and_then(|set| set.quota)
+                .ok_or(Error::InvalidArgument)?;
+            if !numbers.insert(*number) || !seen.insert(token) {
+                return Err(Error::InvalidArgument);
+            }
+            reserved = reserved.checked_add(quota).ok_or(Error::NoSpace)?;
+        }
+        if reserved > usize::try_from(capacity.available()).unwrap_or(usize::MAX) {
+            return Err(Error::NoSpace);
+        }
+        let (space, sets) = Space::<T, F>::restore(space)?;
+        let registry = TokenSets::new(space, capacity);
+        let mut tokens: HashMap<u16, K> = tokens.into_iter().collect();
+        let held = sets
+            .into_iter()
+            .map(|set| match tokens.remove(&set.number()) {
+                Some(token) => registry.adopt(token, set),
+                None => Ok(Arc::new(set)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((registry, held))
+    }
+}
+
+/// The state of a [`TokenSets`]: its space's [`Snapshot`] and the token of
+/// each token set ([`TokenSets::snapshot`], [`TokenSets::restore`]). With
+/// the `serde` feature it is `Serialize`/`Deserialize` (for a `K` that
+/// is), so a registry migrates through any serde format.
+///
+/// ```
+/// let snapshot = ioasid::TokenSnapshot::new(ioasid::Snapshot::<u32>::new(1, 9, ioasid::Policy::Lowest), vec![(1, "vm")]);
+/// assert_eq!(snapshot.tokens[0], (1, "vm"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct TokenSnapshot<K, T> {
+    /// The space, its sets and IDs.
+    pub space: Snapshot<T>,
+    /// `(set number, token)` of every token set, in ascending number; the
+    /// space's other sets have no token.
+    pub tokens: Vec<(u16, K)>,
+}
+
+impl<K, T> TokenSnapshot<K, T> {
+    /// A snapshot from its parts (for one made or edited by hand).
+    pub fn new(space: Snapshot<T>, tokens: Vec<(u16, K)>) -> Self {
+        TokenSnapshot { space, tokens }
     }
 }
 
