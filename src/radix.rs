@@ -24,11 +24,17 @@
 //! non-null `Link` of an inner node at level `lv` points at a node of level
 //! `lv.child()`. Both are established here only: a [`Root`] is made with a
 //! node of its level, a child is installed only after checking that the
-//! fresh node's kind is the one its level wants ([`InnerAt::child_or_install`]),
+//! fresh node's kind is the one its level wants ([`InnerAt::child_or_install`])
+//! or is linked by its parent at the parent's making ([`Link::with_leaf`]),
 //! and a `Pos` of a child is made only from its parent's level. Nodes are
 //! freed only by [`Root`]'s drop (exclusive access), or, never published,
 //! by the loser of an install race; so a `Pos` borrowed from a root stays
 //! valid for that borrow.
+//!
+//! INVARIANT (ownership): an inner node either owns its children (each a
+//! box of its own, freed by [`Root`]'s drop) or, when
+//! [`InnerNode::owns_leaves`] says not, has leaves for children that live in
+//! storage of its own, freed with it (the ID tree's leaf blocks).
 
 use crate::sync::{install, AtomicPtr, Ordering};
 use std::marker::PhantomData;
@@ -46,7 +52,7 @@ pub(crate) fn bit_range(first: usize, last: usize) -> u64 {
 
 /// Bits `0..n` of a word (`n <= 64`).
 #[inline]
-pub(crate) fn low_bits(n: usize) -> u64 {
+pub(crate) const fn low_bits(n: usize) -> u64 {
     if n >= 64 {
         u64::MAX
     } else {
@@ -183,6 +189,12 @@ pub(crate) trait InnerNode<const F: usize>: Sized {
     type Leaf;
     /// The child links.
     fn links(&self) -> &[Link<Self, F>; F];
+    /// False when the node's children are leaves in storage of its own
+    /// (made with [`Link::with_leaf`], freed with the node): [`Root`]'s drop
+    /// then leaves them to the node.
+    fn owns_leaves(&self) -> bool {
+        true
+    }
 }
 
 /// A child pointer of an inner node of type `N`: null, an `N` or an
@@ -197,6 +209,19 @@ impl<N: InnerNode<F>, const F: usize> Link<N, F> {
     pub(crate) fn empty() -> Self {
         Link {
             ptr: AtomicPtr::new(ptr::null_mut()),
+            _node: PhantomData,
+        }
+    }
+
+    /// A link holding `leaf`, for a node that keeps its leaves itself.
+    ///
+    /// # Safety
+    /// The link belongs to a node at [`Level::CHUNK`] (its children are
+    /// leaves) whose [`InnerNode::owns_leaves`] is false, and `leaf` lives
+    /// as long as that node.
+    pub(crate) unsafe fn with_leaf(leaf: NonNull<N::Leaf>) -> Self {
+        Link {
+            ptr: AtomicPtr::new(leaf.as_ptr().cast()),
             _node: PhantomData,
         }
     }
@@ -504,7 +529,9 @@ impl<N: InnerNode<F>, const F: usize> Drop for Root<N, F> {
         /// # Safety
         /// Nobody else can reach `pos` or anything below it.
         unsafe fn free<N: InnerNode<F>, const F: usize>(pos: Pos<'_, N, F>) {
-            if let Some(inner) = pos.inner() {
+            // A node that keeps its leaves itself frees them in its own drop
+            // (ownership invariant).
+            if let Some(inner) = pos.inner().filter(|inner| inner.owns_leaves()) {
                 for i in 0..F {
                     // Relaxed: exclusive access.
                     if let Some(child) = inner.child(i, Ordering::Relaxed) {
@@ -514,7 +541,8 @@ impl<N: InnerNode<F>, const F: usize> Drop for Root<N, F> {
                 }
             }
             // SAFETY: the caller's contract; the node's level is its own
-            // (typing invariant), and its children are freed above.
+            // (typing invariant), and its children are freed above or go
+            // with it.
             unsafe { drop_one::<N, F>(pos.ptr.as_ptr(), pos.level) };
         }
         // SAFETY: `&mut self`: no borrow of the tree is left, so nobody

@@ -505,6 +505,9 @@ impl<T: Payload, const F: usize> Space<T, F> {
         inner
             .cursor
             .store(u64::from(snapshot.cyclic_next - min), Ordering::Relaxed);
+        inner
+            .tree
+            .cursor_placed(u64::from(snapshot.cyclic_next - min));
         if let Some(hook) = &allocator {
             space.set_allocator(Some(hook.clone()));
         }

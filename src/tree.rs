@@ -75,14 +75,56 @@
 //! active at its start and nobody started during it; otherwise it repeats as
 //! an exact scan that ignores hints. Hence: a key free for the whole call is
 //! never missed, and a full space answers ENOSPC from the root's hint word.
+//!
+//! # Reclaimed chunks (Cyclic trees)
+//!
+//! A Cyclic cursor sweeps the whole span, so a tree that never gave memory
+//! back would grow to the span's full size however few IDs are live. A
+//! *reclaiming* tree (made for Cyclic spaces) gives back the leaves of
+//! chunks the cursor has left empty, without taking nodes away from
+//! unprotected readers (finds and frees take no pin):
+//!
+//! - A chunk wholly inside the span is made with its `F` leaves in one
+//!   *leaf block* it owns, page-aligned when a block is a page or more,
+//!   its links set at its making. Its leaves are never unlinked.
+//! - *Retiring* a chunk whose leaves are all empty: count in (in
+//!   `hint_seq` and `reclaim.seq`), CAS each leaf's claim word from empty
+//!   (0 at fan-out 64: no key claimed) to `u64::MAX` in turn, so no key of
+//!   the chunk can be claimed; if one CAS fails (a claim came first) put
+//!   the taken ones back to empty, newest first. Once all are taken,
+//!   *discard* the block's pages (`MADV_DONTNEED`: the kernel drops them,
+//!   and the next read of any word there is 0, the value every word of an
+//!   empty leaf has at fan-out 64); where the pages cannot be discarded, or
+//!   do not read back as empty, the claim words are stored back to empty
+//!   instead. Then a SeqCst fence, every hint bit of the chunk set again,
+//!   and a repair upward if the chunk's hint had been empty (a claim that
+//!   met a retired leaf took it for full and propagated), and count out.
+//! - Why nothing is lost: while any claim bit of a leaf is set, its
+//!   retiring CAS fails; while a leaf is retired no key of it is claimed,
+//!   so no slot is written and every slot is already 0 (an entry is
+//!   published after its claim and taken out before its release). A
+//!   reader (a find, a free of a key there, an iterator) reads 0 before,
+//!   during and after: the keys were free throughout.
+//! - Why ENOSPC stays truthful: a walk overlapping a retire sees it in
+//!   `hint_seq` and scans exactly; an exact scan that finds nothing while a
+//!   retire was active, or started during it, scans again (retires are
+//!   short and rare: one per chunk per sweep of the cursor).
+//! - When: the cursor's chunk and the one before it are protected (a
+//!   thread's batch, or a call in flight, claims there). When the cursor
+//!   enters another chunk, the chunks that fall out of that window are
+//!   examined; a release that empties a leaf outside the window examines
+//!   that leaf's chunk. A chunk with a live key is left as it is.
 
 use crate::radix::{
-    bit_range, Anchor, Fresh, Geometry, InnerAt, InnerNode, Level, Link, Node, Pos, Root,
+    bit_range, low_bits, Anchor, Fresh, Geometry, InnerAt, InnerNode, Level, Link, Node, Pos, Root,
     MAX_LEVELS,
 };
-use crate::sync::{atomic_array, fence, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
+use crate::sync::{
+    atomic_array, fence, install, yield_now, AtomicPtr, AtomicU64, CachePadded, Ordering,
+};
+use std::alloc::Layout;
 use std::mem::MaybeUninit;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 /// Levels of the low subtree (see `Tree::low`): keys below `F^4` (2^24 at
 /// fan-out 64, 256 at fan-out 4) are walked from there, so a tree over
@@ -102,12 +144,37 @@ struct Inner<const F: usize> {
     free_hint: AtomicU64,
     /// Child i: an `Inner` or, at the last level, a `Leaf`; null = all free.
     children: [Link<Inner<F>, F>; F],
+    /// A chunk of a reclaiming tree: the block its leaves live in (module
+    /// docs), set at its making. INVARIANT: `children[i]` is
+    /// `block.leaves[i]`, for every `i`.
+    block: Option<NonNull<LeafBlock<F>>>,
 }
 
 impl<const F: usize> InnerNode<F> for Inner<F> {
     type Leaf = Leaf<F>;
     fn links(&self) -> &[Link<Self, F>; F] {
         &self.children
+    }
+    fn owns_leaves(&self) -> bool {
+        self.block.is_none()
+    }
+}
+
+impl<const F: usize> Inner<F> {
+    /// The leaf block of a chunk of a reclaiming tree.
+    fn block(&self) -> Option<&LeafBlock<F>> {
+        // SAFETY: the block lives as long as its chunk (freed in its drop).
+        self.block.map(|block| unsafe { block.as_ref() })
+    }
+}
+
+impl<const F: usize> Drop for Inner<F> {
+    fn drop(&mut self) {
+        if let Some(block) = self.block {
+            // SAFETY: the chunk's own block, made by `LeafBlock::new`; its
+            // leaves go with the chunk (nobody reaches them any more).
+            unsafe { LeafBlock::free(block) };
+        }
     }
 }
 
@@ -116,6 +183,132 @@ struct Leaf<const F: usize> {
     claimed: AtomicU64,
     /// Slot i: the entry word of key `base + i`, or 0.
     slots: [AtomicU64; F],
+}
+
+/// The `F` leaves of one chunk of a reclaiming tree, in one allocation
+/// (module docs, "Reclaimed chunks").
+struct LeafBlock<const F: usize> {
+    leaves: [Leaf<F>; F],
+}
+
+/// The alignment of a leaf block of a page or more: whole pages, so that
+/// they can be discarded without touching anything else.
+const BLOCK_ALIGN: usize = 4096;
+
+impl<const F: usize> LeafBlock<F> {
+    fn layout() -> Layout {
+        let size = std::mem::size_of::<Self>();
+        let align = if size >= BLOCK_ALIGN {
+            BLOCK_ALIGN
+        } else {
+            std::mem::align_of::<Self>()
+        };
+        Layout::from_size_align(size.next_multiple_of(align), align).expect("a small layout")
+    }
+
+    /// The claim word of an empty leaf wholly inside the span: the bits
+    /// beyond `F` set (0 at fan-out 64).
+    const EMPTY: u64 = !low_bits(F);
+
+    /// A block of empty leaves (the block's chunk lies wholly inside the
+    /// span: no invalid key but those beyond `F`).
+    fn new() -> NonNull<Self> {
+        let layout = Self::layout();
+        // SAFETY: the layout's size is not zero.
+        let Some(block) = NonNull::new(unsafe { std::alloc::alloc(layout) }.cast::<Self>()) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        for i in 0..F {
+            let leaf = Leaf {
+                claimed: AtomicU64::new(Self::EMPTY),
+                slots: atomic_array(|_| AtomicU64::new(0)),
+            };
+            // SAFETY: `i < F`: inside the allocation, which is aligned for
+            // `Self` and so for its leaves; nothing is there yet to drop.
+            unsafe { ptr::addr_of_mut!((*block.as_ptr()).leaves[i]).write(leaf) };
+        }
+        block
+    }
+
+    /// Frees a block made by [`LeafBlock::new`].
+    ///
+    /// # Safety
+    /// Nobody uses `block` any more.
+    unsafe fn free(block: NonNull<Self>) {
+        // SAFETY: every leaf was written by `new` (the caller's contract:
+        // nobody else sees them); then the allocation is `new`'s, with its
+        // layout.
+        unsafe {
+            ptr::drop_in_place(block.as_ptr());
+            std::alloc::dealloc(block.as_ptr().cast(), Self::layout());
+        }
+    }
+
+    /// Puts every leaf of the block, all retired (claim word `u64::MAX`,
+    /// every slot 0), back to empty: its pages discarded where they can
+    /// be, and every claim word that does not read [`LeafBlock::EMPTY`]
+    /// then stored back to it (module docs).
+    fn empty_retired(&self) {
+        debug_assert!(
+            self.leaves
+                .iter()
+                .all(|leaf| leaf.slots.iter().all(|s| s.load(Ordering::Relaxed) == 0)),
+            "a retired leaf holds an entry"
+        );
+        #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
+        if self.discard_pages() {
+            return;
+        }
+        for leaf in &self.leaves {
+            // Relaxed: ours alone while retired; the retirer's fence and
+            // Release hint writes publish the store.
+            leaf.claimed.store(Self::EMPTY, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the kernel to drop the block's pages (whole pages only); true
+    /// if every word of the block now reads as an empty leaf's.
+    #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
+    fn discard_pages(&self) -> bool {
+        let addr: *mut libc::c_void = ptr::from_ref(self).cast_mut().cast();
+        let len = Self::layout().size();
+        // SAFETY: no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let Ok(page) = usize::try_from(page) else {
+            return false;
+        };
+        if Self::EMPTY != 0
+            || page == 0
+            || !addr.addr().is_multiple_of(page)
+            || !len.is_multiple_of(page)
+        {
+            return false;
+        }
+        // SAFETY: `addr..addr + len` is exactly this block's allocation, in
+        // whole pages (checked above), so nothing else is touched. Every
+        // word there is an atomic of a retired leaf: no thread writes one
+        // (no key of it can be claimed, and every slot is already 0), and
+        // readers only load them. On private anonymous memory (what an
+        // allocator hands out) the discard makes each word read 0, an empty
+        // leaf's value for every word at fan-out 64 (checked above).
+        if unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } != 0 {
+            return false;
+        }
+        // Any other mapping keeps its contents: the first claim word tells
+        // (the block is one allocation, so one mapping). Relaxed: ours.
+        self.leaves[0].claimed.load(Ordering::Relaxed) == Self::EMPTY
+    }
+}
+
+/// A reclaiming tree's state (module docs, "Reclaimed chunks").
+struct Reclaim {
+    /// The chunk number of the key the cursor handed out last (as told by
+    /// [`Tree::cursor_at`]): it and the chunk before it are not retired.
+    cursor_chunk: AtomicU64,
+    /// Started/active retires, as `hint_seq`.
+    seq: AtomicU64,
+    /// Chunks retired so far (for tests and benchmarks).
+    retired: AtomicU64,
 }
 
 /// A position in the tree (a node with its level).
@@ -216,6 +409,8 @@ pub(crate) struct Tree<const F: usize> {
     /// Started/active propagations (see module docs). Written whenever a
     /// leaf fills or empties: padded away from `root`, which finds read.
     hint_seq: CachePadded<AtomicU64>,
+    /// A reclaiming tree's state (module docs); `None` for the others.
+    reclaim: Option<Box<CachePadded<Reclaim>>>,
 }
 
 // SAFETY: the tree owns its nodes; all shared mutation goes through atomics.
@@ -233,6 +428,17 @@ impl<const F: usize> Tree<F> {
 
     /// A tree for keys `0..span` (`2 <= span <= 2^32`) with only its root.
     pub(crate) fn new(span: u64) -> Self {
+        Self::with_reclaim(span, false)
+    }
+
+    /// A tree for keys `0..span` that gives back the leaves of chunks its
+    /// cursor has left empty (module docs, "Reclaimed chunks"): for Cyclic
+    /// spaces, whose cursor tells it where it is with [`Tree::cursor_at`].
+    pub(crate) fn new_reclaiming(span: u64) -> Self {
+        Self::with_reclaim(span, true)
+    }
+
+    fn with_reclaim(span: u64, reclaiming: bool) -> Self {
         assert!((1..=1 << 32).contains(&span));
         let geo = Geometry::<F>::new(span);
         let levels = geo.levels();
@@ -244,13 +450,17 @@ impl<const F: usize> Tree<F> {
         } else {
             0
         };
-        let root = Root::new(geo.root(), Self::new_node(&geo, geo.root(), 0));
+        let root = Root::new(geo.root(), Self::new_node(&geo, geo.root(), 0, reclaiming));
         // Install the path of key 0 down to the low subtree's root (all
         // above the chunks: nothing for the directory).
         let mut node = root.pos();
         for _ in 0..low_depth {
             let inner = node.inner().expect("levels above the leaf are inner");
-            node = inner.child_or_install(0, |level| Self::new_node(&geo, level, 0), |_| ());
+            node = inner.child_or_install(
+                0,
+                |level| Self::new_node(&geo, level, 0, reclaiming),
+                |_| (),
+            );
         }
         let low = Root::anchor(node);
         let low_span = if low_depth > 0 {
@@ -267,6 +477,13 @@ impl<const F: usize> Tree<F> {
             dir_len: dir_len as usize,
             dir_span: span.min(dir_len * Self::CHUNK),
             hint_seq: CachePadded(AtomicU64::new(0)),
+            reclaim: reclaiming.then(|| {
+                Box::new(CachePadded(Reclaim {
+                    cursor_chunk: AtomicU64::new(0),
+                    seq: AtomicU64::new(0),
+                    retired: AtomicU64::new(0),
+                }))
+            }),
         }
     }
 
@@ -294,19 +511,43 @@ impl<const F: usize> Tree<F> {
 
     /// A fresh node for `level` over keys from `base`: its invalid keys
     /// claimed (a leaf) or its invalid children marked full (an inner node).
-    fn new_node(geo: &Geometry<F>, level: Level<F>, base: u64) -> Fresh<Inner<F>, F> {
+    /// A chunk of a reclaiming tree wholly inside the span comes with its
+    /// leaf block, linked.
+    fn new_node(
+        geo: &Geometry<F>,
+        level: Level<F>,
+        base: u64,
+        reclaiming: bool,
+    ) -> Fresh<Inner<F>, F> {
         let valid = geo.valid_mask(level, base);
         if level.is_leaf() {
-            Fresh::Leaf(Box::new(Leaf {
+            return Fresh::Leaf(Box::new(Leaf {
                 claimed: AtomicU64::new(!valid),
                 slots: atomic_array(|_| AtomicU64::new(0)),
-            }))
-        } else {
-            Fresh::Inner(Box::new(Inner {
-                free_hint: AtomicU64::new(valid),
-                children: atomic_array(|_| Link::empty()),
-            }))
+            }));
         }
+        if reclaiming && level == Level::CHUNK && base + Self::CHUNK <= geo.span() {
+            let block = LeafBlock::<F>::new();
+            // INVARIANT (`Inner::block`): child i is the block's leaf i.
+            let children = atomic_array(|i| {
+                // SAFETY: `i < F`, a leaf of the block just made.
+                let leaf = unsafe { ptr::addr_of_mut!((*block.as_ptr()).leaves[i]) };
+                // SAFETY: the link is a chunk's (its children are leaves)
+                // whose `owns_leaves` is false (it has a block), and the
+                // leaf lives in that block, freed with the chunk.
+                unsafe { Link::with_leaf(NonNull::new(leaf).expect("inside a block")) }
+            });
+            return Fresh::Inner(Box::new(Inner {
+                free_hint: AtomicU64::new(valid),
+                children,
+                block: Some(block),
+            }));
+        }
+        Fresh::Inner(Box::new(Inner {
+            free_hint: AtomicU64::new(valid),
+            children: atomic_array(|_| Link::empty()),
+            block: None,
+        }))
     }
 
     /// The chunk of `key` from the directory, if it lists one.
@@ -433,7 +674,34 @@ impl<const F: usize> Tree<F> {
         if before & SEQ_ACTIVE_MASK == 0 && before == after {
             return None;
         }
-        self.claim_in(root, 0, lo, hi, true, &mut Path::new())
+        self.claim_exact(lo, hi)
+    }
+
+    /// The exact scan of `lo..=hi`, hints ignored. In a reclaiming tree it
+    /// is repeated while a retire overlapped it: a retired leaf looks full
+    /// (module docs, "Reclaimed chunks").
+    fn claim_exact(&self, lo: u64, hi: u64) -> Option<(u64, &AtomicU64)> {
+        let root = self.root.pos();
+        let Some(reclaim) = &self.reclaim else {
+            return self.claim_in(root, 0, lo, hi, true, &mut Path::new());
+        };
+        loop {
+            // Acquire: pairs with a retirer's Release count-out, so its
+            // leaves and hints, put back, are what the scan reads.
+            let before = reclaim.seq.load(Ordering::Acquire);
+            if let Some(found) = self.claim_in(root, 0, lo, hi, true, &mut Path::new()) {
+                return Some(found);
+            }
+            // Acquire: a retired claim word the scan read (Relaxed) was
+            // written by a retirer's Release CAS after its count-in; this
+            // fence makes that count-in visible to the load below.
+            fence(Ordering::Acquire);
+            let after = reclaim.seq.load(Ordering::Relaxed);
+            if before & SEQ_ACTIVE_MASK == 0 && before == after {
+                return None;
+            }
+            yield_now();
+        }
     }
 
     /// The shortest claim: in lo's chunk, found through the directory,
@@ -611,7 +879,7 @@ impl<const F: usize> Tree<F> {
     ) -> TreePos<'t, F> {
         inner.child_or_install(
             i,
-            |level| Self::new_node(&self.geo, level, child_base),
+            |level| Self::new_node(&self.geo, level, child_base, self.reclaim.is_some()),
             |child| {
                 if child.level() == Level::CHUNK && child_base < self.dir_span {
                     self.dir_store(child_base, child);
@@ -725,6 +993,24 @@ impl<const F: usize> Tree<F> {
                 self.repair_above(&path, path.len);
             }
             self.exit_hint_update();
+        }
+        // Our bit was the leaf's last (a leaf with invalid keys below `F`
+        // never empties so: its chunk has no block).
+        if word & !bit == LeafBlock::<F>::EMPTY && self.reclaim.is_some() {
+            self.leaf_emptied(key);
+        }
+    }
+
+    /// A reclaiming tree: the leaf of `key` was just emptied; its chunk is
+    /// examined if it lies outside the cursor's window.
+    fn leaf_emptied(&self, key: u64) {
+        let Some(reclaim) = &self.reclaim else {
+            return;
+        };
+        let chunk = key >> Self::CHUNK_BITS;
+        // Relaxed: a heuristic; the retiring CASes decide.
+        if !self.in_cursor_window(reclaim.cursor_chunk.load(Ordering::Relaxed), chunk) {
+            self.reclaim_chunk(chunk);
         }
     }
 
@@ -864,12 +1150,197 @@ impl<const F: usize> Tree<F> {
         let Some(inner) = node.inner() else {
             return std::mem::size_of::<Leaf<F>>();
         };
+        if inner.block.is_some() {
+            return std::mem::size_of::<Inner<F>>() + LeafBlock::<F>::layout().size();
+        }
         let below: usize = (0..F)
             // Acquire: pairs with the Release of `install`.
             .filter_map(|i| inner.child(i, Ordering::Acquire))
             .map(Self::bytes_in)
             .sum();
         std::mem::size_of::<Inner<F>>() + below
+    }
+}
+
+/// Reclaiming trees: the cursor's window and retiring (module docs,
+/// "Reclaimed chunks").
+impl<const F: usize> Tree<F> {
+    /// Tells a reclaiming tree that its cursor handed out `key`, the key
+    /// it handed out before being `last`: when the two lie in different
+    /// chunks, the chunks that left the cursor's window are examined. A
+    /// shift and a compare when they do not.
+    #[inline]
+    pub(crate) fn cursor_at(&self, last: u64, key: u64) {
+        if (last ^ key) >> Self::CHUNK_BITS != 0 && self.reclaim.is_some() {
+            self.cursor_entered(key);
+        }
+    }
+
+    /// The cursor's chunk is now `key`'s: the old window's chunks that are
+    /// not in the new one are examined.
+    #[cold]
+    #[inline(never)]
+    fn cursor_entered(&self, key: u64) {
+        let Some(reclaim) = &self.reclaim else {
+            return;
+        };
+        let now = key >> Self::CHUNK_BITS;
+        // Relaxed: a heuristic; the retiring CASes decide.
+        let was = reclaim.cursor_chunk.swap(now, Ordering::Relaxed);
+        if was == now {
+            return;
+        }
+        let before_was = was.checked_sub(1).unwrap_or(self.chunk_count() - 1);
+        for chunk in [was, before_was] {
+            if !self.in_cursor_window(now, chunk) {
+                self.reclaim_chunk(chunk);
+            }
+        }
+    }
+
+    /// Whether `key` lies in the window of a reclaiming tree's cursor whose
+    /// next key is `cursor` (always, in other trees): the cursor's chunk
+    /// and the one before it.
+    pub(crate) fn near_cursor(&self, cursor: u64, key: u64) -> bool {
+        self.reclaim.is_none()
+            || self.in_cursor_window(cursor >> Self::CHUNK_BITS, key >> Self::CHUNK_BITS)
+    }
+
+    /// Tells a reclaiming tree where its cursor was put (a restore, before
+    /// the tree is shared): `key` is the next key it hands out.
+    pub(crate) fn cursor_placed(&self, key: u64) {
+        if let Some(reclaim) = &self.reclaim {
+            // Relaxed: before the tree is shared.
+            reclaim.cursor_chunk.store(
+                key.min(self.geo.span() - 1) >> Self::CHUNK_BITS,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Number of chunks (the last may be partial).
+    fn chunk_count(&self) -> u64 {
+        self.geo.span().div_ceil(Self::CHUNK)
+    }
+
+    /// Whether `chunk` is the cursor's chunk `now` or the one before it
+    /// (wrapping).
+    #[inline]
+    fn in_cursor_window(&self, now: u64, chunk: u64) -> bool {
+        chunk == now || chunk + 1 == now || (now == 0 && chunk + 1 == self.chunk_count())
+    }
+
+    /// Chunks retired since the tree was made (0 unless reclaiming).
+    pub(crate) fn chunks_retired(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.reclaim
+            .as_ref()
+            .map_or(0, |r| r.retired.load(Ordering::Relaxed))
+    }
+
+    /// Retires chunk number `chunk` if it has a leaf block and every leaf
+    /// is empty (module docs).
+    #[cold]
+    #[inline(never)]
+    fn reclaim_chunk(&self, chunk: u64) {
+        let Some(reclaim) = &self.reclaim else {
+            return;
+        };
+        let base = chunk << Self::CHUNK_BITS;
+        if base + Self::CHUNK > self.geo.span() {
+            return; // a partial chunk: no block
+        }
+        let Some(path) = self.path_to_chunk(base) else {
+            return; // never made
+        };
+        let (node, _) = path.get(path.len - 1);
+        let Some(block) = node.block() else {
+            return;
+        };
+        // Relaxed: a guess (the CASes below decide). The highest leaf
+        // first: the last one the cursor filled, the likeliest to be live.
+        if block
+            .leaves
+            .iter()
+            .rev()
+            .any(|leaf| leaf.claimed.load(Ordering::Relaxed) != LeafBlock::<F>::EMPTY)
+        {
+            return;
+        }
+        self.retire(reclaim, &path, block);
+    }
+
+    /// Retires the chunk at the end of `path`, whose leaf block is `block`,
+    /// unless a claim comes first (module docs).
+    fn retire(&self, reclaim: &Reclaim, path: &Path<F>, block: &LeafBlock<F>) {
+        let (node, _) = path.get(path.len - 1);
+        self.enter_hint_update();
+        // Relaxed: as `enter_hint_update` (our next write is a Release RMW).
+        reclaim
+            .seq
+            .fetch_add(SEQ_STARTED_ONE | 1, Ordering::Relaxed);
+        let mut taken = 0;
+        for leaf in &block.leaves {
+            // AcqRel: Release publishes our count-ins to a claim that reads
+            // the retired word; Acquire orders us after the leaf's last
+            // release (and so after its slots' null stores).
+            if leaf
+                .claimed
+                .compare_exchange(
+                    LeafBlock::<F>::EMPTY,
+                    u64::MAX,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                break;
+            }
+            taken += 1;
+        }
+        if taken == F {
+            block.empty_retired();
+            // Relaxed: a statistic.
+            reclaim.retired.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // A claim came first: put the taken leaves back, newest first
+            // (so a racing retirer, which takes them oldest first, never
+            // holds one of ours).
+            for leaf in block.leaves[..taken].iter().rev() {
+                // Relaxed: ours alone while retired; the fence and the
+                // Release hint writes below publish it.
+                leaf.claimed.store(LeafBlock::<F>::EMPTY, Ordering::Relaxed);
+            }
+        }
+        // SeqCst: our half of the Dekker pattern with a propagation that
+        // took a retired leaf for full (as a repairer's).
+        fence(Ordering::SeqCst);
+        // Every child is valid: the chunk lies wholly inside the span.
+        // Release: pairs with the walkers' Acquire hint loads.
+        if node.free_hint.fetch_or(low_bits(F), Ordering::Release) == 0 {
+            self.repair_above(path, path.len - 1);
+        }
+        self.exit_hint_update();
+        // Release: a scan that reads the decrement sees the leaves and
+        // hints put back.
+        reclaim.seq.fetch_sub(1, Ordering::Release);
+    }
+
+    /// The inner nodes from the root down to the chunk over `base`, that
+    /// chunk last; `None` if it does not exist.
+    fn path_to_chunk(&self, base: u64) -> Option<Path<F>> {
+        let mut path = Path::<F>::new();
+        let mut node = self.root.pos();
+        loop {
+            let inner = node.inner()?;
+            let index = inner.level().index(base);
+            path.push(inner.get(), index);
+            if inner.level() == Level::CHUNK {
+                return Some(path);
+            }
+            // Acquire: pairs with the Release of `install`.
+            node = inner.child(index, Ordering::Acquire)?;
+        }
     }
 }
 
@@ -898,6 +1369,13 @@ impl<const F: usize> Tree<F> {
         let seq = self.hint_seq.load(Ordering::Relaxed);
         if seq & SEQ_ACTIVE_MASK != 0 {
             return Err(format!("hint_seq {seq:#x}: a hint update is active"));
+        }
+        if let Some(reclaim) = &self.reclaim {
+            // Relaxed: quiescent.
+            let seq = reclaim.seq.load(Ordering::Relaxed);
+            if seq & SEQ_ACTIVE_MASK != 0 {
+                return Err(format!("reclaim seq {seq:#x}: a retire is active"));
+            }
         }
         self.check_dir()?;
         self.check_node(self.root.pos(), 0, visit).map(drop)
@@ -981,6 +1459,17 @@ impl<const F: usize> Tree<F> {
         // Relaxed: quiescent.
         let hint = inner.free_hint.load(Ordering::Relaxed);
         let depth = self.geo.levels() - 1 - level.shift() / Self::BITS;
+        if let Some(block) = inner.block() {
+            for (i, leaf) in block.leaves.iter().enumerate() {
+                // Relaxed: quiescent.
+                let linked = inner.child(i, Ordering::Relaxed).map(|c| c.addr());
+                if linked != Some(ptr::from_ref(leaf).cast()) {
+                    return Err(format!(
+                        "chunk {base}: child {i} is not its block's leaf {i}"
+                    ));
+                }
+            }
+        }
         if hint & !valid != 0 {
             return Err(format!(
                 "level {depth} node {base}: hint {hint:#x} marks invalid children"
@@ -1145,6 +1634,152 @@ mod tests {
         // SAFETY: as above.
         unsafe { second.swap_raw(chunk) };
         assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+    }
+
+    /// A reclaiming tree driven as a Cyclic cursor drives it: claim the
+    /// next key, tell the tree, release it.
+    fn sweep<const F: usize>(tree: &Tree<F>, keys: std::ops::Range<u64>) {
+        for key in keys {
+            let (got, slot) = tree.claim(key, key).expect("free");
+            assert_eq!(got, key);
+            tree.cursor_at(key.wrapping_sub(1), key);
+            slot.store(1, Ordering::Relaxed);
+            slot.store(0, Ordering::Relaxed);
+            tree.release(tree.slot(key).unwrap(), key);
+            assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()), "after {key}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_the_cursor_left_empty_is_retired_and_claimable_again() {
+        // Fan-out 4 over 64 keys: four chunks of 16 keys, each with a block.
+        let tree: Tree<4> = Tree::new_reclaiming(64);
+        sweep(&tree, 0..32);
+        assert_eq!(tree.chunks_retired(), 0, "chunks 0 and 1: the window");
+        sweep(&tree, 32..33);
+        assert_eq!(tree.chunks_retired(), 1, "entering chunk 2 retires 0");
+        sweep(&tree, 33..64);
+        assert_eq!(tree.chunks_retired(), 2, "entering chunk 3 retires 1");
+        // Round again: chunk 0 is claimable in full, and entering it
+        // retires chunk 2 (now outside the window of chunks 0 and 3).
+        sweep(&tree, 0..16);
+        assert_eq!(tree.chunks_retired(), 3);
+        assert_eq!(claim_all(&tree, 0, 63).len(), 64, "every key free again");
+    }
+
+    #[test]
+    fn a_chunk_with_a_live_key_is_kept_until_its_last_release() {
+        let tree: Tree<4> = Tree::new_reclaiming(64);
+        let (held, _) = tree.claim(5, 5).unwrap();
+        tree.cursor_at(u64::MAX, held);
+        tree.slot(held).unwrap().word().store(7, Ordering::Relaxed);
+        sweep(&tree, 6..48);
+        assert_eq!(tree.chunks_retired(), 0, "the cursor is in chunk 2");
+        sweep(&tree, 48..49);
+        assert_eq!(tree.chunks_retired(), 1, "chunk 1 only: 0 holds key 5");
+        assert_eq!(tree.slot(held).unwrap().word().load(Ordering::Relaxed), 7);
+        // The last release in chunk 0, outside the window, retires it.
+        let slot = tree.slot(held).unwrap();
+        slot.word().store(0, Ordering::Relaxed);
+        tree.release(slot, held);
+        assert_eq!(tree.chunks_retired(), 2);
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        // A release inside the window retires nothing.
+        sweep(&tree, 49..51);
+        assert_eq!(tree.chunks_retired(), 2);
+    }
+
+    #[test]
+    fn a_retire_that_meets_a_claim_puts_its_leaves_back() {
+        let tree: Tree<4> = Tree::new_reclaiming(64);
+        sweep(&tree, 0..16);
+        // A claim in leaf 2 of chunk 0 (keys 8..12), then the retire itself
+        // (past the examination, which would have seen the claim): it takes
+        // leaves 0 and 1, fails on leaf 2, and puts 0 and 1 back.
+        let (key, slot) = tree.claim(9, 9).unwrap();
+        slot.store(3, Ordering::Relaxed);
+        let path = tree.path_to_chunk(0).unwrap();
+        let block = path.get(path.len - 1).0.block().unwrap();
+        tree.retire(tree.reclaim.as_ref().unwrap(), &path, block);
+        assert_eq!(tree.chunks_retired(), 0);
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        assert_eq!(tree.slot(key).unwrap().word().load(Ordering::Relaxed), 3);
+        let mut keys = claim_all(&tree, 0, 15);
+        keys.sort_unstable();
+        let expected: Vec<u64> = (0..16).filter(|&k| k != 9).collect();
+        assert_eq!(keys, expected, "every other key of chunk 0 is claimable");
+    }
+
+    #[test]
+    fn only_full_chunks_of_reclaiming_trees_have_blocks() {
+        // 40 keys at fan-out 4: chunks 0 and 1 full, chunk 2 partial.
+        let tree: Tree<4> = Tree::new_reclaiming(40);
+        assert_eq!(claim_all(&tree, 0, 39).len(), 40);
+        let has_block = |base| {
+            tree.path_to_chunk(base)
+                .map(|p| p.get(p.len - 1).0.block.is_some())
+        };
+        assert_eq!(has_block(0), Some(true));
+        assert_eq!(has_block(16), Some(true));
+        assert_eq!(has_block(32), Some(false), "the partial chunk");
+        let plain: Tree<4> = Tree::new(40);
+        assert_eq!(claim_all(&plain, 0, 39).len(), 40);
+        assert_eq!(
+            plain
+                .path_to_chunk(0)
+                .map(|p| p.get(p.len - 1).0.block.is_some()),
+            Some(false)
+        );
+        assert_eq!(plain.chunks_retired(), 0);
+    }
+
+    /// At fan-out 64 a block is whole pages: a retired chunk's pages leave
+    /// the process (`mincore` says none is resident), and its keys are
+    /// claimed again as if new.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    #[test]
+    fn a_retired_block_of_pages_is_given_back_to_the_kernel() {
+        let tree: Tree<64> = Tree::new_reclaiming(1 << 20);
+        let chunk = Tree::<64>::CHUNK;
+        // Fill chunk 0 (every page of its block written), then empty it.
+        for key in 0..chunk {
+            let (got, slot) = tree.claim(0, chunk - 1).unwrap();
+            assert_eq!(got, key);
+            slot.store(key + 1, Ordering::Relaxed);
+        }
+        tree.cursor_at(u64::MAX, 0);
+        for key in 0..chunk {
+            let slot = tree.slot(key).unwrap();
+            slot.word().store(0, Ordering::Relaxed);
+            tree.release(slot, key);
+        }
+        let path = tree.path_to_chunk(0).unwrap();
+        let block = path.get(path.len - 1).0.block.unwrap();
+        let len = LeafBlock::<64>::layout().size();
+        // SAFETY: no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let resident = || {
+            let mut pages = vec![0u8; len.div_ceil(page)];
+            // SAFETY: the block's allocation, whole pages (4096-aligned, on
+            // a 4096-byte page system), and a vector of one byte per page.
+            let rc = unsafe { libc::mincore(block.as_ptr().cast(), len, pages.as_mut_ptr()) };
+            assert_eq!(rc, 0);
+            pages.iter().filter(|&&p| p & 1 != 0).count()
+        };
+        if page != BLOCK_ALIGN {
+            return; // larger pages: the claim words are stored back instead
+        }
+        assert_eq!(resident(), len / page, "a used block is resident");
+        // The cursor moves on two chunks: chunk 0 leaves its window.
+        tree.cursor_at(chunk - 1, chunk);
+        tree.cursor_at(2 * chunk - 1, 2 * chunk);
+        assert_eq!(tree.chunks_retired(), 1);
+        // At most the page of the first claim word, which the retire read
+        // back (mapped to the kernel's shared zero page, not memory of ours).
+        assert!(resident() <= 1, "the retired block's pages are gone");
+        assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
+        assert_eq!(tree.slot(77).unwrap().word().load(Ordering::Relaxed), 0);
+        assert_eq!(tree.claim(0, chunk - 1).map(|c| c.0), Some(0));
     }
 
     #[test]

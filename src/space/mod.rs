@@ -191,7 +191,11 @@ impl<T: Payload, const F: usize> SpaceBuilder<T, F> {
         };
         let space = Space {
             inner: Arc::new_cyclic(|this| SpaceInner {
-                tree: ManuallyDrop::new(Tree::new(span)),
+                tree: ManuallyDrop::new(if self.policy == Policy::Cyclic {
+                    Tree::new_reclaiming(span)
+                } else {
+                    Tree::new(span)
+                }),
                 refs: RefTable::new(span),
                 sets: SetTable::new(),
                 min: self.min,
@@ -661,9 +665,20 @@ impl<T: Payload, const F: usize> Space<T, F> {
     }
 
     /// Bytes of tree nodes the space holds (entry words included, boxed
-    /// values and sets' indexes excluded).
+    /// values and sets' indexes excluded). In a Cyclic space this counts
+    /// the leaf blocks of reclaimed chunks too: their address space stays
+    /// reserved, their pages are given back (see
+    /// [`chunks_reclaimed`](Self::chunks_reclaimed)).
     pub fn node_bytes(&self) -> usize {
         self.inner.tree.node_bytes()
+    }
+
+    /// How many times this space gave back the memory of a chunk of IDs
+    /// (4096 at the default fan-out) that its cursor had left empty: only
+    /// a Cyclic space does, whose cursor sweeps the whole range; 0 for the
+    /// others.
+    pub fn chunks_reclaimed(&self) -> u64 {
+        self.inner.tree.chunks_retired()
     }
 }
 

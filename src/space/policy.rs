@@ -212,7 +212,10 @@ impl Cursor {
             .word
             .compare_exchange(seen, after, Ordering::Relaxed, Ordering::Relaxed)
         {
-            Ok(_) => Some(found),
+            Ok(_) => {
+                tree.cursor_at((seen & KEY_MASK).wrapping_sub(1), found.0);
+                Some(found)
+            }
             Err(_) => self.claim_contended(tree, lo, hi, Some(found)),
         }
     }
@@ -263,7 +266,10 @@ impl Cursor {
                 .word
                 .compare_exchange(seen, after, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Some(found),
+                Ok(_) => {
+                    tree.cursor_at((seen & KEY_MASK).wrapping_sub(1), found.0);
+                    return Some(found);
+                }
                 Err(_) => lost = Some(found),
             }
         }
@@ -302,7 +308,10 @@ impl Cursor {
         // Live while the cursor is in the batch's round, or in the next one
         // but not yet at the batch's position.
         let live = behind == 0 || (behind == 1 && seen & KEY_MASK < batch.next);
-        if !live || batch.next >= batch.end {
+        // A reclaiming tree retires chunks that fall out of the cursor's
+        // window: a batch left that far behind ends.
+        let near = tree.near_cursor(seen & KEY_MASK, batch.next);
+        if !live || !near || batch.next >= batch.end {
             CYCLIC_BATCH.with(|b| b.set(NO_BATCH));
             return None;
         }
