@@ -300,6 +300,24 @@ impl<const F: usize> LeafBlock<F> {
     }
 }
 
+impl<const F: usize> LeafBlock<F> {
+    /// Asks the kernel to map the block's pages writable (see
+    /// [`Tree::prefault_chunk`]); nothing where it cannot.
+    fn prefault(&self) {
+        #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
+        {
+            let addr: *mut libc::c_void = ptr::from_ref(self).cast_mut().cast();
+            // SAFETY: the range is this block's allocation; populating
+            // pages changes no byte of it (a page still mapped is left as
+            // it is, a discarded one comes back as zeros, as any first
+            // access would bring it). Older kernels refuse the advice
+            // (EINVAL), which is harmless: claims fault the pages in.
+            let _ =
+                unsafe { libc::madvise(addr, Self::layout().size(), libc::MADV_POPULATE_WRITE) };
+        }
+    }
+}
+
 /// A reclaiming tree's state (module docs, "Reclaimed chunks").
 struct Reclaim {
     /// The chunk number of the key the cursor handed out last (as told by
@@ -1195,6 +1213,32 @@ impl<const F: usize> Tree<F> {
             if !self.in_cursor_window(now, chunk) {
                 self.reclaim_chunk(chunk);
             }
+        }
+        let next = if now + 1 == self.chunk_count() {
+            0
+        } else {
+            now + 1
+        };
+        self.prefault_chunk(next);
+    }
+
+    /// Has the kernel map the pages of chunk number `chunk`'s leaf block
+    /// writable, if it has one: the chunk the cursor enters next, whose
+    /// pages were discarded when it was retired. One call instead of a
+    /// read fault and a write fault per page as claims reach them; the
+    /// contents are not changed (pages still mapped stay as they are, and
+    /// discarded ones come back as zeros, as a first access would bring
+    /// them), so it is safe beside any reader or writer of the block.
+    fn prefault_chunk(&self, chunk: u64) {
+        let base = chunk << Self::CHUNK_BITS;
+        if base + Self::CHUNK > self.geo.span() {
+            return;
+        }
+        let Some(path) = self.path_to_chunk(base) else {
+            return;
+        };
+        if let Some(block) = path.get(path.len - 1).0.block() {
+            block.prefault();
         }
     }
 

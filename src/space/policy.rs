@@ -251,7 +251,10 @@ impl Cursor {
             if let Some(found) = lost.take() {
                 // The claim is kept (module docs); the next call of this
                 // thread starts in its batch.
-                self.take_batch(tree.span(), F as u64, Some(found.0));
+                if let Some(end) = self.take_batch(tree.span(), F as u64, Some(found.0)) {
+                    // The cursor's last position is now the batch's end.
+                    tree.cursor_at(u64::MAX, end - 1);
+                }
                 return Some(found);
             }
             // Relaxed: as in `claim`.
@@ -338,9 +341,10 @@ impl Cursor {
     /// keys from where it is now (ending at a leaf boundary or the end of
     /// the space) and records the batch for this thread; `claimed` (the key
     /// this call keeps) is behind the batch's position if inside it.
+    /// Returns the batch's end, if one was taken.
     #[cold]
     #[inline(never)]
-    fn take_batch(&self, span: u64, f: u64, claimed: Option<u64>) {
+    fn take_batch(&self, span: u64, f: u64, claimed: Option<u64>) -> Option<u64> {
         // Relaxed: as in `claim`.
         let mut word = self.word.load(Ordering::Relaxed);
         // A few tries: each failure means other threads moved the cursor;
@@ -372,11 +376,12 @@ impl Cursor {
                             end,
                         })
                     });
-                    return;
+                    return Some(end);
                 }
                 Err(now) => word = now,
             }
         }
+        None
     }
 }
 
