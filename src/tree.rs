@@ -260,9 +260,7 @@ impl<const F: usize> LeafBlock<F> {
             return;
         }
         for leaf in &self.leaves {
-            // Relaxed: ours alone while retired; the retirer's fence and
-            // Release hint writes publish the store.
-            leaf.claimed.store(Self::EMPTY, Ordering::Relaxed);
+            leaf.put_back();
         }
     }
 
@@ -290,7 +288,11 @@ impl<const F: usize> LeafBlock<F> {
         // (no key of it can be claimed, and every slot is already 0), and
         // readers only load them. On private anonymous memory (what an
         // allocator hands out) the discard makes each word read 0, an empty
-        // leaf's value for every word at fan-out 64 (checked above).
+        // leaf's value for every word at fan-out 64 (checked above). The
+        // call, which returns only once every CPU has dropped the old
+        // mappings, orders the leaves' last releases before any later
+        // access to the fresh pages, as the Release stores of the other
+        // path do.
         if unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } != 0 {
             return false;
         }
@@ -315,6 +317,21 @@ impl<const F: usize> LeafBlock<F> {
             let _ =
                 unsafe { libc::madvise(addr, Self::layout().size(), libc::MADV_POPULATE_WRITE) };
         }
+    }
+}
+
+impl<const F: usize> Leaf<F> {
+    /// A retired leaf of a block back to empty (claim word from
+    /// `u64::MAX` to [`LeafBlock::EMPTY`]).
+    fn put_back(&self) {
+        // Release, and a read-modify-write (not a store): the write stays
+        // in the release sequence of the leaf's last release, so the next
+        // claim of a key here (its Acquire fetch_or reads this write) is
+        // ordered after that release and its owner's null store to the
+        // slot. (A plain Relaxed store loses an entry in the loom model
+        // `cyclic_retire_races_alloc_in_the_chunk`.)
+        let was = self.claimed.swap(LeafBlock::<F>::EMPTY, Ordering::Release);
+        debug_assert_eq!(was, u64::MAX, "a leaf put back was not retired");
     }
 }
 
@@ -1351,9 +1368,7 @@ impl<const F: usize> Tree<F> {
             // (so a racing retirer, which takes them oldest first, never
             // holds one of ours).
             for leaf in block.leaves[..taken].iter().rev() {
-                // Relaxed: ours alone while retired; the fence and the
-                // Release hint writes below publish it.
-                leaf.claimed.store(LeafBlock::<F>::EMPTY, Ordering::Relaxed);
+                leaf.put_back();
             }
         }
         // SeqCst: our half of the Dekker pattern with a propagation that

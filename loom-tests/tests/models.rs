@@ -12,6 +12,11 @@
 //!
 //! The models bite: each weakening below of the core, made by hand and not
 //! kept, fails the models named.
+//! - a Cyclic retire that leaves its chunk's hints as they were (a hint
+//!   says full over an empty leaf), an exact scan that does not repeat
+//!   while a retire overlapped it (false ENOSPC), or retired leaves put
+//!   back by a Relaxed store instead of a Release read-modify-write (an
+//!   entry lost): `cyclic_retire_races_alloc_in_the_chunk`;
 //! - no SeqCst fence in `propagate_full`, or in `repair_above`, or no undo
 //!   of a propagator's clear: both `fill_races_free_*` and
 //!   `alloc_races_fill_and_free_no_false_enospc` (false ENOSPC);
@@ -1022,6 +1027,62 @@ fn alloc_races_repairer_no_false_enospc() {
             assert_eq!(ledger.drops(token), 1, "probe {token} drop count");
         }
         assert_eq!(ledger.total_drops(), made, "drops of unknown probes");
+    });
+}
+
+/// Cyclic reclaim: the free of a chunk's last live ID retires the chunk
+/// (claim words to full, then back to empty, hints put back) while another
+/// thread allocates in that chunk. Fan-out 2 over IDs 0..=11: three chunks
+/// of 4, each with a leaf block. IDs 0..=8 were handed out in order and
+/// 1..=7 freed, so the cursor is in chunk 2 and chunk 0 (outside its
+/// window) holds only 0. One thread frees 0, which retires chunk 0 unless
+/// the alloc's claim comes first; the other allocates in 0..=3, where 1, 2
+/// and 3 were free for its whole call: it must get one of them (or 0), the
+/// retire must leave no leaf retired and every hint exact, and afterwards
+/// exactly the rest of the chunk is claimable.
+#[test]
+fn cyclic_retire_races_alloc_in_the_chunk() {
+    model(3, || {
+        let ledger = Ledger::new();
+        let space = new_space::<2>(0, 11, Policy::Cyclic);
+        let set = Arc::new(space.new_set());
+        for id in 0..=8 {
+            assert_eq!(set.alloc(0, 11, ledger.probe(id, 0)), Ok(id as Ioasid));
+        }
+        for id in 1..=7 {
+            assert_eq!(set.free(id), Ok(()));
+        }
+        assert_eq!(space.chunks_reclaimed(), 0, "chunk 0 still holds 0");
+        let freer = {
+            let set = set.clone();
+            spawn(move || set.free(0))
+        };
+        let allocator = {
+            let (set, ledger) = (set.clone(), ledger.clone());
+            spawn(move || set.alloc(0, 3, ledger.probe(9, 0)))
+        };
+        assert_eq!(freer.join().unwrap(), Ok(()));
+        let got = allocator.join().unwrap();
+        assert!(
+            matches!(got, Ok(0..=3)),
+            "1, 2 and 3 were free for the whole call: {got:?}"
+        );
+        // Chunk 0 by the free; chunk 1 too if the alloc, which wraps the
+        // cursor into chunk 0, came last (chunk 1 left its window).
+        assert!(space.chunks_reclaimed() <= 2);
+        space.check_invariants().expect("after the race");
+        // The other three IDs of chunk 0 are found, then it is full.
+        for token in 10..13 {
+            assert!(
+                matches!(set.alloc(0, 3, ledger.probe(token, 0)), Ok(0..=3)),
+                "a key of the retired chunk was lost"
+            );
+        }
+        assert_eq!(set.alloc(0, 3, ledger.probe(13, 0)), Err(Error::NoSpace));
+        space.check_invariants().expect("chunk 0 refilled");
+        drop(set);
+        drop(space);
+        assert_all_dropped_once(&ledger, 14);
     });
 }
 
