@@ -159,6 +159,9 @@ fn threads_hammer_a_range_of_128() {
 #[test]
 fn threads_hammer_a_range_that_spans_many_leaves() {
     hammer::<2>(0, 300, Policy::Lowest, 10_000);
+    // Cyclic over 75 chunks of 4 keys: chunks the cursor leaves empty are
+    // retired while other threads claim, free and find around them.
+    hammer::<2>(0, 300, Policy::Cyclic, 10_000);
     hammer::<8>(1, 0xFFFFF, Policy::Any, 10_000);
 }
 
