@@ -12,7 +12,8 @@
 //! compare-and-swap (the loser frees its unpublished node) and are never
 //! removed while the tree lives, so a reader needs no protection for nodes,
 //! only for what an entry word points to (which the caller reclaims through
-//! the epoch).
+//! the epoch). (A Cyclic tree gives back the *pages* of empty chunks'
+//! leaves, never the nodes: see "Reclaimed chunks".)
 //!
 //! The *low subtree*: in a tree of more than 4 levels, the nodes on the path
 //! of key 0 down to the one covering keys `0..F^4` are created with the

@@ -1228,24 +1228,6 @@ fn custom_free_races_reissue_of_the_same_id() {
     });
 }
 
-/// A custom allocator that answers every request with ID 5 and counts the
-/// frees it is sent.
-struct Answers5 {
-    freed: loom::sync::atomic::AtomicUsize,
-}
-
-impl CustomAllocator for Answers5 {
-    fn alloc(&self, _min: Ioasid, _max: Ioasid) -> CustomAlloc {
-        CustomAlloc::Id(5)
-    }
-
-    fn free(&self, id: Ioasid) {
-        assert_eq!(id, 5);
-        // SeqCst: a plain counter of the model.
-        self.freed.fetch_add(1, LoomOrdering::SeqCst);
-    }
-}
-
 /// SPEC 6.3 and 6.6, the kernel's order with a notifier: a kernel-form
 /// free of custom ID 5 (FREE first, the hook after the send) races the
 /// teardown of its set (which detaches a word whose free is under way, or
@@ -1256,7 +1238,7 @@ fn custom_free_sends_free_first_and_races_set_teardown() {
     model(2, || {
         let ledger = Ledger::new();
         let space = new_space::<4>(0, 7, Policy::Lowest);
-        let hook = Arc::new(Answers5 {
+        let hook = Arc::new(SameId {
             freed: loom::sync::atomic::AtomicUsize::new(0),
         });
         space.set_allocator(Some(CustomHook::new(hook.clone())));
