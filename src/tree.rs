@@ -110,6 +110,10 @@
 //!   `hint_seq` and scans exactly; an exact scan that finds nothing while a
 //!   retire was active, or started during it, scans again (retires are
 //!   short and rare: one per chunk per sweep of the cursor).
+//! - One retire at a time per tree (`Reclaim::busy`; another gives up):
+//!   whether the discard dropped the pages is read from a word of the
+//!   block no claim writes (`LeafBlock::canary`), since claims may set
+//!   bits in the claim words as soon as the pages are gone.
 //! - When: the cursor's chunk and the one before it are protected (a
 //!   thread's batch, or a call in flight, claims there). When the cursor
 //!   enters another chunk, the chunks that fall out of that window are
@@ -121,7 +125,8 @@ use crate::radix::{
     MAX_LEVELS,
 };
 use crate::sync::{
-    atomic_array, fence, install, yield_now, AtomicPtr, AtomicU64, CachePadded, Ordering,
+    atomic_array, fence, install, yield_now, AtomicBool, AtomicPtr, AtomicU64, CachePadded,
+    Ordering,
 };
 use std::alloc::Layout;
 use std::mem::MaybeUninit;
@@ -190,6 +195,10 @@ struct Leaf<const F: usize> {
 /// (module docs, "Reclaimed chunks").
 struct LeafBlock<const F: usize> {
     leaves: [Leaf<F>; F],
+    /// Written only by the one retirer (`Reclaim::busy`): 1 before a
+    /// discard, read back after it to tell whether the pages were dropped
+    /// (a word no claimer ever writes, unlike the leaves' claim words).
+    canary: AtomicU64,
 }
 
 /// The alignment of a leaf block of a page or more: whole pages, so that
@@ -228,6 +237,8 @@ impl<const F: usize> LeafBlock<F> {
             // `Self` and so for its leaves; nothing is there yet to drop.
             unsafe { ptr::addr_of_mut!((*block.as_ptr()).leaves[i]).write(leaf) };
         }
+        // SAFETY: as above, the block's last field.
+        unsafe { ptr::addr_of_mut!((*block.as_ptr()).canary).write(AtomicU64::new(0)) };
         block
     }
 
@@ -283,23 +294,27 @@ impl<const F: usize> LeafBlock<F> {
         {
             return false;
         }
+        // Relaxed: only the one retirer (`Reclaim::busy`) reads or writes it.
+        self.canary.store(1, Ordering::Relaxed);
         // SAFETY: `addr..addr + len` is exactly this block's allocation, in
         // whole pages (checked above), so nothing else is touched. Every
-        // word there is an atomic of a retired leaf: no thread writes one
-        // (no key of it can be claimed, and every slot is already 0), and
-        // readers only load them. On private anonymous memory (what an
-        // allocator hands out) the discard makes each word read 0, an empty
-        // leaf's value for every word at fan-out 64 (checked above). The
-        // call, which returns only once every CPU has dropped the old
-        // mappings, orders the leaves' last releases before any later
-        // access to the fresh pages, as the Release stores of the other
-        // path do.
+        // word there is an atomic of a retired leaf, which no thread writes
+        // (no key of it can be claimed, and every slot is already 0) and
+        // readers only load, or the canary, which only we use. On private
+        // anonymous memory (what an allocator hands out) the discard makes
+        // each word read 0, an empty leaf's value for every word at fan-out
+        // 64 (checked above). The call, which returns only once every CPU
+        // has dropped the old mappings, orders the leaves' last releases
+        // before any later access to the fresh pages, as the Release swaps
+        // of the other path do.
         if unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } != 0 {
             return false;
         }
-        // Any other mapping keeps its contents: the first claim word tells
-        // (the block is one allocation, so one mapping). Relaxed: ours.
-        self.leaves[0].claimed.load(Ordering::Relaxed) == Self::EMPTY
+        // Any other mapping keeps its contents: the canary tells (the block
+        // is one allocation, so one mapping). Not a claim word: once the
+        // pages are dropped, claims may already be setting bits there.
+        // Relaxed: as the store.
+        self.canary.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -345,6 +360,10 @@ struct Reclaim {
     seq: AtomicU64,
     /// Chunks retired so far (for tests and benchmarks).
     retired: AtomicU64,
+    /// Set while a retire runs: one at a time per tree (another that finds
+    /// it set gives up; the chunk is examined again later). So a discard's
+    /// fallback never meets another retirer's leaves.
+    busy: AtomicBool,
 }
 
 /// A position in the tree (a node with its level).
@@ -518,6 +537,7 @@ impl<const F: usize> Tree<F> {
                     cursor_chunk: AtomicU64::new(0),
                     seq: AtomicU64::new(0),
                     retired: AtomicU64::new(0),
+                    busy: AtomicBool::new(false),
                 }))
             }),
         }
@@ -1335,6 +1355,14 @@ impl<const F: usize> Tree<F> {
     /// Retires the chunk at the end of `path`, whose leaf block is `block`,
     /// unless a claim comes first (module docs).
     fn retire(&self, reclaim: &Reclaim, path: &Path<F>, block: &LeafBlock<F>) {
+        // Acquire: after the previous retirer's writes (its Release below).
+        if reclaim
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         let (node, _) = path.get(path.len - 1);
         self.enter_hint_update();
         // Relaxed: as `enter_hint_update` (our next write is a Release RMW).
@@ -1384,6 +1412,8 @@ impl<const F: usize> Tree<F> {
         // Release: a scan that reads the decrement sees the leaves and
         // hints put back.
         reclaim.seq.fetch_sub(1, Ordering::Release);
+        // Release: pairs with the next retirer's Acquire.
+        reclaim.busy.store(false, Ordering::Release);
     }
 
     /// The inner nodes from the root down to the chunk over `base`, that
@@ -1834,8 +1864,8 @@ mod tests {
         tree.cursor_at(chunk - 1, chunk);
         tree.cursor_at(2 * chunk - 1, 2 * chunk);
         assert_eq!(tree.chunks_retired(), 1);
-        // At most the page of the first claim word, which the retire read
-        // back (mapped to the kernel's shared zero page, not memory of ours).
+        // At most the page of the canary, which the retire read back
+        // (mapped to the kernel's shared zero page, not memory of ours).
         assert!(resident() <= 1, "the retired block's pages are gone");
         assert_eq!(tree.check_quiescent(&mut |_, _| ()), Ok(()));
         assert_eq!(tree.slot(77).unwrap().word().load(Ordering::Relaxed), 0);
