@@ -517,6 +517,41 @@ mod tests {
         space.check_invariants().unwrap();
     }
 
+    /// A batch ends once the shared cursor is two chunks past it (a Cyclic
+    /// tree retires chunks that leave the cursor's window): the thread
+    /// follows the cursor again instead of claiming behind it.
+    #[test]
+    fn a_batch_two_chunks_behind_the_cursor_ends() {
+        // Fan-out 4: chunks of 16 keys.
+        let space = cyclic();
+        let set = space.new_set();
+        assert_eq!(set.alloc(0, 63, 0), Ok(0));
+        let cursor = &space.inner.cursor;
+        cursor.take_batch(64, 4, Some(0));
+        assert_eq!(cursor.load(Ordering::Relaxed), 8, "the batch is 1..8");
+        assert_eq!(set.alloc(0, 63, 0), Ok(1));
+        // Another thread takes the cursor into chunk 1: the batch is one
+        // chunk behind, still in the window.
+        let follow = |to: u32| {
+            std::thread::scope(|s| {
+                s.spawn(|| loop {
+                    let id = set.alloc(0, 63, 0).unwrap();
+                    set.free(id).unwrap();
+                    if id == to {
+                        break;
+                    }
+                });
+            })
+        };
+        follow(20);
+        assert_eq!(set.alloc(0, 63, 0), Ok(2), "one chunk behind: the batch");
+        // Into chunk 2: the batch (chunk 0) is out of the window.
+        follow(33);
+        assert_eq!(set.alloc(0, 63, 0), Ok(34), "two chunks behind: the cursor");
+        assert_eq!(space.chunks_reclaimed(), 0, "chunk 0 holds 0, 1 and 2");
+        space.check_invariants().unwrap();
+    }
+
     /// A lost race keeps its key, behind the cursor or ahead of it; the
     /// batch goes on after the key when the key lies in it.
     #[test]
