@@ -96,8 +96,8 @@
 //!   *discard* the block's pages (`MADV_DONTNEED`: the kernel drops them,
 //!   and the next read of any word there is 0, the value every word of an
 //!   empty leaf has at fan-out 64); where the pages cannot be discarded, or
-//!   do not read back as empty, the claim words are stored back to empty
-//!   instead. Then a SeqCst fence, every hint bit of the chunk set again,
+//!   do not read back as empty, each claim word is put back to empty by a
+//!   Release swap instead. Then a SeqCst fence, every hint bit of the chunk set again,
 //!   and a repair upward if the chunk's hint had been empty (a claim that
 //!   met a retired leaf took it for full and propagated), and count out.
 //! - Why nothing is lost: while any claim bit of a leaf is set, its
@@ -258,8 +258,7 @@ impl<const F: usize> LeafBlock<F> {
 
     /// Puts every leaf of the block, all retired (claim word `u64::MAX`,
     /// every slot 0), back to empty: its pages discarded where they can
-    /// be, and every claim word that does not read [`LeafBlock::EMPTY`]
-    /// then stored back to it (module docs).
+    /// be, else every claim word put back ([`Leaf::put_back`]).
     fn empty_retired(&self) {
         debug_assert!(
             self.leaves
@@ -276,12 +275,32 @@ impl<const F: usize> LeafBlock<F> {
         }
     }
 
+    /// The block's allocation, as `madvise` takes it.
+    #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
+    fn range(&self) -> (*mut libc::c_void, usize) {
+        (ptr::from_ref(self).cast_mut().cast(), Self::layout().size())
+    }
+
+    /// Asks the kernel to map the block's pages writable (see
+    /// [`Tree::prefault_chunk`]); nothing where it cannot.
+    fn prefault(&self) {
+        #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
+        {
+            let (addr, len) = self.range();
+            // SAFETY: the range is this block's allocation; populating
+            // pages changes no byte of it (a page still mapped is left as
+            // it is, a discarded one comes back as zeros, as any first
+            // access would bring it). Older kernels refuse the advice
+            // (EINVAL), which is harmless: claims fault the pages in.
+            let _ = unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) };
+        }
+    }
+
     /// Asks the kernel to drop the block's pages (whole pages only); true
     /// if every word of the block now reads as an empty leaf's.
     #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
     fn discard_pages(&self) -> bool {
-        let addr: *mut libc::c_void = ptr::from_ref(self).cast_mut().cast();
-        let len = Self::layout().size();
+        let (addr, len) = self.range();
         // SAFETY: no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         let Ok(page) = usize::try_from(page) else {
@@ -315,24 +334,6 @@ impl<const F: usize> LeafBlock<F> {
         // pages are dropped, claims may already be setting bits there.
         // Relaxed: as the store.
         self.canary.load(Ordering::Relaxed) == 0
-    }
-}
-
-impl<const F: usize> LeafBlock<F> {
-    /// Asks the kernel to map the block's pages writable (see
-    /// [`Tree::prefault_chunk`]); nothing where it cannot.
-    fn prefault(&self) {
-        #[cfg(all(target_os = "linux", not(miri), not(ioasid_loom)))]
-        {
-            let addr: *mut libc::c_void = ptr::from_ref(self).cast_mut().cast();
-            // SAFETY: the range is this block's allocation; populating
-            // pages changes no byte of it (a page still mapped is left as
-            // it is, a discarded one comes back as zeros, as any first
-            // access would bring it). Older kernels refuse the advice
-            // (EINVAL), which is harmless: claims fault the pages in.
-            let _ =
-                unsafe { libc::madvise(addr, Self::layout().size(), libc::MADV_POPULATE_WRITE) };
-        }
     }
 }
 
@@ -1052,13 +1053,14 @@ impl<const F: usize> Tree<F> {
         }
         // Our bit was the leaf's last (a leaf with invalid keys below `F`
         // never empties so: its chunk has no block).
-        if word & !bit == LeafBlock::<F>::EMPTY && self.reclaim.is_some() {
+        if word & !bit == LeafBlock::<F>::EMPTY {
             self.leaf_emptied(key);
         }
     }
 
-    /// A reclaiming tree: the leaf of `key` was just emptied; its chunk is
-    /// examined if it lies outside the cursor's window.
+    /// The leaf of `key` was just emptied: in a reclaiming tree its chunk
+    /// is examined if it lies outside the cursor's window.
+    #[inline]
     fn leaf_emptied(&self, key: u64) {
         let Some(reclaim) = &self.reclaim else {
             return;
@@ -1268,15 +1270,22 @@ impl<const F: usize> Tree<F> {
     /// discarded ones come back as zeros, as a first access would bring
     /// them), so it is safe beside any reader or writer of the block.
     fn prefault_chunk(&self, chunk: u64) {
+        self.with_block(chunk, |_, block| block.prefault());
+    }
+
+    /// Calls `f` with the path down to chunk number `chunk` (that chunk
+    /// last) and its leaf block, if the chunk exists and has one (a
+    /// partial chunk never has).
+    fn with_block(&self, chunk: u64, f: impl FnOnce(&Path<F>, &LeafBlock<F>)) {
         let base = chunk << Self::CHUNK_BITS;
         if base + Self::CHUNK > self.geo.span() {
             return;
         }
         let Some(path) = self.path_to_chunk(base) else {
-            return;
+            return; // never made
         };
         if let Some(block) = path.get(path.len - 1).0.block() {
-            block.prefault();
+            f(&path, block);
         }
     }
 
@@ -1328,28 +1337,19 @@ impl<const F: usize> Tree<F> {
         let Some(reclaim) = &self.reclaim else {
             return;
         };
-        let base = chunk << Self::CHUNK_BITS;
-        if base + Self::CHUNK > self.geo.span() {
-            return; // a partial chunk: no block
-        }
-        let Some(path) = self.path_to_chunk(base) else {
-            return; // never made
-        };
-        let (node, _) = path.get(path.len - 1);
-        let Some(block) = node.block() else {
-            return;
-        };
-        // Relaxed: a guess (the CASes below decide). The highest leaf
-        // first: the last one the cursor filled, the likeliest to be live.
-        if block
-            .leaves
-            .iter()
-            .rev()
-            .any(|leaf| leaf.claimed.load(Ordering::Relaxed) != LeafBlock::<F>::EMPTY)
-        {
-            return;
-        }
-        self.retire(reclaim, &path, block);
+        self.with_block(chunk, |path, block| {
+            // Relaxed: a guess (the CASes in `retire` decide). The highest
+            // leaf first: the last one the cursor filled, the likeliest to
+            // be live.
+            let empty = block
+                .leaves
+                .iter()
+                .rev()
+                .all(|leaf| leaf.claimed.load(Ordering::Relaxed) == LeafBlock::<F>::EMPTY);
+            if empty {
+                self.retire(reclaim, path, block);
+            }
+        });
     }
 
     /// Retires the chunk at the end of `path`, whose leaf block is `block`,

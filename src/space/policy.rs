@@ -429,7 +429,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
 #[cfg(all(test, not(ioasid_loom)))]
 mod tests {
-    use crate::fanout::Space;
+    use crate::fanout::{Set, Space};
     use crate::{Domain, Policy};
     use std::sync::atomic::Ordering;
 
@@ -440,6 +440,16 @@ mod tests {
             .domain(Domain::new())
             .build()
             .unwrap()
+    }
+
+    /// On a fresh [`cyclic`] space: 0 allocated, then a lost race's batch
+    /// (keys 1..8, the cursor at 8) and 1 allocated from it.
+    fn batch_after_0(space: &Space<u32, 4>, set: &Set<u32, 4>) {
+        assert_eq!(set.alloc(0, 63, 0), Ok(0));
+        let cursor = &space.inner.cursor;
+        cursor.take_batch(64, 4, Some(0));
+        assert_eq!(cursor.load(Ordering::Relaxed), 8, "the batch is 1..8");
+        assert_eq!(set.alloc(0, 63, 0), Ok(1));
     }
 
     /// A lost cursor CAS, step by step on one thread: the batch is the
@@ -486,11 +496,8 @@ mod tests {
     fn a_batch_ends_when_the_cursor_comes_round() {
         let space = cyclic();
         let set = space.new_set();
-        assert_eq!(set.alloc(0, 63, 0), Ok(0));
+        batch_after_0(&space, &set);
         let cursor = &space.inner.cursor;
-        cursor.take_batch(64, 4, Some(0));
-        assert_eq!(cursor.load(Ordering::Relaxed), 8, "the batch is 1..8");
-        assert_eq!(set.alloc(0, 63, 0), Ok(1));
         set.free(1).unwrap();
         // Another thread takes the cursor round, past the batch's position.
         std::thread::scope(|s| {
@@ -525,11 +532,7 @@ mod tests {
         // Fan-out 4: chunks of 16 keys.
         let space = cyclic();
         let set = space.new_set();
-        assert_eq!(set.alloc(0, 63, 0), Ok(0));
-        let cursor = &space.inner.cursor;
-        cursor.take_batch(64, 4, Some(0));
-        assert_eq!(cursor.load(Ordering::Relaxed), 8, "the batch is 1..8");
-        assert_eq!(set.alloc(0, 63, 0), Ok(1));
+        batch_after_0(&space, &set);
         // Another thread takes the cursor into chunk 1: the batch is one
         // chunk behind, still in the window.
         let follow = |to: u32| {
