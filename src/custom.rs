@@ -187,6 +187,7 @@ impl CustomIds {
     /// Relaxed: a hint. An ID's record is made under the lock before its
     /// word is published with Release; a free that loaded that word with
     /// Acquire therefore reads a count that includes it.
+    #[inline]
     pub(crate) fn any(&self) -> bool {
         self.live.load(Ordering::Relaxed) > 0
     }

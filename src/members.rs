@@ -130,6 +130,7 @@ impl<const F: usize> Members<F> {
 
     /// Marks `key` as the set's. The caller has just published the key's
     /// entry word naming the set (see the module docs).
+    #[inline]
     pub(crate) fn insert_published(&self, key: u64) {
         let group = key >> Self::BITS;
         let (serial, recent_group, recent) = RECENT.with(Cell::get);

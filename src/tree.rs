@@ -876,6 +876,7 @@ impl<const F: usize> Tree<F> {
     /// Claims the lowest free key of `leaf` in `lo..=hi`. `path`: the inner
     /// nodes above the leaf, or `None` to look them up if a propagation
     /// needs them.
+    #[inline]
     fn claim_in_leaf<'t>(
         &'t self,
         leaf: &'t Leaf<F>,

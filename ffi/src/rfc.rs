@@ -127,6 +127,7 @@ fn vendor_ids() -> MutexGuard<'static, Vendors> {
 /// global domain is held over the free and the hook, so the hook runs in a
 /// read-side section as every vendor hook does. With none, nothing is
 /// pinned here.
+#[inline]
 pub(crate) fn free_id<E>(id: ioasid_t, free: impl FnOnce() -> Result<bool, E>) -> Result<bool, E> {
     // Relaxed: a hint. The count is raised before a vendor ID's word is
     // published (Release); whoever learnt the ID read that word or was
