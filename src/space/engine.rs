@@ -222,7 +222,9 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 |guard| self.load(id, guard),
             )
         }));
-        if let Some(word) = note.owned_word() {
+        // Pinned only if there is something to reclaim (an inline value
+        // with no drop glue is just bits).
+        if let Some(word) = note.owned_word().filter(|&w| entry::needs_drop::<T>(w)) {
             self.retire(word, &self.pin());
         }
         let after = self.after_send(after);
