@@ -21,6 +21,8 @@
 //!   until no call is in flight (calls of the block on the unregistering
 //!   thread's own stack excepted: a block that unregisters itself does not
 //!   wait for itself).
+//! - A set's chain and tag live on its core (`owners.rs`): an event finds
+//!   them through the owner index of the ID's word, with no lock.
 //! - Each space keeps `active`: the number of registrations (global or of
 //!   one of its sets) that can see its events. The paths that emit events
 //!   load it once; zero means nothing more is done, so spaces without
@@ -42,10 +44,10 @@
 use crate::custom::CustomHook;
 use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
+use crate::owners::SetCore;
 use crate::sync::{thread_local, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::Ioasid;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::ControlFlow;
@@ -570,29 +572,21 @@ impl<T: Payload> fmt::Debug for Registration<T> {
     }
 }
 
-/// What a space keeps of its sets for notifications.
-struct SetHooks<T: Payload> {
-    chain: Option<StdArc<Chain<T>>>,
-    tag: usize,
-}
-
-impl<T: Payload> Default for SetHooks<T> {
-    fn default() -> Self {
-        SetHooks {
-            chain: None,
-            tag: 0,
-        }
-    }
-}
-
 /// A space's notification state.
 pub(crate) struct SpaceNotify<T: Payload> {
     /// Registrations that see this space's events (module docs).
     active: AtomicUsize,
     serial: u64,
     hub: Notifiers<T>,
-    /// Owner index -> the set's chain and tag, for sets that have either.
-    sets: Mutex<BTreeMap<u16, SetHooks<T>>>,
+}
+
+/// The chain of the set whose core is `core`, if one was made.
+fn set_chain<T: Payload, const F: usize>(core: &SetCore<F>) -> Option<&StdArc<Chain<T>>> {
+    core.chain.get().map(|chain| {
+        chain
+            .downcast_ref::<StdArc<Chain<T>>>()
+            .expect("a set's chain has its space's payload type")
+    })
 }
 
 impl<T: Payload> SpaceNotify<T> {
@@ -603,7 +597,6 @@ impl<T: Payload> SpaceNotify<T> {
             active: AtomicUsize::new(0),
             serial: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             hub,
-            sets: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -629,22 +622,17 @@ impl<T: Payload> SpaceNotify<T> {
         &self.hub
     }
 
-    /// Registers on the chain of the set with owner index `owner`.
-    pub(crate) fn register_set(
+    /// Registers on the chain of the set whose core is `core`.
+    pub(crate) fn register_set<const F: usize>(
         &self,
-        owner: u16,
+        core: &SetCore<F>,
         priority: i32,
         callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
     ) -> Registration<T> {
         let block = new_block(priority, callback);
-        let chain = {
-            let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-            sets.entry(owner)
-                .or_default()
-                .chain
-                .get_or_insert_with(|| StdArc::new(Chain::new()))
-                .clone()
-        };
+        core.chain
+            .get_or_init(|| Box::new(StdArc::new(Chain::<T>::new())));
+        let chain = set_chain::<T, F>(core).expect("made above").clone();
         // Relaxed: as in `Notifiers::register`; raised before the insert.
         self.active.fetch_add(1, Ordering::Relaxed);
         chain.insert(block.clone());
@@ -656,57 +644,32 @@ impl<T: Payload> SpaceNotify<T> {
         }
     }
 
-    /// True if the set with owner index `owner` has registered blocks.
-    pub(crate) fn set_has_blocks(&self, owner: u16) -> bool {
-        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        sets.get(&owner)
-            .and_then(|h| h.chain.as_ref())
-            .is_some_and(|c| !c.is_empty())
+    /// True if the set whose core is `core` has registered blocks.
+    pub(crate) fn set_has_blocks<const F: usize>(&self, core: &SetCore<F>) -> bool {
+        set_chain::<T, F>(core).is_some_and(|c| !c.is_empty())
     }
 
-    pub(crate) fn set_tag(&self, owner: u16, tag: usize) {
-        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        sets.entry(owner).or_default().tag = tag;
-    }
-
-    pub(crate) fn tag(&self, owner: u16) -> usize {
-        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        sets.get(&owner).map_or(0, |h| h.tag)
-    }
-
-    /// Forgets a set that is going away (before its index can be reused).
-    /// Its registrations stay valid; they see no more events.
-    pub(crate) fn forget_set(&self, owner: u16) {
-        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        sets.remove(&owner);
-    }
-
-    /// An event of `id`, captured while the caller may follow `owner`
-    /// (it holds the set, or a guard under which it loaded a word naming
-    /// it), to be sent once the caller holds no guard. `word` is the ID's
-    /// word; `owned`: the caller took it out of its slot and hands its
-    /// value to the note (dropped through the epoch once sent).
-    pub(crate) fn note(
+    /// An event of `id`, captured while the caller may follow `owner` and
+    /// `core`, its set's core (it holds the set, or a guard under which it
+    /// loaded a word naming it), to be sent once the caller holds no
+    /// guard. `word` is the ID's word; `owned`: the caller took it out of
+    /// its slot and hands its value to the note (dropped through the epoch
+    /// once sent).
+    pub(crate) fn note<const F: usize>(
         &self,
         event: Event,
         id: Ioasid,
         owner: u16,
+        core: Option<&SetCore<F>>,
         word: u64,
         owned: bool,
     ) -> Note<T> {
-        let (chain, tag) = if owner == 0 {
-            (None, 0)
-        } else {
-            let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-            sets.get(&owner)
-                .map_or((None, 0), |h| (h.chain.clone(), h.tag))
-        };
         Note {
             event,
             id,
             set: (owner != 0).then_some(SetId(owner)),
-            chain,
-            tag,
+            chain: core.and_then(set_chain::<T, F>).cloned(),
+            tag: core.map_or(0, SetCore::tag),
             word,
             owned,
             spid: None,
@@ -939,6 +902,27 @@ impl<T: Payload> Note<T> {
 }
 
 impl<T: Payload, const F: usize> crate::space::SpaceInner<T, F> {
+    /// [`SpaceNotify::note`] for an ID whose word names `owner`: the caller
+    /// holds the set, or a guard under which it loaded a word naming it.
+    pub(crate) fn note(
+        &self,
+        event: Event,
+        id: Ioasid,
+        owner: u16,
+        word: u64,
+        owned: bool,
+    ) -> Note<T> {
+        let core = if owner == 0 {
+            None
+        } else {
+            // SAFETY: the owners invariant (owners.rs): the caller holds the
+            // set, or a guard that loaded a word naming `owner`, so the
+            // table entry points at the set's live core.
+            unsafe { self.sets.get(owner).as_ref() }
+        };
+        self.notify.note(event, id, owner, core, word, owned)
+    }
+
     /// Sends BIND or UNBIND of `id` with `spid` once the attach or detach
     /// took effect (a free's detach sends none: its FREE says it all). An
     /// ID freed meanwhile gets none either.
@@ -952,7 +936,7 @@ impl<T: Payload, const F: usize> crate::space::SpaceInner<T, F> {
                 return;
             };
             // Under `guard`, the word's owner index names its set.
-            let mut note = self.notify.note(event, id, entry::owner(word), word, false);
+            let mut note = self.note(event, id, entry::owner(word), word, false);
             note.spid = Some(spid);
             note
         };

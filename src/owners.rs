@@ -25,10 +25,13 @@ use crate::entry::MAX_SETS;
 use crate::error::Error;
 use crate::members::Members;
 use crate::spid::SpidTable;
-use crate::sync::{atomic_array, install, AtomicPtr, AtomicU64, CachePadded, Ordering};
+use crate::sync::{
+    atomic_array, install, AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering,
+};
+use std::any::Any;
 use std::collections::BTreeSet;
 use std::ptr;
-use std::sync::{Arc as StdArc, Mutex};
+use std::sync::{Arc as StdArc, Mutex, OnceLock};
 
 /// The shared state of one set.
 pub(crate) struct SetCore<const F: usize> {
@@ -45,6 +48,15 @@ pub(crate) struct SetCore<const F: usize> {
     /// Set private IDs (SPEC 6.5): null until the set's first attach, so a
     /// set that never attaches pays one null pointer.
     pub(crate) spids: AtomicPtr<SpidTable>,
+    /// The word every notification of the set's IDs carries
+    /// ([`crate::Set::set_tag`]).
+    tag: AtomicUsize,
+    /// The set's notifier chain (a `notify::Chain<T>` behind an `Arc`,
+    /// typed by `notify.rs`): empty until the set's first registration.
+    /// Kept on the core, so an event of the set's ID reaches its chain and
+    /// tag with the loads that reach the core (the module invariant says
+    /// when), and a reused index starts with neither.
+    pub(crate) chain: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 const LIVE_MASK: u64 = u32::MAX as u64;
@@ -67,7 +79,21 @@ impl<const F: usize> SetCore<F> {
             })),
             members: Members::new(span),
             spids: AtomicPtr::new(ptr::null_mut()),
+            tag: AtomicUsize::new(0),
+            chain: OnceLock::new(),
         }
+    }
+
+    /// The set's tag ([`crate::Set::set_tag`]).
+    pub(crate) fn tag(&self) -> usize {
+        // Relaxed: a word stored for the user, ordering nothing else; a
+        // store before an event on the same thread is seen by coherence.
+        self.tag.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_tag(&self, tag: usize) {
+        // Relaxed: as in `tag`.
+        self.tag.store(tag, Ordering::Relaxed);
     }
 
     pub(crate) fn has_quota(&self) -> bool {

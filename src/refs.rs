@@ -430,7 +430,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                     }
                     if let (Some(word), Some(out)) = (pending_word, note.as_deref_mut()) {
                         let owner = entry::owner(word);
-                        let mut free = self.notify.note(Event::Free, id, owner, word, false);
+                        let mut free = self.note(Event::Free, id, owner, word, false);
                         free.spid = spid;
                         if hold_number {
                             free.after = AfterSend::EndSending(key);
@@ -472,9 +472,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 // the word's owner valid.
                 // Acquire: pairs with the Release publish / set_data.
                 let word = slot.word().load(Ordering::Acquire);
-                let mut free = self
-                    .notify
-                    .note(Event::Free, id, entry::owner(word), word, false);
+                let mut free = self.note(Event::Free, id, entry::owner(word), word, false);
                 free.after = AfterSend::ReleaseTracked(key);
                 *out = Some(free);
                 return;

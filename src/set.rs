@@ -643,12 +643,12 @@ impl<T: Payload, const F: usize> Set<T, F> {
     /// # Ok::<(), ioasid::Error>(())
     /// ```
     pub fn set_tag(&self, tag: usize) {
-        self.space.inner.notify.set_tag(self.index, tag)
+        self.core().set_tag(tag)
     }
 
     /// The word stored by [`Set::set_tag`].
     pub fn tag(&self) -> usize {
-        self.space.inner.notify.tag(self.index)
+        self.core().tag()
     }
 
     /// Registers `callback` on this set's notifier chain with `priority`
@@ -689,12 +689,12 @@ impl<T: Payload, const F: usize> Set<T, F> {
         self.space
             .inner
             .notify
-            .register_set(self.index, priority, callback)
+            .register_set(self.core(), priority, callback)
     }
 
     /// True if this set's chain has registered notifiers.
     pub fn has_notifiers(&self) -> bool {
-        self.space.inner.notify.set_has_blocks(self.index)
+        self.space.inner.notify.set_has_blocks(self.core())
     }
 }
 
@@ -712,8 +712,6 @@ impl<T: Payload, const F: usize> Drop for Set<T, F> {
         if let (Some(capacity), Some(quota)) = (&self.capacity, self.core().quota()) {
             capacity.give(quota as u64);
         }
-        // Before the index can be reused (below, after a grace period).
-        inner.notify.forget_set(self.index);
         let guard = self.space.pin();
         let core = self.core;
         let index = self.index;

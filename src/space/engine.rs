@@ -163,17 +163,17 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
         // After the publish (members.rs: the word, a fence, then the bit).
         set.members.insert_published(u64::from(id - self.min));
         if self.notify.active() {
-            self.notify_alloc(id, owner, word);
+            self.notify_alloc(id, owner, set, word);
         }
         Ok(id)
     }
 
     #[cold]
     #[inline(never)]
-    fn notify_alloc(&self, id: Ioasid, owner: u16, word: u64) {
-        // The caller holds the set, so its owner index is valid.
+    fn notify_alloc(&self, id: Ioasid, owner: u16, set: &SetCore<F>, word: u64) {
+        // The caller holds the set, so its core is valid.
         self.send_to(
-            Some(self.notify.note(Event::Alloc, id, owner, word, false)),
+            Some(self.notify.note(Event::Alloc, id, owner, Some(set), word, false)),
             Chains::BOTH,
         );
     }
@@ -470,9 +470,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
                 // found (and recorded as being freed: not freed or got
                 // again); its hook, the word's removal and the number's
                 // release follow the send.
-                let mut free = self
-                    .notify
-                    .note(Event::Free, id, entry::owner(word), word, false);
+                let mut free = self.note(Event::Free, id, entry::owner(word), word, false);
                 free.after = AfterSend::FinishCustom(key, hook);
                 *out = Some(free);
             }
@@ -538,9 +536,7 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     /// `after` for its sender. The caller's guard (kernel form) or set keeps
     /// the word's owner index valid.
     pub(crate) fn free_note(&self, id: Ioasid, word: u64, after: AfterSend) -> Note<T> {
-        let mut note = self
-            .notify
-            .note(Event::Free, id, entry::owner(word), word, true);
+        let mut note = self.note(Event::Free, id, entry::owner(word), word, true);
         note.after = after;
         note
     }

@@ -649,7 +649,6 @@ impl<T: Payload, const F: usize> Space<T, F> {
             // Under `guard`, the word's owner index names its set.
             let mut note = self
                 .inner
-                .notify
                 .note(event, id, entry::owner(word), word, false);
             note.spid = self.inner.spid(id);
             note
