@@ -15,7 +15,7 @@
 
 use crate::errno;
 use crate::sets::domain;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ffi::c_int;
 
 /// How deep this thread is in read-side sections.
@@ -37,7 +37,8 @@ thread_local! {
     };
     /// The guard of this thread's outermost read lock, if any. Touched only
     /// by the outermost lock and unlock.
-    static READ_GUARD: RefCell<Option<ioasid_core::Guard>> = const { RefCell::new(None) };
+    /// A `Cell`, not a `RefCell`: the guard only moves in and out whole.
+    static READ_GUARD: Cell<Option<ioasid_core::Guard>> = const { Cell::new(None) };
 }
 
 /// True if this thread is inside a read-side section, where waiting for
@@ -72,7 +73,11 @@ pub(crate) fn read_lock() {
     });
     if outer {
         let guard = domain().pin();
-        READ_GUARD.with(|g| *g.borrow_mut() = Some(guard));
+        let before = READ_GUARD.with(|g| g.replace(Some(guard)));
+        // INVARIANT: the outermost lock finds no guard (the outermost unlock
+        // took it), so nothing is dropped here.
+        debug_assert!(before.is_none());
+        std::mem::forget(before);
     }
 }
 
@@ -90,7 +95,7 @@ pub(crate) fn read_unlock() -> bool {
     if left == 0 {
         // Taken out before the drop: unpinning may run deferred drops,
         // which must find the cache released.
-        let guard = READ_GUARD.with(|g| g.borrow_mut().take());
+        let guard = READ_GUARD.with(Cell::take);
         drop(guard);
     }
     true
@@ -99,7 +104,12 @@ pub(crate) fn read_unlock() -> bool {
 /// True while this thread's read locks hold their cached guard.
 #[cfg(test)]
 pub(crate) fn holds_read_guard() -> bool {
-    READ_GUARD.with(|g| g.borrow().is_some())
+    READ_GUARD.with(|g| {
+        let guard = g.take();
+        let held = guard.is_some();
+        g.set(guard);
+        held
+    })
 }
 
 /// Waits for every reader of every space, or reports that this thread would
