@@ -11,16 +11,23 @@
 //!
 //! ## The protocol
 //!
-//! - A chain is a copy-on-write array of blocks behind a mutex: a call
-//!   clones the array (an `Arc`) under the mutex and runs the blocks with
-//!   no lock held, so a block may call back into the library, register or
-//!   unregister blocks (itself excepted, see below) and wait for readers.
-//! - Each block has one state word: bit `DEAD` and the number of calls of
-//!   it in flight. A call enters with a CAS that fails once `DEAD` is set;
-//!   unregister removes the block from the array, sets `DEAD`, then waits
-//!   until no call is in flight (calls of the block on the unregistering
-//!   thread's own stack excepted: a block that unregisters itself does not
-//!   wait for itself).
+//! - A chain is a copy-on-write snapshot of its blocks behind a mutex,
+//!   with a version bumped at each change. A call loads the version and
+//!   uses the snapshot its thread cached for that chain and version
+//!   (module `snapshots`), taking the mutex only when the version moved:
+//!   an event of an unchanged chain takes no lock and writes no shared
+//!   word. The blocks run with no lock held, so a block may call back into
+//!   the library, register or unregister blocks (itself excepted, see
+//!   below) and wait for readers.
+//! - Each block has a `dead` flag and an in-flight count split into
+//!   per-thread shards. A call raises its thread's shard, then checks
+//!   `dead` (both SeqCst) and backs out if it is set; unregister removes
+//!   the block from the chain, sets `dead` (SeqCst), then waits until the
+//!   shards add up to the calls of the block on its own thread's stack (a
+//!   block that unregisters itself does not wait for itself), and drops
+//!   the callback: at once, or when the outermost of those own calls ends.
+//!   A snapshot cached by another thread may still hold the block; it
+//!   holds nothing the callback captured.
 //! - A set's chain and tag live on its core (`owners.rs`): an event finds
 //!   them through the owner index of the ID's word, with no lock.
 //! - Each space keeps `active`: the number of registrations (global or of
@@ -29,10 +36,13 @@
 //!   notifiers pay one load per alloc or free.
 //!
 //! INVARIANTS:
-//! - A block is in a chain's array only while its state has no `DEAD`; a
-//!   call runs the block's callback only between a successful enter and its
-//!   exit, so once unregister has seen a zero count after setting `DEAD`,
-//!   the callback never runs again.
+//! - A block is in a chain's current snapshot only while `dead` is clear;
+//!   a call runs the block's callback only between a successful enter and
+//!   its exit, so once unregister has seen the shards add up to its own
+//!   calls after setting `dead`, the callback runs again only in those.
+//! - A cached snapshot is of the version its entry names, so a call that
+//!   loads a newer version (every call that begins after a register or
+//!   unregister returned) misses and reads the current snapshot.
 //! - A space's `active` is at least the number of registrations in its
 //!   global chain plus those in its sets' chains whenever a block is in
 //!   an array (it is raised before the block goes in and lowered after it
@@ -45,12 +55,16 @@ use crate::custom::CustomHook;
 use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
 use crate::owners::SetCore;
-use crate::sync::{thread_local, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    atomic_array, thread_local, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Mutex,
+    MutexGuard, Ordering,
+};
 use crate::Ioasid;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::ControlFlow;
+use std::ptr;
 use std::sync::Arc as StdArc;
 
 /// What happened to an ID (the kernel's `enum ioasid_notify_val`).
@@ -195,42 +209,113 @@ impl<T: Payload> fmt::Debug for Notification<'_, T> {
 
 type Callback<T> = dyn Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync;
 
-const DEAD: usize = 1 << (usize::BITS - 1);
+/// Shards of a block's in-flight count: a thread counts its calls on its
+/// own shard, so calls on different threads write different cache lines.
+#[cfg(not(ioasid_loom))]
+const SHARDS: usize = 16;
+#[cfg(ioasid_loom)]
+const SHARDS: usize = 2;
 
 /// One registered block.
 struct Block<T: Payload> {
     priority: i32,
-    /// `DEAD` and the calls in flight (module docs).
-    state: AtomicUsize,
-    callback: Box<Callback<T>>,
+    /// Per shard: bit `DEAD` (set in every shard when unregister begins)
+    /// and the calls in flight of the threads that use the shard.
+    in_flight: [CachePadded<AtomicUsize>; SHARDS],
+    /// Set by a retire that found calls of the block on its own thread's
+    /// stack: the outermost of them drops the callback when it ends.
+    orphaned: AtomicBool,
+    /// The callback (a leaked box); null once dropped, which happens when
+    /// the block is retired and no call of it runs, so that a snapshot
+    /// still cached by some thread keeps no captured state alive.
+    callback: AtomicPtr<Box<Callback<T>>>,
 }
 
-thread_local! {
-    /// The blocks whose calls are running on this thread, innermost last.
-    static RUNNING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+/// A call running on this thread: a link of the list `RUNNING` heads,
+/// living in the call's stack frame.
+struct Running {
+    /// The block's key.
+    key: usize,
+    /// The call it runs inside, or null.
+    outer: *const Running,
 }
+
+// Plain cells with no destructor where the build allows (see `SCOPES`).
+#[cfg(not(ioasid_loom))]
+std::thread_local! {
+    /// This thread's shard of every block's in-flight count (`usize::MAX`
+    /// until its first call).
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// The innermost call running on this thread, or null. INVARIANT: each
+    /// link lives on the stack of a call still running, outer links in
+    /// outer frames (a call links itself before its callback runs and
+    /// unlinks itself when it ends, unwinding included).
+    static RUNNING: Cell<*const Running> = const { Cell::new(ptr::null()) };
+}
+#[cfg(ioasid_loom)]
+thread_local! {
+    static RUNNING: Cell<*const Running> = Cell::new(ptr::null());
+}
+
+/// How many calls of the block with `key` run on this thread.
+fn running_here(key: usize) -> usize {
+    let mut count = 0;
+    let mut link = RUNNING.with(Cell::get);
+    while !link.is_null() {
+        // SAFETY: a link of this thread's list lives while its call runs,
+        // and the calls of the outer links run around ours (invariant).
+        let running = unsafe { &*link };
+        count += usize::from(running.key == key);
+        link = running.outer;
+    }
+    count
+}
+
+/// This thread's shard, assigned round-robin at its first call.
+#[cfg(not(ioasid_loom))]
+fn shard_index() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    SHARD.with(|shard| {
+        let mut index = shard.get();
+        if index == usize::MAX {
+            // Relaxed: only spreads threads over shards; any shard is correct.
+            index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
+            shard.set(index);
+        }
+        index
+    })
+}
+
+/// This thread's shard, from its number in the loom execution (what its
+/// `ThreadId` prints): each execution of a model must take the same steps,
+/// and a counter kept across executions would move threads between shards
+/// from one execution to the next.
+#[cfg(ioasid_loom)]
+fn shard_index() -> usize {
+    let id = format!("{:?}", loom::thread::current().id());
+    let number: String = id.chars().filter(char::is_ascii_digit).collect();
+    number.parse::<usize>().unwrap_or(0) % SHARDS
+}
+
+const DEAD: usize = 1 << (usize::BITS - 1);
 
 impl<T: Payload> Block<T> {
     fn key(&self) -> usize {
         self as *const Self as *const () as usize
     }
 
-    /// Enters a call: false once unregister has begun.
-    fn enter(&self) -> bool {
+    /// Enters a call on `shard`: false once unregister has begun.
+    fn enter(&self, shard: &AtomicUsize) -> bool {
         // Relaxed: a first guess; the CAS decides.
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = shard.load(Ordering::Relaxed);
         loop {
             if state & DEAD != 0 {
                 return false;
             }
             // Acquire: orders the callback's run after the count is up (a
-            // concurrent unregister sees it); Relaxed on failure (retried).
-            match self.state.compare_exchange(
-                state,
-                state + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            // retire's `DEAD` comes after it in the shard's modification
+            // order, so the retire counts it); Relaxed on failure (retried).
+            match shard.compare_exchange(state, state + 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => state = now,
             }
@@ -239,38 +324,107 @@ impl<T: Payload> Block<T> {
 
     /// Runs the callback for `n` if unregister has not begun.
     fn call(&self, n: &Notification<'_, T>) -> ControlFlow<()> {
-        if !self.enter() {
+        let shard = &self.in_flight[shard_index()].0;
+        if !self.enter(shard) {
             return ControlFlow::Continue(());
         }
-        struct Exit<'b, T: Payload>(&'b Block<T>);
+        struct Exit<'b, T: Payload> {
+            block: &'b Block<T>,
+            shard: &'b AtomicUsize,
+            link: &'b Running,
+        }
         impl<T: Payload> Drop for Exit<'_, T> {
             fn drop(&mut self) {
-                RUNNING.with(|r| {
-                    r.borrow_mut().pop();
-                });
-                // Release: the callback's accesses happen before an
-                // unregister that reads the lower count (its Acquire), so
-                // its caller may free what the callback used.
-                self.0.state.fetch_sub(1, Ordering::Release);
+                // INVARIANT: unlinked as the call ends.
+                RUNNING.with(|r| r.set(self.link.outer));
+                // Relaxed, and before the decrement: a retire stores the
+                // flag only after it read this thread's decrement (Acquire,
+                // pairing with the Release below), so a thread whose call
+                // ended before the retire looked never sees it: only the
+                // retiring thread's own calls do.
+                let orphaned = self.block.orphaned.load(Ordering::Relaxed);
+                // Release: the callback's accesses happen before a retire
+                // that reads the lower count (its Acquire), so its caller
+                // may free what the callback used.
+                self.shard.fetch_sub(1, Ordering::Release);
+                if orphaned && running_here(self.block.key()) == 0 {
+                    self.block.drop_callback();
+                }
             }
         }
-        RUNNING.with(|r| r.borrow_mut().push(self.key()));
-        let _exit = Exit(self);
-        (self.callback)(n)
+        let link = Running {
+            key: self.key(),
+            outer: RUNNING.with(Cell::get),
+        };
+        // INVARIANT: linked before the callback runs; `_exit` unlinks it.
+        RUNNING.with(|r| r.set(&link));
+        let _exit = Exit {
+            block: self,
+            shard,
+            link: &link,
+        };
+        // Relaxed: the pointer was stored before the block was shared.
+        let callback = self.callback.load(Ordering::Relaxed);
+        if callback.is_null() {
+            return ControlFlow::Continue(());
+        }
+        // SAFETY: this call entered (its count is up and `dead` was clear
+        // after it went up), so the callback is dropped only after it ends:
+        // by a retire that waits for every other thread's calls, or by the
+        // outermost own call of a retiring thread, after this one.
+        unsafe { (**callback)(n) }
     }
 
-    /// Marks the block dead and waits until no call of it is in flight,
-    /// except calls on this thread's own stack.
+    /// Marks the block dead, waits until no call of it is in flight except
+    /// calls on this thread's own stack, and drops its callback (now, or
+    /// when the outermost of those own calls ends).
     fn retire(&self) {
-        let own = RUNNING.with(|r| r.borrow().iter().filter(|&&k| k == self.key()).count());
-        // AcqRel: Acquire reads the count of every enter before it.
-        self.state.fetch_or(DEAD, Ordering::AcqRel);
+        let own = running_here(self.key());
+        for shard in &self.in_flight {
+            // AcqRel: Acquire reads the count of every enter before it in
+            // the shard's order; an enter after it sees `DEAD` and fails.
+            shard.0.fetch_or(DEAD, Ordering::AcqRel);
+        }
         let mut spins = 0u32;
         // Acquire: pairs with the Release of each exit.
-        while self.state.load(Ordering::Acquire) & !DEAD > own {
+        while self
+            .in_flight
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Acquire) & !DEAD)
+            .sum::<usize>()
+            > own
+        {
             spins += 1;
             wait_a_little(spins);
         }
+        if own == 0 {
+            self.drop_callback();
+        } else {
+            // INVARIANT: only this thread's own calls remain (no other call
+            // runs, none can enter), so the flag is seen only by them.
+            // Relaxed: read on this thread, or by exits that cannot see it
+            // (see `Exit`).
+            self.orphaned.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the callback, once.
+    fn drop_callback(&self) {
+        // Acquire: the box's contents, made by the registering thread;
+        // Release: nothing to publish (the pointer is null from now on).
+        let callback = self.callback.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !callback.is_null() {
+            // SAFETY: leaked by `new_block`; taken out by this swap only,
+            // and no call of it runs (the callers of `drop_callback`).
+            drop(unsafe { Box::from_raw(callback) });
+        }
+    }
+}
+
+impl<T: Payload> Drop for Block<T> {
+    fn drop(&mut self) {
+        // A block never retired (its registration leaked).
+        self.drop_callback();
     }
 }
 
@@ -288,59 +442,288 @@ fn wait_a_little(_spins: u32) {
     crate::sync::yield_now();
 }
 
+/// A chain's blocks in call order, as the calls of one version see them.
+struct Snapshot<T: Payload> {
+    blocks: Vec<StdArc<Block<T>>>,
+}
+
 /// One chain: its blocks in call order.
 pub(crate) struct Chain<T: Payload> {
-    blocks: Mutex<StdArc<[StdArc<Block<T>>]>>,
+    /// The current snapshot, replaced whole (copy on write) under the lock.
+    blocks: Mutex<StdArc<Snapshot<T>>>,
+    /// Unique among chains: the key of its snapshots in thread caches.
+    serial: u64,
+    /// Bumped under the lock after each replacement of `blocks`.
+    version: AtomicU64,
 }
 
 impl<T: Payload> Chain<T> {
     fn new() -> Self {
+        // Relaxed: only uniqueness matters.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Chain {
-            blocks: Mutex::new(StdArc::from(Vec::new())),
+            blocks: Mutex::new(StdArc::new(Snapshot { blocks: Vec::new() })),
+            serial: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            version: AtomicU64::new(0),
         }
     }
 
-    fn snapshot(&self) -> StdArc<[StdArc<Block<T>>]> {
-        self.blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn lock(&self) -> MutexGuard<'_, StdArc<Snapshot<T>>> {
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the snapshot (under the lock) by `blocks`.
+    fn publish(&self, current: &mut StdArc<Snapshot<T>>, blocks: Vec<StdArc<Block<T>>>) {
+        *current = StdArc::new(Snapshot { blocks });
+        // Release: a call that loads the new version (Acquire) and misses
+        // its cache takes the lock and finds the new snapshot; one that
+        // registered before an event on another thread is ordered by that.
+        // Relaxed read: under the lock, the only writer.
+        let version = self.version.load(Ordering::Relaxed);
+        self.version.store(version + 1, Ordering::Release);
     }
 
     fn insert(&self, block: StdArc<Block<T>>) {
-        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        let at = blocks
+        let mut current = self.lock();
+        let at = current
+            .blocks
             .iter()
             .position(|b| b.priority < block.priority)
-            .unwrap_or(blocks.len());
-        let mut next = blocks.to_vec();
+            .unwrap_or(current.blocks.len());
+        let mut next = current.blocks.clone();
         next.insert(at, block);
-        *blocks = StdArc::from(next);
+        self.publish(&mut current, next);
     }
 
     fn remove(&self, block: &StdArc<Block<T>>) {
-        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        let next: Vec<_> = blocks
+        let mut current = self.lock();
+        let next = current
+            .blocks
             .iter()
             .filter(|b| !StdArc::ptr_eq(b, block))
             .cloned()
             .collect();
-        *blocks = StdArc::from(next);
+        self.publish(&mut current, next);
     }
 
     fn is_empty(&self) -> bool {
-        self.blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.lock().blocks.is_empty()
     }
 
     /// Calls the blocks in order until one stops the chain.
     fn call(&self, n: &Notification<'_, T>) {
-        for block in self.snapshot().iter() {
+        // Acquire: pairs with the Release of `publish`: a version seen here
+        // is matched only by a cached snapshot at least that new.
+        let version = self.version.load(Ordering::Acquire);
+        let lease = snapshots::lease(self.serial, version, || {
+            let current = self.lock();
+            // Relaxed: under the lock, which orders it with the snapshot.
+            let version = self.version.load(Ordering::Relaxed);
+            let snapshot = StdArc::into_raw(current.clone()).cast::<()>();
+            (version, snapshot, release_snapshot::<T>)
+        });
+        // SAFETY: the lease holds a strong count of this chain's snapshot
+        // (the cache is keyed by the chain's serial, so the pointer was made
+        // above, by a call of this chain, from a `StdArc<Snapshot<T>>`).
+        let snapshot = unsafe { &*lease.snapshot().cast::<Snapshot<T>>() };
+        for block in &snapshot.blocks {
             if block.call(n).is_break() {
                 return;
             }
+        }
+    }
+}
+
+/// Gives back a strong count of a snapshot made by [`Chain::call`].
+///
+/// # Safety
+/// `snapshot` is from `StdArc::into_raw` of a `StdArc<Snapshot<T>>`, and
+/// this gives its count back once.
+unsafe fn release_snapshot<T: Payload>(snapshot: *const ()) {
+    // SAFETY: the caller's contract.
+    drop(unsafe { StdArc::from_raw(snapshot.cast::<Snapshot<T>>()) });
+}
+
+/// Each thread's cache of the chain snapshots its calls used last, so that
+/// a call of an unchanged chain takes no lock and writes no shared word.
+///
+/// An entry holds one strong count of its snapshot (an `Arc` turned into a
+/// raw pointer, with the function that gives the count back): plain cells,
+/// so a lookup is a few loads on the thread's own block; the cache's drop
+/// at thread exit gives the counts back (a call made after that, from
+/// another thread-local's destructor, is not cached).
+///
+/// INVARIANT: an entry is replaced only while no call on its thread uses
+/// it (`in_use` zero), so a lease's pointer stays valid until the lease
+/// ends; an entry's `version` is its chain's version when its snapshot
+/// was current; `serial` 0 marks an empty entry (chain serials start at 1).
+mod snapshots {
+    use std::cell::Cell;
+    use std::ptr;
+
+    const ENTRIES: usize = 4;
+
+    /// Gives back the strong count an entry holds of a snapshot.
+    pub(super) type Release = unsafe fn(*const ());
+
+    pub(super) struct Entry {
+        serial: Cell<u64>,
+        version: Cell<u64>,
+        snapshot: Cell<*const ()>,
+        release: Cell<Option<Release>>,
+        /// Calls on this thread using this entry now.
+        in_use: Cell<usize>,
+    }
+
+    impl Entry {
+        const fn empty() -> Entry {
+            Entry {
+                serial: Cell::new(0),
+                version: Cell::new(0),
+                snapshot: Cell::new(ptr::null()),
+                release: Cell::new(None),
+                in_use: Cell::new(0),
+            }
+        }
+
+        /// Empties the entry, giving its count back.
+        fn clear(&self) {
+            self.serial.set(0);
+            if let Some(release) = self.release.take() {
+                // SAFETY: the entry's one strong count, given back once (the
+                // entry is empty from now on).
+                unsafe { release(self.snapshot.replace(ptr::null())) };
+            }
+        }
+    }
+
+    struct Cache([Entry; ENTRIES]);
+
+    impl std::ops::Deref for Cache {
+        type Target = [Entry; ENTRIES];
+        fn deref(&self) -> &[Entry; ENTRIES] {
+            &self.0
+        }
+    }
+
+    impl Drop for Cache {
+        /// Gives the counts back when the thread exits.
+        fn drop(&mut self) {
+            self.0.iter().for_each(Entry::clear);
+        }
+    }
+
+    #[cfg(not(ioasid_loom))]
+    std::thread_local! {
+        static CACHE: Cache = const { Cache([const { Entry::empty() }; ENTRIES]) };
+    }
+    #[cfg(ioasid_loom)]
+    crate::sync::thread_local! {
+        static CACHE: Cache = Cache([const { Entry::empty() }; ENTRIES]);
+    }
+
+    /// A snapshot held for one call of a chain.
+    pub(super) struct Lease {
+        snapshot: *const (),
+        /// The cache entry whose `in_use` counts this lease, or, for a
+        /// snapshot not cached, the count this lease holds.
+        hold: Hold,
+    }
+
+    enum Hold {
+        Cached(usize),
+        Owned(Release),
+    }
+
+    impl Lease {
+        /// The snapshot, as the pointer its chain made it from.
+        pub(super) fn snapshot(&self) -> *const () {
+            self.snapshot
+        }
+    }
+
+    impl Drop for Lease {
+        fn drop(&mut self) {
+            match self.hold {
+                Hold::Cached(slot) => {
+                    let _ = CACHE
+                        .try_with(|cache| cache[slot].in_use.set(cache[slot].in_use.get() - 1));
+                }
+                // SAFETY: the count this lease holds, given back once.
+                Hold::Owned(release) => unsafe { release(self.snapshot) },
+            }
+        }
+    }
+
+    /// The snapshot of chain `serial` for a call that loaded `version`:
+    /// the cached one if it is of that version, else `fetch()`'s (the
+    /// current version, and a strong count of the current snapshot with
+    /// the function that gives it back, read under the chain's lock),
+    /// cached if an entry is free for it.
+    #[inline]
+    pub(super) fn lease(
+        serial: u64,
+        version: u64,
+        fetch: impl FnOnce() -> (u64, *const (), Release),
+    ) -> Lease {
+        let hit = CACHE.try_with(|cache| {
+            let slot = cache
+                .iter()
+                .position(|e| e.serial.get() == serial && e.version.get() == version)?;
+            let entry = &cache[slot];
+            entry.in_use.set(entry.in_use.get() + 1);
+            Some(Lease {
+                snapshot: entry.snapshot.get(),
+                hold: Hold::Cached(slot),
+            })
+        });
+        match hit {
+            Ok(Some(lease)) => lease,
+            _ => lease_slow(serial, fetch),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lease_slow(serial: u64, fetch: impl FnOnce() -> (u64, *const (), Release)) -> Lease {
+        let (version, snapshot, release) = fetch();
+        let owned = Lease {
+            snapshot,
+            hold: Hold::Owned(release),
+        };
+        let Ok(Some(slot)) = CACHE.try_with(|cache| {
+            cache
+                .iter()
+                .position(|e| e.serial.get() == serial)
+                .or_else(|| cache.iter().position(|e| e.serial.get() == 0))
+                .or_else(|| cache.iter().position(|e| e.in_use.get() == 0))
+                .filter(|&slot| cache[slot].in_use.get() == 0)
+        }) else {
+            return owned;
+        };
+        // Given back outside any cache access: dropping an old snapshot
+        // may drop blocks, which may run user code that sends events.
+        let old = CACHE.with(|cache| {
+            let entry = &cache[slot];
+            let old = (entry.snapshot.get(), entry.release.take());
+            // INVARIANT: no call uses `slot` (checked above, and nothing
+            // ran on this thread since). The lease's count moves to the
+            // entry.
+            entry.serial.set(serial);
+            entry.version.set(version);
+            entry.snapshot.set(snapshot);
+            entry.release.set(Some(release));
+            entry.in_use.set(1);
+            old
+        });
+        std::mem::forget(owned);
+        if let (old, Some(release)) = old {
+            // SAFETY: the old entry's one strong count, given back once.
+            unsafe { release(old) };
+        }
+        Lease {
+            snapshot,
+            hold: Hold::Cached(slot),
         }
     }
 }
@@ -492,10 +875,12 @@ fn new_block<T: Payload>(
     priority: i32,
     callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
 ) -> StdArc<Block<T>> {
+    let callback: Box<Callback<T>> = Box::new(callback);
     StdArc::new(Block {
         priority,
-        state: AtomicUsize::new(0),
-        callback: Box::new(callback),
+        in_flight: atomic_array(|_| CachePadded(AtomicUsize::new(0))),
+        orphaned: AtomicBool::new(false),
+        callback: AtomicPtr::new(Box::into_raw(Box::new(callback))),
     })
 }
 

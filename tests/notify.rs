@@ -399,6 +399,129 @@ fn a_block_may_drop_its_own_registration_from_its_call() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// What a callback captured is dropped by its unregister, even while
+/// another thread that sent events keeps its view of the chain (and so
+/// the block) cached, and by the end of the call in which a block drops
+/// its own registration.
+#[test]
+fn a_callback_is_dropped_at_unregister_whoever_saw_the_chain() {
+    let space = common::space(0, 9, Policy::Lowest);
+    let set = space.new_set();
+    let captured = Arc::new(());
+    let c = captured.clone();
+    let r = space.register_notifier(0, move |_| {
+        let _ = &c;
+        ControlFlow::Continue(())
+    });
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let set = &set;
+        s.spawn(move || {
+            let id = set.alloc(0, 9, 0).unwrap(); // this thread now caches the chain
+            seen_tx.send(id).unwrap();
+            go_rx.recv().unwrap(); // alive, its cache intact, until told
+        });
+        let id = seen_rx.recv().unwrap();
+        assert_eq!(Arc::strong_count(&captured), 2);
+        r.unregister();
+        assert_eq!(Arc::strong_count(&captured), 1, "dropped at unregister");
+        go_tx.send(()).unwrap();
+        set.free(id).unwrap();
+    });
+
+    let captured = Arc::new(());
+    let slot: Arc<Mutex<Option<Registration<u32>>>> = Arc::default();
+    let (c, s) = (captured.clone(), slot.clone());
+    let inside = Arc::new(AtomicUsize::new(0));
+    let seen_inside = inside.clone();
+    let r = space.register_notifier(0, move |_| {
+        drop(s.lock().unwrap().take()); // itself
+                                        // Still alive while this call runs.
+        seen_inside.store(Arc::strong_count(&c), Ordering::SeqCst);
+        ControlFlow::Continue(())
+    });
+    *slot.lock().unwrap() = Some(r);
+    set.alloc(0, 9, 0).unwrap();
+    assert_eq!(
+        inside.load(Ordering::SeqCst),
+        2,
+        "kept for the call that unregistered"
+    );
+    assert_eq!(
+        Arc::strong_count(&captured),
+        1,
+        "dropped when that call ended"
+    );
+}
+
+/// A thread that sent events keeps no stale view of a chain: blocks
+/// registered or unregistered since its last event are seen, across more
+/// chains than a thread caches, and events sent from inside a call of the
+/// same chain see its current blocks too.
+#[test]
+fn every_event_sees_the_blocks_registered_when_it_began() {
+    let space = common::space(0, 99, Policy::Lowest);
+    let log = log();
+    let sets: Vec<_> = (0..7).map(|_| space.new_set()).collect();
+    let names = ["s0", "s1", "s2", "s3", "s4", "s5", "s6"];
+    let mut registrations: Vec<_> = sets
+        .iter()
+        .zip(names)
+        .map(|(set, name)| set.register_notifier(0, recorder(&log, name, false)))
+        .collect();
+    for round in 0..3 {
+        for (set, name) in sets.iter().zip(names) {
+            let id = set.alloc(0, 99, 0).unwrap();
+            assert_eq!(taken(&log), vec![(name, Event::Alloc, id)], "round {round}");
+            set.free(id).unwrap();
+            assert_eq!(taken(&log), vec![(name, Event::Free, id)]);
+        }
+    }
+    // A second block on set 3, then set 5's block gone: both seen at once.
+    registrations.push(sets[3].register_notifier(-1, recorder(&log, "s3b", false)));
+    let id = sets[3].alloc(0, 99, 0).unwrap();
+    assert_eq!(
+        taken(&log),
+        vec![("s3", Event::Alloc, id), ("s3b", Event::Alloc, id)]
+    );
+    registrations.remove(5).unregister();
+    let other = sets[5].alloc(0, 99, 0).unwrap();
+    assert_eq!(taken(&log), vec![]);
+
+    // Inside a call: register a block on the same chain, then send an event
+    // of that chain (a nested call): the new block hears it.
+    let global = self::log();
+    let inner: Arc<Mutex<Option<Registration<u32>>>> = Arc::default();
+    let (g, slot, space2) = (global.clone(), inner.clone(), space.clone());
+    let nested_set = Arc::new(space.new_set());
+    let ns = nested_set.clone();
+    let outer = space.register_notifier(10, move |n| {
+        if n.event() == Event::Alloc && slot.lock().unwrap().is_none() {
+            let registration = space2.register_notifier(5, recorder(&g, "late", false));
+            *slot.lock().unwrap() = Some(registration);
+            let nested = ns.alloc(50, 99, 0).unwrap();
+            g.lock().unwrap().push(("nested", Event::Alloc, nested));
+        }
+        ControlFlow::Continue(())
+    });
+    let first = nested_set.alloc(0, 49, 0).unwrap();
+    let heard = taken(&global);
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    assert_eq!(
+        heard[0].0, "late",
+        "the nested ALLOC reached the block registered before it"
+    );
+    assert_eq!(heard[1].0, "nested");
+    assert_eq!(heard[0].2, heard[1].2);
+    drop(outer);
+    drop(inner.lock().unwrap().take());
+    nested_set.free(first).unwrap();
+    assert_eq!(taken(&global), vec![]);
+    sets[3].free(id).unwrap();
+    sets[5].free(other).unwrap();
+}
+
 #[test]
 fn unregister_returns_only_after_the_call_in_flight_ends() {
     let space = common::space(0, 9, Policy::Lowest);

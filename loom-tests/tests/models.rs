@@ -50,9 +50,9 @@
 //! - a custom ID's number released before its free hook ran, or a re-issued
 //!   answer recorded without waiting for a free under way:
 //!   `custom_free_races_reissue_of_the_same_id`;
-//! - a notifier block entered by a load then a store of its state word
-//!   instead of a CAS: `unregister_races_notify` (a call begins after
-//!   unregister returned);
+//! - a notifier block entered by a load then a store of its shard's state
+//!   word instead of a CAS: `unregister_races_notify` (a call runs after
+//!   unregister returned, with the callback it dropped: the model crashes);
 //! - a tracked ID's releaser that resets its record to FREE only after
 //!   releasing the number (a new incarnation's first get then loses its
 //!   record): `get_races_the_last_put` (livelock: loom's branch limit).

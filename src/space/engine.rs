@@ -173,7 +173,10 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
     fn notify_alloc(&self, id: Ioasid, owner: u16, set: &SetCore<F>, word: u64) {
         // The caller holds the set, so its core is valid.
         self.send_to(
-            Some(self.notify.note(Event::Alloc, id, owner, Some(set), word, false)),
+            Some(
+                self.notify
+                    .note(Event::Alloc, id, owner, Some(set), word, false),
+            ),
             Chains::BOTH,
         );
     }

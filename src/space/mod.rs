@@ -647,9 +647,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
             let guard = self.pin();
             let word = self.inner.load(id, &guard).ok_or(Error::NotFound)?;
             // Under `guard`, the word's owner index names its set.
-            let mut note = self
-                .inner
-                .note(event, id, entry::owner(word), word, false);
+            let mut note = self.inner.note(event, id, entry::owner(word), word, false);
             note.spid = self.inner.spid(id);
             note
         };
