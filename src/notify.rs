@@ -967,7 +967,7 @@ pub(crate) struct SpaceNotify<T: Payload> {
 
 /// The chain of the set whose core is `core`, if one was made.
 fn set_chain<T: Payload, const F: usize>(core: &SetCore<F>) -> Option<&StdArc<Chain<T>>> {
-    core.chain.get().map(|chain| {
+    core.chain().map(|chain| {
         chain
             .downcast_ref::<StdArc<Chain<T>>>()
             .expect("a set's chain has its space's payload type")
@@ -1015,8 +1015,7 @@ impl<T: Payload> SpaceNotify<T> {
         callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
     ) -> Registration<T> {
         let block = new_block(priority, callback);
-        core.chain
-            .get_or_init(|| Box::new(StdArc::new(Chain::<T>::new())));
+        core.chain_or_make(|| Box::new(StdArc::new(Chain::<T>::new())));
         let chain = set_chain::<T, F>(core).expect("made above").clone();
         // Relaxed: as in `Notifiers::register`; raised before the insert.
         self.active.fetch_add(1, Ordering::Relaxed);

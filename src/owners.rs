@@ -31,7 +31,7 @@ use crate::sync::{
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::ptr;
-use std::sync::{Arc as StdArc, Mutex, OnceLock};
+use std::sync::{Arc as StdArc, Mutex};
 
 /// The shared state of one set.
 pub(crate) struct SetCore<const F: usize> {
@@ -56,8 +56,11 @@ pub(crate) struct SetCore<const F: usize> {
     /// Kept on the core, so an event of the set's ID reaches its chain and
     /// tag with the loads that reach the core (the module invariant says
     /// when), and a reused index starts with neither.
-    pub(crate) chain: OnceLock<Box<dyn Any + Send + Sync>>,
+    chain: AtomicPtr<ErasedChain>,
 }
+
+/// A set's chain as the core keeps it: `notify.rs` knows its type.
+pub(crate) type ErasedChain = Box<dyn Any + Send + Sync>;
 
 const LIVE_MASK: u64 = u32::MAX as u64;
 
@@ -80,7 +83,7 @@ impl<const F: usize> SetCore<F> {
             members: Members::new(span),
             spids: AtomicPtr::new(ptr::null_mut()),
             tag: AtomicUsize::new(0),
-            chain: OnceLock::new(),
+            chain: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -94,6 +97,32 @@ impl<const F: usize> SetCore<F> {
     pub(crate) fn set_tag(&self, tag: usize) {
         // Relaxed: as in `tag`.
         self.tag.store(tag, Ordering::Relaxed);
+    }
+
+    /// The set's notifier chain, if one was made.
+    pub(crate) fn chain(&self) -> Option<&(dyn Any + Send + Sync)> {
+        // Acquire: pairs with the Release of `install`: the chain's contents.
+        let chain = self.chain.load(Ordering::Acquire);
+        // SAFETY: installed from a Box by `chain_or_make`, never replaced,
+        // freed only by the core's drop.
+        (!chain.is_null()).then(|| unsafe { &**chain })
+    }
+
+    /// The set's notifier chain, made by `make` if there is none yet.
+    pub(crate) fn chain_or_make(
+        &self,
+        make: impl FnOnce() -> ErasedChain,
+    ) -> &(dyn Any + Send + Sync) {
+        if let Some(chain) = self.chain() {
+            return chain;
+        }
+        let fresh = Box::into_raw(Box::new(make()));
+        let chain = install(&self.chain, fresh, |lost| {
+            // SAFETY: ours, never published.
+            drop(unsafe { Box::from_raw(lost) })
+        });
+        // SAFETY: as in `chain`.
+        unsafe { &**chain }
     }
 
     pub(crate) fn has_quota(&self) -> bool {
@@ -198,6 +227,12 @@ impl<const F: usize> Drop for SetCore<F> {
         if !spids.is_null() {
             // SAFETY: installed from a Box by `spid_table`, never replaced.
             drop(unsafe { Box::from_raw(spids) });
+        }
+        // Relaxed: `&mut self`, exclusive access.
+        let chain = self.chain.load(Ordering::Relaxed);
+        if !chain.is_null() {
+            // SAFETY: installed from a Box by `chain_or_make`, never replaced.
+            drop(unsafe { Box::from_raw(chain) });
         }
     }
 }
