@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the core's unit, API, regression and leak tests under Miri with Tree
-# Borrows, and the unit tests with Stacked Borrows (see below). Miri's leak
+# Runs the core's unit, API, regression, leak and notifier tests under Miri
+# with Tree Borrows, and the unit tests with Stacked Borrows (see below). Miri's leak
 # check is on (its default): tests that use their own Domain must free
 # everything. Iteration counts shrink under cfg(miri) (tests/leaks.rs), and
 # the whole script takes about 2 minutes on 2 cores once built.
@@ -25,6 +25,13 @@ export MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance"
 cargo +nightly miri test -q -p ioasid --lib --test leaks
 cargo +nightly miri test -q -p ioasid --test regressions guard_of_a_dropped_domain
 cargo +nightly miri test -q -p ioasid --test api -- "${api_tests[@]}"
+# Notifier chains: the per-thread snapshot cache (raw strong counts), the
+# list of running calls linked through stack frames, a callback dropped at
+# unregister or by the call that unregistered it.
+notify_tests=(a_callback_is_dropped_at_unregister_whoever_saw_the_chain
+  every_event_sees_the_blocks_registered_when_it_began
+  a_block_may_drop_its_own_registration_from_its_call callbacks_may_call_back_into_the_library)
+cargo +nightly miri test -q -p ioasid --test notify -- "${notify_tests[@]}"
 # crossbeam-epoch 0.9.18's intrusive participant list breaks Stacked Borrows
 # itself (Local::element_of, reached from every collection), so under
 # Stacked Borrows only the core's unit tests run: entry words, Box payload

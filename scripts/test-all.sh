@@ -65,7 +65,7 @@ cargo run --profile ci --example soak -- --secs 60 --threads 16 | tee target/soa
 bash scripts/check-example.sh summary target/soak.out
 bash scripts/check-example.sh help soak
 
-step "Miri: core unit, API, regression and leak tests, Tree and Stacked Borrows"
+step "Miri: core unit, API, regression, leak and notifier tests, Tree and Stacked Borrows"
 bash scripts/miri.sh
 
 step "loom models of the concurrent protocols (about 3 minutes)"
