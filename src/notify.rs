@@ -19,13 +19,14 @@
 //!   word. The blocks run with no lock held, so a block may call back into
 //!   the library, register or unregister blocks (itself excepted, see
 //!   below) and wait for readers.
-//! - Each block has a `dead` flag and an in-flight count split into
-//!   per-thread shards. A call raises its thread's shard, then checks
-//!   `dead` (both SeqCst) and backs out if it is set; unregister removes
-//!   the block from the chain, sets `dead` (SeqCst), then waits until the
-//!   shards add up to the calls of the block on its own thread's stack (a
-//!   block that unregisters itself does not wait for itself), and drops
-//!   the callback: at once, or when the outermost of those own calls ends.
+//! - Each block counts its calls in flight in per-thread shards, each a
+//!   state word of bit `DEAD` and a count. A call enters on its thread's
+//!   shard with a CAS that fails once `DEAD` is set there; unregister
+//!   removes the block from the chain, sets `DEAD` in every shard, then
+//!   waits until the counts add up to the calls of the block on its own
+//!   thread's stack (a block that unregisters itself does not wait for
+//!   itself), and drops the callback: at once, or when the outermost of
+//!   those own calls ends.
 //!   A snapshot cached by another thread may still hold the block; it
 //!   holds nothing the callback captured.
 //! - A set's chain and tag live on its core (`owners.rs`): an event finds
@@ -36,10 +37,11 @@
 //!   notifiers pay one load per alloc or free.
 //!
 //! INVARIANTS:
-//! - A block is in a chain's current snapshot only while `dead` is clear;
-//!   a call runs the block's callback only between a successful enter and
-//!   its exit, so once unregister has seen the shards add up to its own
-//!   calls after setting `dead`, the callback runs again only in those.
+//! - A block is in a chain's current snapshot only while its shards have no
+//!   `DEAD`; a call runs the block's callback only between a successful
+//!   enter and its exit, so once unregister has seen the counts add up to
+//!   its own calls after setting `DEAD`, the callback runs again only in
+//!   those.
 //! - A cached snapshot is of the version its entry names, so a call that
 //!   loads a newer version (every call that begins after a register or
 //!   unregister returned) misses and reads the current snapshot.
@@ -691,32 +693,29 @@ mod snapshots {
             snapshot,
             hold: Hold::Owned(release),
         };
-        let Ok(Some(slot)) = CACHE.try_with(|cache| {
-            cache
+        let Ok(Some((slot, old))) = CACHE.try_with(|cache| {
+            let slot = cache
                 .iter()
                 .position(|e| e.serial.get() == serial)
                 .or_else(|| cache.iter().position(|e| e.serial.get() == 0))
                 .or_else(|| cache.iter().position(|e| e.in_use.get() == 0))
-                .filter(|&slot| cache[slot].in_use.get() == 0)
-        }) else {
-            return owned;
-        };
-        // Given back outside any cache access: dropping an old snapshot
-        // may drop blocks, which may run user code that sends events.
-        let old = CACHE.with(|cache| {
+                .filter(|&slot| cache[slot].in_use.get() == 0)?;
             let entry = &cache[slot];
             let old = (entry.snapshot.get(), entry.release.take());
-            // INVARIANT: no call uses `slot` (checked above, and nothing
-            // ran on this thread since). The lease's count moves to the
-            // entry.
+            // INVARIANT: no call uses `slot` (checked just above). The
+            // lease's count moves to the entry.
             entry.serial.set(serial);
             entry.version.set(version);
             entry.snapshot.set(snapshot);
             entry.release.set(Some(release));
             entry.in_use.set(1);
-            old
-        });
+            Some((slot, old))
+        }) else {
+            return owned;
+        };
         std::mem::forget(owned);
+        // Given back outside any cache access: dropping an old snapshot
+        // may drop blocks, which may run user code that sends events.
         if let (old, Some(release)) = old {
             // SAFETY: the old entry's one strong count, given back once.
             unsafe { release(old) };
@@ -967,11 +966,14 @@ pub(crate) struct SpaceNotify<T: Payload> {
 
 /// The chain of the set whose core is `core`, if one was made.
 fn set_chain<T: Payload, const F: usize>(core: &SetCore<F>) -> Option<&StdArc<Chain<T>>> {
-    core.chain().map(|chain| {
-        chain
-            .downcast_ref::<StdArc<Chain<T>>>()
-            .expect("a set's chain has its space's payload type")
-    })
+    core.chain().map(typed_chain)
+}
+
+/// A set's chain as the core keeps it, typed again.
+fn typed_chain<T: Payload>(chain: &(dyn std::any::Any + Send + Sync)) -> &StdArc<Chain<T>> {
+    chain
+        .downcast_ref::<StdArc<Chain<T>>>()
+        .expect("a set's chain has its space's payload type")
 }
 
 impl<T: Payload> SpaceNotify<T> {
@@ -1015,8 +1017,9 @@ impl<T: Payload> SpaceNotify<T> {
         callback: impl Fn(&Notification<'_, T>) -> ControlFlow<()> + Send + Sync + 'static,
     ) -> Registration<T> {
         let block = new_block(priority, callback);
-        core.chain_or_make(|| Box::new(StdArc::new(Chain::<T>::new())));
-        let chain = set_chain::<T, F>(core).expect("made above").clone();
+        let chain =
+            typed_chain::<T>(core.chain_or_make(|| Box::new(StdArc::new(Chain::<T>::new()))))
+                .clone();
         // Relaxed: as in `Notifiers::register`; raised before the insert.
         self.active.fetch_add(1, Ordering::Relaxed);
         chain.insert(block.clone());
