@@ -28,7 +28,17 @@
 //! their own. A batch ends when it is used up, when it has no free key
 //! left in the range asked for, or once the cursor has come round to it
 //! again (the round in the record says which); then the thread goes back
-//! to the shared cursor.
+//! to the shared cursor, except that a batch used up while other threads
+//! moved the cursor (the word is no longer the one its take left) is
+//! followed at once by the next batch: contention went on. A lost CAS is
+//! a rare sign of contention (two threads on the shared cursor mostly
+//! take turns, each one's load and CAS landing between the other's, and
+//! the word's cache line moves between their cores at every allocation),
+//! so without this rule a thread back from its batch would share the
+//! cursor for hundreds of allocations before losing again; with it, a
+//! contended thread stays on batches and touches the cursor once per
+//! batch. A thread that uses up a batch with nobody else allocating is
+//! back on the shared cursor, which answers exactly again.
 //!
 //! INVARIANT: the cursor position only grows (every store is a CAS from the
 //! word loaded to a later position; restore writes a new space's cursor
@@ -61,7 +71,8 @@ pub enum Policy {
     /// to `min` (the `xa_alloc_cyclic` contract): delays reuse of a freed ID.
     /// Exactly so while allocations do not overlap. Threads that race on the
     /// cursor take batches of at most twice the fan-out (128 IDs by
-    /// default) and allocate in them: a freed ID is handed out before the
+    /// default) and allocate in them (taking the next batch while other
+    /// threads allocate beside them): a freed ID is handed out before the
     /// cursor has come round to it only from a batch a thread held when it
     /// was freed, or by a call that loaded the cursor before it passed the
     /// ID; with `T` threads, at most `T` x 129 IDs can be reused early.
@@ -165,13 +176,17 @@ fn word_after(word: u64, key: u64, span: u64) -> u64 {
 }
 
 /// A thread's Cyclic batch: keys `next..end` of round `round` of the space
-/// whose cursor has `serial` (0: none).
+/// whose cursor has `serial` (0: none). `next == end`: used up, kept until
+/// the thread's next allocation decides whether to take another.
 #[derive(Clone, Copy)]
 struct Batch {
     serial: u64,
     round: u64,
     next: u64,
     end: u64,
+    /// The cursor word the take left: still there when the batch is used
+    /// up means no other thread allocated meanwhile.
+    taken: u64,
 }
 
 const NO_BATCH: Batch = Batch {
@@ -179,10 +194,23 @@ const NO_BATCH: Batch = Batch {
     round: 0,
     next: 0,
     end: 0,
+    taken: 0,
 };
 
+/// What a claim from the thread's batch came to.
+enum FromBatch<'t> {
+    /// A key of the batch, claimed.
+    Claimed((u64, &'t AtomicU64)),
+    /// The batch is used up and other threads moved the cursor meanwhile:
+    /// they still allocate beside this one, so it takes the next batch.
+    UsedUpContended,
+    /// No batch (any more): claim from the shared cursor.
+    Shared,
+}
+
 thread_local! {
-    /// Policy `Cyclic`: this thread's batch, taken when its cursor CAS lost.
+    /// Policy `Cyclic`: this thread's batch, taken when its cursor CAS lost
+    /// (or its last batch was used up while others allocated).
     static CYCLIC_BATCH: Cell<Batch> = Cell::new(NO_BATCH);
 }
 
@@ -251,17 +279,16 @@ impl Cursor {
             if let Some(found) = lost.take() {
                 // The claim is kept (module docs); the next call of this
                 // thread starts in its batch.
-                if let Some(end) = self.take_batch(tree.span(), F as u64, Some(found.0)) {
-                    // The cursor's last position is now the batch's end.
-                    tree.cursor_at(u64::MAX, end - 1);
-                }
+                self.take_batch(tree, Some(found.0));
                 return Some(found);
+            }
+            match self.claim_in_batch(tree, lo, hi) {
+                FromBatch::Claimed(found) => return Some(found),
+                FromBatch::UsedUpContended if self.take_batch(tree, None) => continue,
+                FromBatch::UsedUpContended | FromBatch::Shared => {}
             }
             // Relaxed: as in `claim`.
             let seen = self.word.load(Ordering::Relaxed);
-            if let Some(found) = self.claim_in_batch(tree, seen, lo, hi) {
-                return Some(found);
-            }
             let found = self.claim_at(tree, seen, lo, hi)?;
             let after = word_after(seen, found.0, tree.span());
             // Relaxed: as in `claim`.
@@ -278,23 +305,25 @@ impl Cursor {
         }
     }
 
-    /// A claim from this thread's batch of this space, `None` when it holds
-    /// none, the cursor came round to it (`seen`, the cursor word), or it
-    /// has no free key in `lo..=hi` at or after its position; the batch is
-    /// dropped then, unless only the range missed it.
+    /// A claim from this thread's batch of this space. The batch ends (and
+    /// the claim goes to the shared cursor) when the thread holds none, when
+    /// the cursor has come round to the batch or left it outside its
+    /// window, when the batch has no free key in `lo..=hi` at or after its
+    /// position, or when it is used up with the cursor word where the take
+    /// left it (used up with the word moved: the caller takes the next
+    /// batch); a range that misses the batch keeps it.
     #[inline]
     fn claim_in_batch<'t, const F: usize>(
         &self,
         tree: &'t Tree<F>,
-        seen: u64,
         lo: u64,
         hi: u64,
-    ) -> Option<(u64, &'t AtomicU64)> {
+    ) -> FromBatch<'t> {
         let batch = CYCLIC_BATCH.with(Cell::get);
         if batch.serial != self.serial {
-            return None;
+            return FromBatch::Shared;
         }
-        self.claim_in_held(tree, batch, seen, lo, hi)
+        self.claim_in_held(tree, batch, lo, hi)
     }
 
     #[cold]
@@ -303,10 +332,19 @@ impl Cursor {
         &self,
         tree: &'t Tree<F>,
         mut batch: Batch,
-        seen: u64,
         lo: u64,
         hi: u64,
-    ) -> Option<(u64, &'t AtomicU64)> {
+    ) -> FromBatch<'t> {
+        // Relaxed: as in `claim`.
+        let seen = self.word.load(Ordering::Relaxed);
+        if batch.next >= batch.end {
+            CYCLIC_BATCH.with(|b| b.set(NO_BATCH));
+            return if seen == batch.taken {
+                FromBatch::Shared
+            } else {
+                FromBatch::UsedUpContended
+            };
+        }
         let behind = (seen >> KEY_BITS).wrapping_sub(batch.round) & KEY_MASK;
         // Live while the cursor is in the batch's round, or in the next one
         // but not yet at the batch's position.
@@ -314,37 +352,33 @@ impl Cursor {
         // A reclaiming tree retires chunks that fall out of the cursor's
         // window: a batch left that far behind ends.
         let near = tree.near_cursor(seen & KEY_MASK, batch.next);
-        if !live || !near || batch.next >= batch.end {
+        if !live || !near {
             CYCLIC_BATCH.with(|b| b.set(NO_BATCH));
-            return None;
+            return FromBatch::Shared;
         }
         let (first, last) = (batch.next.max(lo), (batch.end - 1).min(hi));
         if first > last {
-            return None; // the range misses the batch: keep it
+            return FromBatch::Shared; // the range misses the batch: keep it
         }
         let Some(found) = tree.claim(first, last) else {
             CYCLIC_BATCH.with(|b| b.set(NO_BATCH));
-            return None;
+            return FromBatch::Shared;
         };
         batch.next = found.0 + 1;
-        CYCLIC_BATCH.with(|b| {
-            b.set(if batch.next >= batch.end {
-                NO_BATCH
-            } else {
-                batch
-            })
-        });
-        Some(found)
+        CYCLIC_BATCH.with(|b| b.set(batch));
+        FromBatch::Claimed(found)
     }
 
-    /// After a lost cursor CAS: moves the cursor past a batch of `f + 1..=2f`
-    /// keys from where it is now (ending at a leaf boundary or the end of
-    /// the space) and records the batch for this thread; `claimed` (the key
-    /// this call keeps) is behind the batch's position if inside it.
-    /// Returns the batch's end, if one was taken.
+    /// After a lost cursor CAS, or a batch used up while others allocated:
+    /// moves the cursor past a batch of `F + 1..=2F` keys from where it is
+    /// now (ending at a leaf boundary or the end of the space) and records
+    /// the batch for this thread; `claimed` (the key a lost CAS keeps) is
+    /// behind the batch's position if inside it. False if no batch was
+    /// taken (the cursor moved under each of a few tries).
     #[cold]
     #[inline(never)]
-    fn take_batch(&self, span: u64, f: u64, claimed: Option<u64>) -> Option<u64> {
+    fn take_batch<const F: usize>(&self, tree: &Tree<F>, claimed: Option<u64>) -> bool {
+        let (span, f) = (tree.span(), F as u64);
         // Relaxed: as in `claim`.
         let mut word = self.word.load(Ordering::Relaxed);
         // A few tries: each failure means other threads moved the cursor;
@@ -374,14 +408,17 @@ impl Cursor {
                             round,
                             next,
                             end,
+                            taken: after,
                         })
                     });
-                    return Some(end);
+                    // The cursor's last position is now the batch's end.
+                    tree.cursor_at(u64::MAX, end - 1);
+                    return true;
                 }
                 Err(now) => word = now,
             }
         }
-        None
+        false
     }
 }
 
@@ -447,7 +484,7 @@ mod tests {
     fn batch_after_0(space: &Space<u32, 4>, set: &Set<u32, 4>) {
         assert_eq!(set.alloc(0, 63, 0), Ok(0));
         let cursor = &space.inner.cursor;
-        cursor.take_batch(64, 4, Some(0));
+        cursor.take_batch(&space.inner.tree, Some(0));
         assert_eq!(cursor.load(Ordering::Relaxed), 8, "the batch is 1..8");
         assert_eq!(set.alloc(0, 63, 0), Ok(1));
     }
@@ -455,8 +492,9 @@ mod tests {
     /// A lost cursor CAS, step by step on one thread: the batch is the
     /// keys up to the second leaf boundary, the cursor skips them, the
     /// thread allocates in it in order without reusing what it freed, a
-    /// thread with no batch follows the cursor, and the batch ends when
-    /// used up.
+    /// thread with no batch follows the cursor; used up after another
+    /// thread allocated, the next batch follows at once, and used up with
+    /// nobody else allocating, the thread is back on the shared cursor.
     #[test]
     fn a_batch_is_taken_used_in_order_and_ended() {
         let space = cyclic();
@@ -465,7 +503,7 @@ mod tests {
             assert_eq!(set.alloc(0, 63, 0), Ok(id));
         }
         let cursor = &space.inner.cursor;
-        cursor.take_batch(64, 4, None);
+        cursor.take_batch(&space.inner.tree, None);
         assert_eq!(cursor.load(Ordering::Relaxed), 8, "the batch is 3..8");
         assert_eq!(set.alloc(0, 63, 0), Ok(3));
         assert_eq!(set.alloc(0, 63, 0), Ok(4));
@@ -475,17 +513,29 @@ mod tests {
         assert_eq!(other, Ok(8), "a thread with no batch follows the cursor");
         assert_eq!(set.alloc(0, 63, 0), Ok(6));
         assert_eq!(set.alloc(0, 63, 0), Ok(7));
-        assert_eq!(set.alloc(0, 63, 0), Ok(9), "used up: the shared cursor");
-        assert_eq!(cursor.load(Ordering::Relaxed), 10);
-        // A range that misses the batch leaves it for later.
-        cursor.take_batch(64, 4, Some(10));
-        assert_eq!(cursor.load(Ordering::Relaxed), 16, "the batch is 11..16");
-        assert_eq!(set.alloc(20, 30, 0), Ok(20));
-        assert_eq!(cursor.load(Ordering::Relaxed), 21);
+        // Used up after another thread allocated (8): contention went on,
+        // so the next batch at once.
+        assert_eq!(set.alloc(0, 63, 0), Ok(9), "the next batch, 9..16");
+        assert_eq!(cursor.load(Ordering::Relaxed), 16);
+        for id in 10..16 {
+            assert_eq!(set.alloc(0, 63, 0), Ok(id));
+        }
         assert_eq!(
             set.alloc(0, 63, 0),
-            Ok(11),
-            "past 10, which the lost call kept"
+            Ok(16),
+            "used up with nobody else allocating: the shared cursor"
+        );
+        assert_eq!(cursor.load(Ordering::Relaxed), 17);
+        assert_eq!(set.alloc(0, 63, 0), Ok(17), "and the cursor it stays");
+        // A range that misses the batch leaves it for later.
+        cursor.take_batch(&space.inner.tree, Some(17));
+        assert_eq!(cursor.load(Ordering::Relaxed), 24, "the batch is 18..24");
+        assert_eq!(set.alloc(30, 40, 0), Ok(30));
+        assert_eq!(cursor.load(Ordering::Relaxed), 31);
+        assert_eq!(
+            set.alloc(0, 63, 0),
+            Ok(18),
+            "past 17, which the lost call kept"
         );
         space.check_invariants().unwrap();
     }
@@ -518,7 +568,7 @@ mod tests {
             set.free(id).unwrap();
         }
         assert_eq!(cursor.load(Ordering::Relaxed), 60);
-        cursor.take_batch(64, 4, None);
+        cursor.take_batch(&space.inner.tree, None);
         assert_eq!(cursor.load(Ordering::Relaxed), 0, "60..64, then round");
         assert_eq!(set.alloc(0, 63, 0), Ok(60));
         space.check_invariants().unwrap();
@@ -567,11 +617,11 @@ mod tests {
         let cursor = &space.inner.cursor;
         // As if a call had claimed 9 from a stale cursor while others moved
         // the cursor to 5: 9 lies in the batch, which goes on after it.
-        cursor.take_batch(64, 4, Some(9));
+        cursor.take_batch(&space.inner.tree, Some(9));
         assert_eq!(cursor.load(Ordering::Relaxed), 12, "batch 5..12");
         assert_eq!(set.alloc(0, 63, 0), Ok(10), "past the kept 9");
         // A key claimed behind the batch: the batch starts at its start.
-        cursor.take_batch(64, 4, Some(1));
+        cursor.take_batch(&space.inner.tree, Some(1));
         assert_eq!(cursor.load(Ordering::Relaxed), 20, "batch 12..20");
         assert_eq!(set.alloc(0, 63, 0), Ok(12));
         space.check_invariants().unwrap();
