@@ -6,8 +6,8 @@
 //! Attach and detach are one function each ([`attach`], [`detach`]), for
 //! the layers that report them (BIND / UNBIND notifications).
 
-use crate::sets::domain;
-use crate::{ffi_guard, global_space, ioasid_set, ioasid_t, load_set, neg};
+use crate::sets::{domain, load_held};
+use crate::{ffi_guard, global_space, ioasid_set, ioasid_t, load_declared, load_set, neg, SetImpl};
 use ioasid_core::{Error, Ioasid, INVALID_IOASID};
 use std::ffi::c_int;
 
@@ -65,16 +65,39 @@ pub unsafe extern "C" fn ioasid_find_by_spid(
         if set.is_null() {
             return INVALID_IOASID;
         }
+        if !get {
+            // A declared set in use: its state is never freed, and the
+            // core's lookup takes no guard, so none here.
+            // SAFETY: non-null, valid by the caller's contract.
+            if let Some(imp) = unsafe { load_declared(set) } {
+                return found_in(imp, set, imp.set.find_by_spid(spid));
+            }
+        }
         let pin = domain().pin();
+        if get {
+            // Taking a reference changes the set: held, so a declared
+            // set's state is not reclaimed meanwhile.
+            // SAFETY: non-null, valid by the caller's contract.
+            let Some(held) = (unsafe { load_held(set, &pin) }) else {
+                return INVALID_IOASID; // never used: no SPIDs
+            };
+            return held.set.get_by_spid(spid).unwrap_or(INVALID_IOASID);
+        }
         // SAFETY: non-null, valid by the caller's contract.
         let Some(imp) = (unsafe { load_set(set, &pin) }) else {
             return INVALID_IOASID; // never used: no SPIDs
         };
-        let found = if get {
-            imp.set.get_by_spid(spid)
-        } else {
-            imp.set.find_by_spid(spid)
-        };
-        found.unwrap_or(INVALID_IOASID)
+        found_in(imp, set, imp.set.find_by_spid(spid))
     })
+}
+
+/// The answer of a lookup by SPID in `imp`, the state `set` was loaded
+/// with: re-checked after the lookup, as in `ioasid_find` (a declared
+/// set's state reclaimed meanwhile may serve another set now, whose IDs
+/// are not `set`'s).
+fn found_in(imp: &SetImpl, set: *mut ioasid_set, found: Result<Ioasid, Error>) -> ioasid_t {
+    match found {
+        Ok(id) if imp.serves(set) => id,
+        _ => INVALID_IOASID,
+    }
 }
