@@ -28,6 +28,8 @@
  *   cyclic  alloc+free pairs, Cyclic: a private IOASID_POLICY_CYCLIC space,
  *           one set shared by all threads, ioasid_alloc/ioasid_set_free;
  *           the locks still allocate lowest
+ *   setfree lowest with the checked free of the set (ioasid_set_free on
+ *           the DECLARE_IOASID_SET) instead of ioasid_free
  *
  * Every result is checked (an alloc outside the range or failing, a free
  * that fails, a find that returns the wrong pointer, IDs left live after a
@@ -275,9 +277,9 @@ enum impl { IMPL_IOASID, IMPL_IOASID_NOLOCK, IMPL_MUTEX, IMPL_RWLOCK, IMPL_LFB, 
 static const char *const impl_names[NIMPLS] = {
 	"ioasid", "ioasid-nolock", "mutex-ida", "rwlock-ida", "lockfree-bitmap",
 };
-enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, W_SPID, W_CYCLIC, NWORKLOADS };
+enum workload { W_LOWEST, W_NOTIFY, W_ANY, W_HOT, W_RANDOM, W_SPID, W_CYCLIC, W_SETFREE, NWORKLOADS };
 static const char *const workload_names[NWORKLOADS] = { "lowest", "notify", "any", "hot", "random",
-							"spid", "cyclic" };
+							"spid", "cyclic", "setfree" };
 static const char *const workload_titles[NWORKLOADS] = {
 	"alloc+free pairs, Lowest (ioasid_alloc on a DECLARE_IOASID_SET / ioasid_free, global space)",
 	"alloc+free pairs, Lowest, one notifier registered on the global chain (ioasid only notifies)",
@@ -287,6 +289,7 @@ static const char *const workload_titles[NWORKLOADS] = {
 	"find_by_spid, hot: random guest PASIDs among 1024 mapped (ioasid_find_by_spid(set, spid, false); "
 	"locks: the same lookup in a SPID-indexed table under the lock)",
 	"alloc+free pairs, Cyclic (IOASID_POLICY_CYCLIC space, one shared set, ioasid_set_free; locks: lowest)",
+	"alloc+free pairs, Lowest, checked free (ioasid_alloc / ioasid_set_free on a DECLARE_IOASID_SET, global space)",
 };
 
 static bool impl_runs(enum impl i, enum workload w)
@@ -395,6 +398,13 @@ DEFINE_LOOP(loop_ioasid_any, {
 	else if (unlikely(ioasid_set_free(cx->set, id) != 0))
 		errors++;
 })
+DEFINE_LOOP(loop_ioasid_setfree, {
+	ioasid_t id = ioasid_alloc(cx->set, ID_MIN, ID_MAX, w);
+	if (unlikely(id == INVALID_IOASID || bad_id(id, cx->single)))
+		errors++;
+	else if (unlikely(ioasid_set_free(cx->set, id) != 0))
+		errors++;
+})
 DEFINE_LOOP(loop_ioasid_cyclic, {
 	ioasid_t id = ioasid_alloc(cx->set, ID_MIN, ID_MAX, w);
 	if (unlikely(id == INVALID_IOASID || bad_id(id, false)))
@@ -485,6 +495,7 @@ static const loop_fn loops[NWORKLOADS][NIMPLS] = {
 	/* SPID s maps to host ID s; the baselines look s up in their table. */
 	[W_SPID] = { loop_ioasid_find_by_spid, NULL, loop_mutex_find, loop_rwlock_find, loop_lfb_find },
 	[W_CYCLIC] = { loop_ioasid_cyclic, NULL, loop_mutex_alloc, loop_rwlock_alloc, loop_lfb_alloc },
+	[W_SETFREE] = { loop_ioasid_setfree, NULL, loop_mutex_alloc, loop_rwlock_alloc, loop_lfb_alloc },
 };
 
 struct thread_arg {
@@ -522,7 +533,8 @@ static double run_once(enum workload wl, enum impl im, int threads, struct cell 
 	static struct worker workers[MAX_THREADS];
 	static struct thread_arg args[MAX_THREADS];
 	bool private_space = wl == W_ANY || wl == W_CYCLIC;
-	cx->single = threads == 1 && (wl == W_LOWEST || (private_space && im != IMPL_IOASID));
+	cx->single = threads == 1 &&
+		     (wl == W_LOWEST || wl == W_SETFREE || (private_space && im != IMPL_IOASID));
 	atomic_store(&stop_flag, 0);
 	pthread_barrier_init(&start_barrier, NULL, (unsigned)threads + 1);
 	for (int t = 0; t < threads; t++) {
@@ -654,7 +666,7 @@ static void parse_names(const char *s, const char *const *names, int count, bool
 static void usage(void)
 {
 	fprintf(stderr, "usage: cbench [--ms N] [--reps N] [--threads 1,2,4,8,16] "
-			"[--workloads lowest,notify,any,hot,random,spid]\n"
+			"[--workloads lowest,notify,any,hot,random,spid,cyclic,setfree]\n"
 			"              [--impls ioasid,ioasid-nolock,mutex-ida,rwlock-ida,lockfree-bitmap] "
 			"[--ops N] [--smoke]\n");
 	exit(2);

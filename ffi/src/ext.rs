@@ -218,6 +218,14 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
         if set.is_null() {
             return neg(Error::InvalidArgument);
         }
+        // A declared set in use: its state is never freed, and the core's
+        // free pins only where it reclaims, so no guard here (as in
+        // `ioasid_alloc`).
+        // SAFETY: non-null, valid by the caller's contract.
+        let declared = unsafe { crate::load_declared(set) };
+        if let Some(held) = declared.and_then(|imp| imp.hold(set)) {
+            return crate::free_in_set(&held, ioasid).map_or_else(neg, |()| 0);
+        }
         // Notifications wait until the guard is gone (callbacks may wait for readers).
         let _scope = crate::notify::scope();
         let pin = crate::domain().pin();
