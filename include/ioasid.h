@@ -45,6 +45,10 @@ struct notifier_block;
  * kernel's struct list_head (two pointers).
  */
 
+/* ioasid_space_create: OR'ed into the policy, a Cyclic space keeps the
+ * memory of the IDs its cursor has left (it gives back nothing). */
+#define IOASID_SPACE_KEEP_MEMORY (1U << 8)
+
 /* ioasid_notify flags: the global chain, the chain of the ID's set. */
 #define IOASID_NOTIFY_ALL (1U << 0)
 #define IOASID_NOTIFY_SET (1U << 1)
@@ -380,8 +384,9 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- A new space `[min, max]` with `policy` (an `enum ioasid_policy` value),
- or NULL for `min > max`, `max > 0xFFFFFFFE` or an unknown policy.
+ A new space `[min, max]` with `policy` (an `enum ioasid_policy` value,
+ optionally OR'ed with `IOASID_SPACE_KEEP_MEMORY`), or NULL for
+ `min > max`, `max > 0xFFFFFFFE`, an unknown policy or another bit set.
  */
 struct ioasid_space *ioasid_space_create(ioasid_t min,
                                          ioasid_t max,

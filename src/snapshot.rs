@@ -98,6 +98,12 @@ pub struct Snapshot<T> {
     pub sets: Vec<SetSnapshot>,
     /// The live IDs (FREE_PENDING ones included), in ascending order.
     pub ids: Vec<IdSnapshot<T>>,
+    /// A Cyclic space that keeps the memory of the IDs its cursor left
+    /// ([`SpaceBuilder::keep_memory`](crate::SpaceBuilder::keep_memory));
+    /// `false` under the other policies. It changes no answer, only what
+    /// memory the restored space gives back.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub keep_memory: bool,
 }
 
 /// One set of a [`Snapshot`].
@@ -192,6 +198,7 @@ impl<T> Snapshot<T> {
             plain_set_numbers: Vec::new(),
             sets: Vec::new(),
             ids: Vec::new(),
+            keep_memory: false,
         }
     }
 
@@ -232,6 +239,7 @@ impl<T> Snapshot<T> {
             plain_set_numbers: self.plain_set_numbers,
             sets: self.sets,
             ids,
+            keep_memory: self.keep_memory,
         })
     }
 
@@ -266,6 +274,9 @@ impl<T> Snapshot<T> {
             return bad;
         }
         if !(self.min..=self.max).contains(&self.cyclic_next) {
+            return bad;
+        }
+        if self.keep_memory && self.policy != Policy::Cyclic {
             return bad;
         }
         let next = self.next_set_number;
@@ -423,6 +434,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
         snapshot.plain_set_numbers = pool.plain;
         snapshot.sets = sets;
         snapshot.ids = ids;
+        snapshot.keep_memory = inner.keeps_memory();
         snapshot
     }
 
@@ -499,6 +511,7 @@ impl<T: Payload, const F: usize> Space<T, F> {
             .range(min, snapshot.max)
             .policy(snapshot.policy)
             .domain(domain.clone())
+            .keep_memory(snapshot.keep_memory)
             .build()?;
         let inner = &*space.inner;
         // Relaxed: the space is not shared yet.
@@ -588,6 +601,8 @@ pub(crate) const FORMAT_VERSION: u32 = 2;
 /// Version 2's free-number record flag: the number served a set without
 /// quota (`Snapshot::plain_set_numbers`).
 const FREE_PLAIN: u32 = 1 << 31;
+/// The header's flag: the space keeps its memory (`Snapshot::keep_memory`).
+const FLAG_KEEP_MEMORY: u32 = 1 << 0;
 const HEADER: usize = 64;
 const FREE_RECORD: usize = 4;
 const SET_RECORD: usize = 24;
@@ -671,7 +686,14 @@ impl Snapshot<u64> {
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&MAGIC);
         put32(&mut out, FORMAT_VERSION);
-        put32(&mut out, 0); // flags
+        put32(
+            &mut out,
+            if self.keep_memory {
+                FLAG_KEEP_MEMORY
+            } else {
+                0
+            },
+        );
         put64(&mut out, len as u64);
         put32(&mut out, self.min);
         put32(&mut out, self.max);
@@ -745,7 +767,10 @@ impl Snapshot<u64> {
             return Err(bad);
         }
         let version = r.u32()?;
-        if !(1..=FORMAT_VERSION).contains(&version) || r.u32()? != 0 {
+        let flags = r.u32()?;
+        // Version 1 has no flag.
+        let known = if version == 1 { 0 } else { FLAG_KEEP_MEMORY };
+        if !(1..=FORMAT_VERSION).contains(&version) || flags & !known != 0 {
             return Err(bad);
         }
         if r.u64()? != bytes.len() as u64 {
@@ -775,6 +800,7 @@ impl Snapshot<u64> {
         let mut snapshot = Snapshot::new(min, max, policy);
         snapshot.cyclic_next = cyclic_next;
         snapshot.next_set_number = next;
+        snapshot.keep_memory = flags & FLAG_KEEP_MEMORY != 0;
         for _ in 0..nfree {
             let raw = r.u32()?;
             // Version 1 has no flag: its free numbers come back as free

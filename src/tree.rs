@@ -1322,6 +1322,11 @@ impl<const F: usize> Tree<F> {
         chunk == now || chunk + 1 == now || (now == 0 && chunk + 1 == self.chunk_count())
     }
 
+    /// Whether this tree gives back the leaves of chunks its cursor left.
+    pub(crate) fn reclaims(&self) -> bool {
+        self.reclaim.is_some()
+    }
+
     /// Chunks retired since the tree was made (0 unless reclaiming).
     pub(crate) fn chunks_retired(&self) -> u64 {
         // Relaxed: a statistic.

@@ -891,3 +891,63 @@ fn format_version_1_still_decodes() {
         "the plain flag is version 2's"
     );
 }
+
+/// A Cyclic space that keeps its memory saves the choice (header flag bit
+/// 0), its copy keeps it too and answers as the original; the flag is
+/// refused under another policy, in a version 1 buffer, and next to an
+/// unknown bit.
+#[test]
+fn keep_memory_survives_a_round_trip_and_is_checked() {
+    let space: Space<u64> = Space::builder()
+        .range(0, 0xFFFFF)
+        .policy(Policy::Cyclic)
+        .keep_memory(true)
+        .domain(Domain::new())
+        .build()
+        .unwrap();
+    let set = space.new_set();
+    for i in 0..3 * 4096 {
+        let id = set.alloc(0, 0xFFFFF, i).unwrap();
+        set.free(id).unwrap();
+    }
+    set.alloc(0, 0xFFFFF, 1).unwrap();
+    assert_eq!(space.chunks_reclaimed(), 0);
+    let snapshot = space.snapshot();
+    assert!(snapshot.keep_memory);
+    let bytes = snapshot.encode();
+    assert_eq!(bytes[12..16], 1u32.to_le_bytes(), "flag bit 0");
+    assert_eq!(Snapshot::decode(&bytes).as_ref(), Ok(&snapshot));
+    let (copy, sets) = Space::<u64>::restore(snapshot.clone()).unwrap();
+    assert!(copy.keeps_memory());
+    assert_eq!(sets[0].alloc(0, 0xFFFFF, 2), set.alloc(0, 0xFFFFF, 2));
+    // A space that gives memory back saves flag 0.
+    let plain: Space<u64> = Space::builder().policy(Policy::Cyclic).build().unwrap();
+    assert!(!plain.keeps_memory() && !plain.snapshot().keep_memory);
+    // The flag under Lowest, and an unknown bit: refused.
+    let mut lowest = Snapshot::<u64>::new(0, 9, Policy::Lowest);
+    lowest.keep_memory = true;
+    assert_eq!(lowest.validate(), Err(Error::InvalidArgument));
+    assert_eq!(
+        Space::<u64>::restore(lowest).err(),
+        Some(Error::InvalidArgument)
+    );
+    let resum = |mut bytes: Vec<u8>, at: usize, value: u32| {
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let body = bytes.len() - 8;
+        let sum = fnv1a(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sum.to_le_bytes());
+        bytes
+    };
+    let unknown = resum(bytes.clone(), 12, 3);
+    assert_eq!(Snapshot::decode(&unknown), Err(Error::InvalidArgument));
+    let v1 = resum(bytes.clone(), 8, 1);
+    assert_eq!(
+        Snapshot::decode(&v1),
+        Err(Error::InvalidArgument),
+        "version 1 has no flag"
+    );
+    let v1_plain = resum(v1, 12, 0);
+    assert!(!Snapshot::decode(&v1_plain).unwrap().keep_memory);
+    let as_lowest = resum(bytes, 32, 0);
+    assert_eq!(Snapshot::decode(&as_lowest), Err(Error::InvalidArgument));
+}

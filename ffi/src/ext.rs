@@ -52,8 +52,16 @@ pub(crate) fn lookup(space: *const ioasid_space) -> Option<Arc<SpaceShared>> {
     })
 }
 
-/// A new space `[min, max]` with `policy` (an `enum ioasid_policy` value),
-/// or NULL for `min > max`, `max > 0xFFFFFFFE` or an unknown policy.
+/// `ioasid_space_create`'s flag, OR'ed into the policy: a Cyclic space
+/// keeps the memory of the IDs its cursor has left instead of giving back
+/// each chunk of 4096 IDs it left empty (it grows to the size of the whole
+/// range, and allocates faster under contention); no effect under the
+/// other policies. Kept by save and restore.
+pub(crate) const IOASID_SPACE_KEEP_MEMORY: c_uint = 1 << 8;
+
+/// A new space `[min, max]` with `policy` (an `enum ioasid_policy` value,
+/// optionally OR'ed with `IOASID_SPACE_KEEP_MEMORY`), or NULL for
+/// `min > max`, `max > 0xFFFFFFFE`, an unknown policy or another bit set.
 #[no_mangle]
 pub extern "C" fn ioasid_space_create(
     min: ioasid_t,
@@ -61,12 +69,14 @@ pub extern "C" fn ioasid_space_create(
     policy: c_uint,
 ) -> *mut ioasid_space {
     ffi_guard!("ioasid_space_create", std::ptr::null_mut(), {
-        let Some(policy) = Policy::from_raw(policy) else {
+        let keep_memory = policy & IOASID_SPACE_KEEP_MEMORY != 0;
+        let Some(policy) = Policy::from_raw(policy & !IOASID_SPACE_KEEP_MEMORY) else {
             return std::ptr::null_mut();
         };
         let Ok(space) = Space::builder()
             .range(min, max)
             .policy(policy)
+            .keep_memory(keep_memory)
             .notifiers(crate::notify::hub().clone())
             .build()
         else {

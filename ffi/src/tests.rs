@@ -65,6 +65,70 @@ fn policy_values_are_checked() {
     assert!(ioasid_space_create(0, u32::MAX, 0).is_null());
 }
 
+/// `IOASID_SPACE_KEEP_MEMORY` OR'ed into the policy: a Cyclic space that
+/// gives nothing back, the choice kept by save and restore; another bit
+/// is refused, and the flag changes nothing under the other policies.
+#[test]
+fn keep_memory_is_a_flag_of_the_policy() {
+    let keeps = |space: *mut ioasid_space| ext::lookup(space).map(|s| s.space.keeps_memory());
+    let kept = ioasid_space_create(0, 0xFFFFF, 1 | ext::IOASID_SPACE_KEEP_MEMORY);
+    let plain = ioasid_space_create(0, 0xFFFFF, 1);
+    let lowest = ioasid_space_create(0, 10, ext::IOASID_SPACE_KEEP_MEMORY);
+    assert_eq!(
+        (keeps(kept), keeps(plain), keeps(lowest)),
+        (Some(true), Some(false), Some(false))
+    );
+    assert!(
+        ioasid_space_create(0, 10, 1 | 1 << 9).is_null(),
+        "an unknown bit"
+    );
+    let (mut a, mut b) = (ioasid_set::zeroed(), ioasid_set::zeroed());
+    // SAFETY: live handles and sets of this test, each set used by this
+    // thread only; restored sets released and spaces destroyed once.
+    unsafe {
+        assert_eq!(ioasid_set_init(&mut a, kept, 0), 0);
+        assert_eq!(ioasid_set_init(&mut b, plain, 0), 0);
+        // Four chunks swept: the plain space gives the first ones back.
+        for _ in 0..4 * 4096 {
+            for set in [&mut a, &mut b] {
+                let id = ioasid_alloc(set, 0, 0xFFFFF, std::ptr::null_mut());
+                assert_eq!(ioasid_set_free(set, id), 0);
+            }
+        }
+        let reclaimed = |space| ext::lookup(space).unwrap().space.chunks_reclaimed();
+        assert_eq!(reclaimed(kept), 0);
+        assert!(reclaimed(plain) > 0);
+        let mut size = 0;
+        assert_eq!(ioasid_space_save(kept, std::ptr::null_mut(), &mut size), 0);
+        let mut buf = vec![0u8; size];
+        assert_eq!(
+            ioasid_space_save(kept, buf.as_mut_ptr().cast(), &mut size),
+            0
+        );
+        let (mut copy, mut sets, mut nr) = (std::ptr::null_mut(), [std::ptr::null_mut(); 1], 1);
+        assert_eq!(
+            ioasid_space_restore(
+                buf.as_ptr().cast(),
+                size,
+                None,
+                std::ptr::null_mut(),
+                &mut copy,
+                sets.as_mut_ptr(),
+                &mut nr
+            ),
+            0
+        );
+        assert_eq!(keeps(copy), Some(true), "kept by save and restore");
+        ioasid_set_release(sets[0]);
+        ioasid_space_destroy(copy);
+        ioasid_set_destroy(&mut a);
+        ioasid_set_destroy(&mut b);
+        for space in [kept, plain, lowest] {
+            ioasid_space_destroy(space);
+        }
+    }
+}
+
 #[test]
 fn struct_layouts_match_the_header() {
     let word = size_of::<usize>();

@@ -28,6 +28,11 @@ static void test_space_create(void)
 {
 	CHECK(ioasid_space_create(0, 10, 3) == NULL);
 	CHECK(ioasid_space_create(0, 10, 0xFFFFFFFFu) == NULL);
+	CHECK(ioasid_space_create(0, 10, IOASID_POLICY_CYCLIC | (IOASID_SPACE_KEEP_MEMORY << 1)) == NULL);
+	struct ioasid_space *kept =
+		ioasid_space_create(0, 10, IOASID_POLICY_CYCLIC | IOASID_SPACE_KEEP_MEMORY);
+	CHECK(kept != NULL && live(kept) == 0);
+	ioasid_space_destroy(kept);
 	CHECK(ioasid_space_create(10, 9, IOASID_POLICY_LOWEST) == NULL);
 	CHECK(ioasid_space_create(0, INVALID_IOASID, IOASID_POLICY_LOWEST) == NULL);
 	struct ioasid_space *s = ioasid_space_create(0, 0xFFFFFFFE, IOASID_POLICY_ANY);

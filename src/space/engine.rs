@@ -12,7 +12,7 @@
 //! set's teardown detaches such a word (owner 0) rather than wait for it.
 //! Values of words taken out of slots are dropped once, through the epoch.
 
-use super::SpaceInner;
+use super::{Policy, SpaceInner};
 use crate::custom::{CustomHook, State};
 use crate::domain::Guard;
 use crate::entry::{self, Payload, Ref};
@@ -52,6 +52,11 @@ impl<T: Payload, const F: usize> SpaceInner<T, F> {
 
     pub(crate) fn span(&self) -> u64 {
         self.tree.span()
+    }
+
+    /// A Cyclic space whose tree gives nothing back (`keep_memory`).
+    pub(crate) fn keeps_memory(&self) -> bool {
+        self.policy == Policy::Cyclic && !self.tree.reclaims()
     }
 
     pub(crate) fn pin(&self) -> Guard {
