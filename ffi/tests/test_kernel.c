@@ -334,6 +334,20 @@ static void test_declared_sets_need_no_teardown(void)
 		failures += use_a_declared_set_once(&id) != 0;
 	CHECK_EQ(failures, 0);
 	CHECK(PTR_ERR(ioasid_find(&kept, 1, NULL)) == -ENOENT);
+	/* Its stale state may serve another declared set by now: neither a
+	 * lookup by SPID nor a checked free through `kept` reaches that set's
+	 * IDs (both take no guard on a declared set). */
+	DECLARE_IOASID_SET(other);
+	ioasid_t mine = ioasid_alloc(&other, 1, 0xFFFFF, &token);
+	CHECK_EQ(mine, 1);
+	CHECK_EQ(ioasid_attach_spid(mine, 77), 0);
+	CHECK_EQ(ioasid_find_by_spid(&other, 77, false), mine);
+	CHECK_EQ(ioasid_find_by_spid(&kept, 77, false), INVALID_IOASID);
+	CHECK_EQ(ioasid_find_by_spid(&kept, 77, true), INVALID_IOASID);
+	CHECK_EQ(ioasid_set_free(&kept, mine), -EACCES);
+	CHECK(ioasid_find(&other, mine, NULL) == &token);
+	CHECK_EQ(ioasid_set_free(&other, mine), 0);
+	CHECK_EQ(ioasid_find_by_spid(&other, 77, false), INVALID_IOASID);
 	ioasid_t again = ioasid_alloc(&kept, 1, 0xFFFFF, &token);
 	CHECK_EQ(again, 1);
 	CHECK(ioasid_find(&kept, again, NULL) == &token);
