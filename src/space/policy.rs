@@ -282,13 +282,13 @@ impl Cursor {
                 self.take_batch(tree, Some(found.0));
                 return Some(found);
             }
-            match self.claim_in_batch(tree, lo, hi) {
+            // Relaxed: as in `claim`.
+            let seen = self.word.load(Ordering::Relaxed);
+            match self.claim_in_batch(tree, seen, lo, hi) {
                 FromBatch::Claimed(found) => return Some(found),
                 FromBatch::UsedUpContended if self.take_batch(tree, None) => continue,
                 FromBatch::UsedUpContended | FromBatch::Shared => {}
             }
-            // Relaxed: as in `claim`.
-            let seen = self.word.load(Ordering::Relaxed);
             let found = self.claim_at(tree, seen, lo, hi)?;
             let after = word_after(seen, found.0, tree.span());
             // Relaxed: as in `claim`.
@@ -305,17 +305,19 @@ impl Cursor {
         }
     }
 
-    /// A claim from this thread's batch of this space. The batch ends (and
-    /// the claim goes to the shared cursor) when the thread holds none, when
-    /// the cursor has come round to the batch or left it outside its
-    /// window, when the batch has no free key in `lo..=hi` at or after its
-    /// position, or when it is used up with the cursor word where the take
-    /// left it (used up with the word moved: the caller takes the next
-    /// batch); a range that misses the batch keeps it.
+    /// A claim from this thread's batch of this space (`seen`: the cursor
+    /// word). The batch ends (and the claim goes to the shared cursor) when
+    /// the thread holds none, when the cursor has come round to the batch
+    /// or left it outside its window, when the batch has no free key in
+    /// `lo..=hi` at or after its position, or when it is used up with the
+    /// cursor word where the take left it (used up with the word moved: the
+    /// caller takes the next batch); a range that misses the batch keeps
+    /// it.
     #[inline]
     fn claim_in_batch<'t, const F: usize>(
         &self,
         tree: &'t Tree<F>,
+        seen: u64,
         lo: u64,
         hi: u64,
     ) -> FromBatch<'t> {
@@ -323,7 +325,7 @@ impl Cursor {
         if batch.serial != self.serial {
             return FromBatch::Shared;
         }
-        self.claim_in_held(tree, batch, lo, hi)
+        self.claim_in_held(tree, batch, seen, lo, hi)
     }
 
     #[cold]
@@ -332,11 +334,10 @@ impl Cursor {
         &self,
         tree: &'t Tree<F>,
         mut batch: Batch,
+        seen: u64,
         lo: u64,
         hi: u64,
     ) -> FromBatch<'t> {
-        // Relaxed: as in `claim`.
-        let seen = self.word.load(Ordering::Relaxed);
         if batch.next >= batch.end {
             CYCLIC_BATCH.with(|b| b.set(NO_BATCH));
             return if seen == batch.taken {
