@@ -232,8 +232,7 @@ pub unsafe extern "C" fn ioasid_set_free(set: *mut ioasid_set, ioasid: ioasid_t)
         // free pins only where it reclaims, so no guard here (as in
         // `ioasid_alloc`).
         // SAFETY: non-null, valid by the caller's contract.
-        let declared = unsafe { crate::load_declared(set) };
-        if let Some(held) = declared.and_then(|imp| imp.hold(set)) {
+        if let Some(held) = unsafe { crate::sets::load_declared_held(set) } {
             return crate::free_in_set(&held, ioasid).map_or_else(neg, |()| 0);
         }
         // Notifications wait until the guard is gone (callbacks may wait for readers).

@@ -63,13 +63,8 @@ pub unsafe extern "C" fn ioasid_alloc(
     ffi_guard!("ioasid_alloc", INVALID_IOASID, {
         // A declared set in use: its state is never freed, and the core's
         // allocation pins only around a custom allocator, so no guard here.
-        let declared = if set.is_null() {
-            None
-        } else {
-            // SAFETY: non-null, valid by the caller's contract.
-            unsafe { load_declared(set) }
-        };
-        if let Some(held) = declared.and_then(|imp| imp.hold(set)) {
+        // SAFETY: NULL or valid, by the caller's contract.
+        if let Some(held) = unsafe { crate::sets::load_declared_held(set) } {
             return held
                 .set
                 .alloc(min, max, CData::new(private_))

@@ -217,6 +217,22 @@ pub(crate) unsafe fn load_declared<'a>(set: *mut ioasid_set) -> Option<&'a SetIm
     imp.serves(set).then_some(imp)
 }
 
+/// [`load_declared`], held for a change of the set (see
+/// [`SetImpl::hold`]): a declared set in use, changed with no guard (its
+/// state is never freed). `None` for a NULL set, one never used or
+/// reclaimed, or one with an explicit life.
+///
+/// # Safety
+/// `set` is NULL or valid for the call.
+#[inline]
+pub(crate) unsafe fn load_declared_held<'a>(set: *mut ioasid_set) -> Option<Hold<'a>> {
+    if set.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, valid by the caller's contract.
+    unsafe { load_declared(set) }?.hold(set)
+}
+
 /// [`load_set`], held for a change of the set (see [`SetImpl::hold`]).
 ///
 /// # Safety

@@ -65,24 +65,23 @@ pub unsafe extern "C" fn ioasid_find_by_spid(
         if set.is_null() {
             return INVALID_IOASID;
         }
-        if !get {
-            // A declared set in use: its state is never freed, and the
-            // core's lookup takes no guard, so none here.
-            // SAFETY: non-null, valid by the caller's contract.
-            if let Some(imp) = unsafe { load_declared(set) } {
-                return found_in(imp, set, imp.set.find_by_spid(spid));
-            }
-        }
-        let pin = domain().pin();
         if get {
             // Taking a reference changes the set: held, so a declared
             // set's state is not reclaimed meanwhile.
+            let pin = domain().pin();
             // SAFETY: non-null, valid by the caller's contract.
             let Some(held) = (unsafe { load_held(set, &pin) }) else {
                 return INVALID_IOASID; // never used: no SPIDs
             };
             return held.set.get_by_spid(spid).unwrap_or(INVALID_IOASID);
         }
+        // A declared set in use: its state is never freed, and the core's
+        // lookup takes no guard, so none here.
+        // SAFETY: non-null, valid by the caller's contract.
+        if let Some(imp) = unsafe { load_declared(set) } {
+            return found_in(imp, set, imp.set.find_by_spid(spid));
+        }
+        let pin = domain().pin();
         // SAFETY: non-null, valid by the caller's contract.
         let Some(imp) = (unsafe { load_set(set, &pin) }) else {
             return INVALID_IOASID; // never used: no SPIDs
